@@ -1,0 +1,233 @@
+"""Finite differences (``grad``, ``div``) and the orthonormal DCT that diagonalises them.
+
+Conventions (``shared/design.md`` section 1): forward differences with a Neumann
+(replicate) boundary, so the last difference along each axis is zero, and
+``div = -grad^T`` exactly. Every function acts on the last two dimensions of a
+tensor of shape ``(..., H, W)``; leading dimensions are batch dimensions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = [
+    "grad",
+    "div",
+    "gradient_energy",
+    "dct2",
+    "idct2",
+    "dct_matrix",
+    "laplacian_eigenvalues",
+]
+
+
+def grad(x: torch.Tensor) -> torch.Tensor:
+    """Forward-difference gradient with a Neumann boundary.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Image(s) of shape ``(..., H, W)``.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(..., 2, H, W)``: index 0 is the difference along ``H``
+        (``x[i+1, j] - x[i, j]``), index 1 along ``W``; the last row (resp.
+        column) of each is zero.
+
+    Examples
+    --------
+    >>> import torch
+    >>> grad(torch.tensor([[0., 1.], [2., 4.]]))[1]
+    tensor([[1., 0.],
+            [2., 0.]])
+    """
+    _check_image_dims(x, "x")
+    g = x.new_zeros(x.shape[:-2] + (2,) + x.shape[-2:])
+    torch.sub(x[..., 1:, :], x[..., :-1, :], out=g[..., 0, :-1, :])
+    torch.sub(x[..., :, 1:], x[..., :, :-1], out=g[..., 1, :, :-1])
+    return g
+
+
+def div(p: torch.Tensor) -> torch.Tensor:
+    """Discrete divergence, the negative adjoint of :func:`grad`.
+
+    Parameters
+    ----------
+    p : torch.Tensor
+        Vector field of shape ``(..., 2, H, W)`` (same layout as :func:`grad`).
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(..., H, W)``, with ``<grad(x), p> == -<x, div(p)>`` for all ``x``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x, p = torch.randn(5, 6, dtype=torch.float64), torch.randn(2, 5, 6, dtype=torch.float64)
+    >>> bool(torch.isclose((grad(x) * p).sum(), -(x * div(p)).sum()))
+    True
+    """
+    if p.dim() < 3 or p.shape[-3] != 2:
+        raise ValueError(f"p must have shape (..., 2, H, W), got {tuple(p.shape)}")
+    py, px = p[..., 0, :, :], p[..., 1, :, :]
+    d = torch.zeros_like(py)
+    # along H: d[0] = p[0], d[i] = p[i] - p[i-1], d[H-1] = -p[H-2]
+    d[..., :-1, :] += py[..., :-1, :]
+    d[..., 1:, :] -= py[..., :-1, :]
+    d[..., :, :-1] += px[..., :, :-1]
+    d[..., :, 1:] -= px[..., :, :-1]
+    return d
+
+
+def gradient_energy(
+    x: torch.Tensor, beta: float = 1.0, *, isotropic: bool = True, event_dim: int = 2
+) -> torch.Tensor:
+    """The energy ``phi_beta(x) = sum |grad x|^beta`` of the gradient prior family.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Image(s) of shape ``(..., H, W)``.
+    beta : float, default 1.0
+        Order: 1 is total variation, 2 the Gaussian-gradient (Tikhonov) energy.
+    isotropic : bool, default True
+        ``|grad x|`` is the Euclidean norm of the two differences at each pixel;
+        otherwise ``|dx|^beta + |dy|^beta`` (anisotropic). Equal for ``beta = 2``.
+    event_dim : int, default 2
+        How many trailing dimensions are summed (2 for ``(H, W)``, 3 for ``(C, H, W)``;
+        each channel has its own gradient).
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``x.shape[:-event_dim]``. Differentiable everywhere, with the
+        subgradient 0 where a gradient vanishes.
+
+    Examples
+    --------
+    >>> import torch
+    >>> gradient_energy(torch.tensor([[0., 1.], [2., 4.]]), 1.0, isotropic=False)
+    tensor(6.)
+    """
+    if not beta > 0:
+        raise ValueError(f"beta must be positive, got {beta}")
+    if event_dim not in (2, 3) or x.dim() < event_dim:
+        raise ValueError(f"event_dim must be 2 or 3 and at most x.dim(), got {event_dim}")
+    g = grad(x)
+    if beta == 2:
+        per_pixel = g.square().sum(-3)
+    elif isotropic:
+        per_pixel = _safe_pow(g.square().sum(-3), beta / 2)
+    elif beta == 1:
+        per_pixel = g.abs().sum(-3)
+    else:
+        per_pixel = _safe_pow(g.square(), beta / 2).sum(-3)
+    return per_pixel.sum(tuple(range(-event_dim, 0)))
+
+
+def _safe_pow(s: torch.Tensor, power: float) -> torch.Tensor:
+    """``s ** power`` for ``s >= 0`` with a zero (not NaN) gradient at ``s = 0``."""
+    positive = s > 0
+    s_safe = torch.where(positive, s, torch.ones_like(s))
+    return torch.where(positive, s_safe.pow(power), torch.zeros_like(s))
+
+
+def _check_image_dims(x: torch.Tensor, name: str) -> None:
+    if x.dim() < 2:
+        raise ValueError(f"{name} must have at least 2 dimensions (..., H, W), got {x.dim()}")
+
+
+# --- the orthonormal DCT-II (scipy's ``dct(norm="ortho")``), via the FFT --------------------
+
+
+def _dct_last(x: torch.Tensor) -> torch.Tensor:
+    n = x.shape[-1]
+    v = torch.cat([x[..., ::2], x[..., 1::2].flip(-1)], dim=-1)
+    spec = torch.fft.fft(v, dim=-1)
+    k = torch.arange(n, device=x.device, dtype=x.dtype)
+    phase = torch.polar(torch.ones_like(k), -math.pi * k / (2 * n))
+    out = (spec * phase).real * math.sqrt(2.0 / n)
+    out[..., 0] /= math.sqrt(2.0)
+    return out
+
+
+def _idct_last(c: torch.Tensor) -> torch.Tensor:
+    n = c.shape[-1]
+    c = c * math.sqrt(n / 2.0)
+    c = torch.cat([c[..., :1] * math.sqrt(2.0), c[..., 1:]], dim=-1)
+    k = torch.arange(n, device=c.device, dtype=c.dtype)
+    phase = torch.polar(torch.ones_like(k), math.pi * k / (2 * n))
+    # V_k = c_k e^{i pi k / 2n} with the Hermitian completion V_{n-k} = conj(V_k), V_0 real
+    spec = c * phase
+    flipped = torch.cat([torch.zeros_like(c[..., :1]), c[..., 1:].flip(-1)], dim=-1)
+    spec = spec - 1j * flipped * phase
+    v = torch.fft.ifft(spec, dim=-1).real
+    x = torch.empty_like(v)
+    half = (n + 1) // 2
+    x[..., ::2] = v[..., :half]
+    x[..., 1::2] = v[..., half:].flip(-1)
+    return x
+
+
+def dct2(x: torch.Tensor) -> torch.Tensor:
+    """Orthonormal 2-D DCT-II over the last two dimensions.
+
+    Matches ``scipy.fft.dctn(x, type=2, norm="ortho", axes=(-2, -1))``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.randn(4, 5, dtype=torch.float64)
+    >>> bool(torch.allclose(idct2(dct2(x)), x))
+    True
+    """
+    _check_image_dims(x, "x")
+    return _dct_last(_dct_last(x).transpose(-1, -2)).transpose(-1, -2)
+
+
+def idct2(c: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`dct2` (orthonormal DCT-III over the last two dimensions)."""
+    _check_image_dims(c, "c")
+    return _idct_last(_idct_last(c).transpose(-1, -2)).transpose(-1, -2)
+
+
+def dct_matrix(n: int, *, dtype: torch.dtype = torch.float64, device=None) -> torch.Tensor:
+    """The ``n x n`` orthonormal DCT-II matrix ``C`` (``dct(x) = C @ x``).
+
+    Examples
+    --------
+    >>> C = dct_matrix(4)
+    >>> bool(torch.allclose(C @ C.T, torch.eye(4, dtype=torch.float64)))
+    True
+    """
+    k = torch.arange(n, dtype=dtype, device=device)[:, None]
+    i = torch.arange(n, dtype=dtype, device=device)[None, :]
+    c = torch.cos(math.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2.0 / n)
+    c[0] /= math.sqrt(2.0)
+    return c
+
+
+def laplacian_eigenvalues(
+    h: int, w: int, *, dtype: torch.dtype = torch.float64, device=None
+) -> torch.Tensor:
+    """Eigenvalues ``mu_kl`` of ``grad^T grad`` (Neumann) in the DCT-II basis.
+
+    ``mu_kl = 4 sin^2(pi k / 2H) + 4 sin^2(pi l / 2W)``, shape ``(H, W)``, with
+    ``mu_00 = 0`` for the constant image.
+
+    Examples
+    --------
+    >>> laplacian_eigenvalues(2, 2)
+    tensor([[0., 2.],
+            [2., 4.]], dtype=torch.float64)
+    """
+    k = torch.arange(h, dtype=dtype, device=device)
+    l_ = torch.arange(w, dtype=dtype, device=device)
+    mu_h = 4 * torch.sin(math.pi * k / (2 * h)) ** 2
+    mu_w = 4 * torch.sin(math.pi * l_ / (2 * w)) ** 2
+    return mu_h[:, None] + mu_w[None, :]

@@ -1,0 +1,162 @@
+"""``Posterior``: the one result type every engine returns (MAP, mean, std, samples, diagnostics)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["Posterior", "SolverInfo"]
+
+
+@dataclass(frozen=True)
+class SolverInfo:
+    """What an optimisation engine did.
+
+    Attributes
+    ----------
+    solver : str
+        Which solver ran: ``"dct"`` (closed form), ``"pdhg"`` (primal-dual), ``"lbfgs"``
+        or ``"adam"`` (generic path on Pyro's log joint).
+    iterations : int
+        Iterations performed (0 for a closed form).
+    converged : bool
+        Whether the stopping rule was met before the iteration cap.
+    gap : float or None
+        Final relative primal-dual gap (``(P - D) / P``), where the solver has one.
+    objective : float or None
+        Final objective: ``-log p(x, y)`` for the generic path, the primal energy
+        ``0.5 |x - y|^2 + w TV(x)`` for PDHG.
+    time : float
+        Wall time in seconds.
+    history : tuple of float
+        Objective (or relative gap, for PDHG) recorded along the way.
+    """
+
+    solver: str
+    iterations: int
+    converged: bool
+    time: float
+    gap: float | None = None
+    objective: float | None = None
+    history: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Posterior:
+    """Result of an inference engine: point estimates, uncertainty and diagnostics.
+
+    Fields hold numpy arrays when the input was numpy and tensors when it was a
+    tensor. A field an engine does not compute is ``None``.
+
+    Attributes
+    ----------
+    method : str
+        The engine: ``"map"``, ``"exact"``, ``"vi"``, ``"mcmc"``.
+    map : array or tensor, optional
+        The maximum a posteriori image.
+    mean : array or tensor, optional
+        Posterior mean.
+    std : array or tensor, optional
+        Per-pixel posterior standard deviation.
+    samples : array or tensor, optional
+        Draws of shape ``(chain, draw, *image_shape)``.
+    info : SolverInfo, optional
+        What the optimiser did (MAP engines).
+    diagnostics : mapping
+        Engine-specific extras (ELBO trace, acceptance rates, ...).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> post = Posterior(method="map", map=np.zeros((2, 2)))
+    >>> post.point.shape
+    (2, 2)
+    """
+
+    method: str
+    map: Any = None
+    mean: Any = None
+    std: Any = None
+    samples: Any = None
+    info: SolverInfo | None = None
+    diagnostics: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def point(self) -> Any:
+        """The posterior mean when known, else the MAP."""
+        return self.mean if self.mean is not None else self.map
+
+    def interval(self, prob: float = 0.9) -> tuple[Any, Any]:
+        """Per-pixel equal-tailed credible interval ``(lower, upper)`` of mass ``prob``.
+
+        From the samples when there are any, else from ``mean`` and ``std`` for an
+        engine whose marginals are Gaussian (``diagnostics["gaussian"]``).
+
+        Raises
+        ------
+        ValueError
+            When ``prob`` is not in (0, 1) or the engine gave no uncertainty (MAP).
+        """
+        if not 0 < prob < 1:
+            raise ValueError(f"prob must be in (0, 1), got {prob!r}")
+        alpha = (1 - prob) / 2
+        if self.samples is not None:
+            s = _as_torch(self.samples)
+            flat = s.reshape((-1,) + tuple(s.shape[2:])).to(torch.float64)
+            q = torch.tensor([alpha, 1 - alpha], dtype=flat.dtype, device=flat.device)
+            lo, hi = torch.quantile(flat, q, dim=0)
+            dtype = s.dtype
+            return self._like(lo.to(dtype)), self._like(hi.to(dtype))
+        if self.std is not None and self.mean is not None and self.diagnostics.get("gaussian"):
+            z = math.sqrt(2) * torch.special.erfinv(torch.tensor(1 - 2 * alpha)).item()
+            mean, std = _as_torch(self.mean), _as_torch(self.std)
+            return self._like(mean - z * std), self._like(mean + z * std)
+        raise ValueError(
+            f"method {self.method!r} gives no uncertainty: use restore(..., method='exact', "
+            "'vi' or 'mcmc') for per-pixel intervals"
+        )
+
+    def with_fields(self, **changes: Any) -> Posterior:
+        """A copy with some fields replaced."""
+        return dataclasses.replace(self, **changes)
+
+    def _like(self, t: torch.Tensor) -> Any:
+        ref = next(
+            (v for v in (self.map, self.mean, self.std, self.samples) if v is not None), None
+        )
+        return t.cpu().numpy() if isinstance(ref, np.ndarray) else t
+
+    def as_numpy(self) -> Posterior:
+        """A copy whose image fields are numpy arrays."""
+        return self._convert(lambda t: _as_torch(t).detach().cpu().numpy())
+
+    def _convert(self, fn) -> Posterior:
+        names = ("map", "mean", "std", "samples")
+        return dataclasses.replace(
+            self, **{n: fn(getattr(self, n)) for n in names if getattr(self, n) is not None}
+        )
+
+    def __repr__(self) -> str:
+        parts = [f"method={self.method!r}"]
+        for name in ("map", "mean", "std", "samples"):
+            value = getattr(self, name)
+            if value is not None:
+                parts.append(f"{name}: {type(value).__name__}{tuple(value.shape)}")
+        if self.info is not None:
+            i = self.info
+            gap = "" if i.gap is None else f", gap={i.gap:.2e}"
+            parts.append(
+                f"solver={i.solver!r} ({i.iterations} it{gap}, {i.time:.3g} s, "
+                f"{'converged' if i.converged else 'NOT converged'})"
+            )
+        return f"Posterior({', '.join(parts)})"
+
+
+def _as_torch(value: Any) -> torch.Tensor:
+    return torch.from_numpy(value) if isinstance(value, np.ndarray) else value
