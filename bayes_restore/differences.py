@@ -46,6 +46,10 @@ def grad(x: torch.Tensor) -> torch.Tensor:
             [2., 0.]])
     """
     _check_image_dims(x, "x")
+    if x.requires_grad and torch.is_grad_enabled():
+        dy = torch.nn.functional.pad(x[..., 1:, :] - x[..., :-1, :], (0, 0, 0, 1))
+        dx = torch.nn.functional.pad(x[..., :, 1:] - x[..., :, :-1], (0, 1))
+        return torch.stack([dy, dx], dim=-3)
     g = x.new_zeros(x.shape[:-2] + (2,) + x.shape[-2:])
     torch.sub(x[..., 1:, :], x[..., :-1, :], out=g[..., 0, :-1, :])
     torch.sub(x[..., :, 1:], x[..., :, :-1], out=g[..., 1, :, :-1])

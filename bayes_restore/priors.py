@@ -83,7 +83,8 @@ class GradientPrior(TorchDistribution):
         if len(shape) not in (2, 3) or min(shape) < 1:
             raise ValueError(f"shape must be (H, W) or (C, H, W) with positive sizes, got {shape}")
         if not isinstance(scale, torch.Tensor):
-            scale = torch.as_tensor(scale, dtype=torch.get_default_dtype())
+            # a Python number keeps its full precision; log_prob casts to the image's dtype
+            scale = torch.as_tensor(scale, dtype=torch.float64)
         self.scale = scale
         self.beta = beta
         self.isotropic = bool(isotropic) or beta == 2.0
@@ -123,7 +124,7 @@ class GradientPrior(TorchDistribution):
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
-        scale = self.scale.to(value.dtype) if value.is_floating_point() else self.scale
+        scale = self.scale.to(device=value.device, dtype=value.dtype)
         return -self.energy(value) / (self.beta * scale**self.beta) - (
             self.degrees_of_freedom * torch.log(scale)
         )

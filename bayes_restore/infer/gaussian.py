@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..differences import dct2, idct2, laplacian_eigenvalues
+from bayes_restore.differences import dct2, idct2, laplacian_eigenvalues
 
 __all__ = ["dct_map"]
 

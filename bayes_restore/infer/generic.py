@@ -11,14 +11,17 @@ from typing import Any
 import pyro.poutine as poutine
 import torch
 from pyro.infer.autoguide.initialization import InitMessenger, init_to_feasible, init_to_median
+from pyro.poutine.util import site_is_subsample
 from torch.distributions import biject_to
 from tqdm.auto import tqdm
 
-from ..exceptions import ConvergenceWarning
-from ..models import X_SITE
-from ..posterior import SolverInfo
+from bayes_restore.exceptions import ConvergenceWarning
+from bayes_restore.models import X_SITE
+from bayes_restore.posterior import SolverInfo
 
 __all__ = ["generic_map", "initial_trace"]
+
+_LBFGS_INNER = 5
 
 
 def initial_trace(
@@ -105,8 +108,9 @@ def generic_map(
         L-BFGS with a strong-Wolfe line search (default), or Adam with a learning
         rate halved whenever the objective stops decreasing.
     tol : float, default 1e-9
-        Stop when, for 5 iterations in a row, the decrease of the objective is at
-        most ``tol`` times the decrease achieved since the start.
+        Stop when, for 5 checks in a row (every iteration for Adam, every 5 for
+        L-BFGS), the decrease of the objective is at most ``tol`` times the decrease
+        achieved since the start.
     max_iter : int, default 2000
         Iteration cap (a :class:`ConvergenceWarning` when hit).
     progress : bool, default False
@@ -128,7 +132,7 @@ def generic_map(
     latent = [
         name
         for name, site in trace.nodes.items()
-        if site["type"] == "sample" and not site["is_observed"]
+        if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
     ]
     dtype = trace.nodes[X_SITE]["value"].dtype
     transforms = {name: biject_to(trace.nodes[name]["fn"].support) for name in latent}
@@ -147,10 +151,10 @@ def generic_map(
         return -tr.log_prob_sum()
 
     if optimizer == "lbfgs":
-        opt = torch.optim.LBFGS(
+        opt: torch.optim.Optimizer = torch.optim.LBFGS(
             list(params.values()),
             lr=1.0 if lr is None else lr,
-            max_iter=1,
+            max_iter=_LBFGS_INNER,  # one iteration per step() stalls in torch's LBFGS
             history_size=20,
             line_search_fn="strong_wolfe",
             tolerance_grad=0.0,
@@ -173,8 +177,14 @@ def generic_map(
     bar = tqdm(total=max_iter, desc=f"MAP ({optimizer})", disable=not progress, leave=False)
     try:
         while it < max_iter:
-            it += 1
             loss = opt.step(closure)
+            if optimizer == "lbfgs":
+                done = opt.state[opt.param_groups[0]["params"][0]]["n_iter"]
+                bar.update(done - it)
+                it = done
+            else:
+                it += 1
+                bar.update(1)
             with torch.no_grad():
                 f = float(objective()) if optimizer == "lbfgs" else float(loss)
             if not math.isfinite(f):
@@ -183,7 +193,6 @@ def generic_map(
                     "different init"
                 )
             history.append(f)
-            bar.update(1)
             bar.set_postfix(objective=f"{f:.6g}", refresh=False)
             decrease = f_prev - f
             progress_made = max(f0 - min(f, best), 1e-300)

@@ -9,12 +9,13 @@ from typing import Any
 
 import pyro.poutine as poutine
 import torch
+from pyro.poutine.util import site_is_subsample
 
-from ..likelihoods import GaussianLikelihood
-from ..models import X_SITE, Y_SITE
-from ..operators import Identity, LinearOperator
-from ..posterior import Posterior, SolverInfo
-from ..priors import GradientPrior
+from bayes_restore.likelihoods import GaussianLikelihood
+from bayes_restore.models import X_SITE, Y_SITE
+from bayes_restore.operators import Identity, LinearOperator
+from bayes_restore.posterior import Posterior, SolverInfo
+from bayes_restore.priors import GradientPrior
 from .gaussian import dct_map
 from .generic import generic_map, initial_trace
 from .tv import tv_denoise_pdhg
@@ -46,7 +47,11 @@ class _LinearGaussianProblem:
 def _match_linear_gaussian(model: Callable, args: tuple, kwargs: dict):
     """Recognise the package's own prior + Gaussian likelihood, else ``None``."""
     first = initial_trace(model, args, kwargs)
-    sites = {n: s for n, s in first.nodes.items() if s["type"] == "sample"}
+    sites = {
+        n: s
+        for n, s in first.nodes.items()
+        if s["type"] == "sample" and not site_is_subsample(s)
+    }
     if set(sites) != {X_SITE, Y_SITE} or not sites[Y_SITE]["is_observed"]:
         return None
     if not isinstance(sites[X_SITE]["fn"], GradientPrior):

@@ -8,9 +8,9 @@ import warnings
 
 import torch
 
-from ..differences import div, grad
-from ..exceptions import ConvergenceWarning
-from ..posterior import SolverInfo
+from bayes_restore.differences import div, grad
+from bayes_restore.exceptions import ConvergenceWarning
+from bayes_restore.posterior import SolverInfo
 
 __all__ = ["tv_denoise_pdhg"]
 

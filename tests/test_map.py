@@ -1,0 +1,193 @@
+"""MAP engines: closed form vs generic Pyro path vs dense linear algebra, TV vs scikit-image."""
+
+import warnings
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+
+from bayes_restore import ConvergenceWarning
+from bayes_restore.differences import div, grad
+from bayes_restore.energy import energy, from_skimage_weight
+from bayes_restore.infer import dct_map, map_estimate, tv_denoise_pdhg
+from bayes_restore.models import restoration_model
+from bayes_restore.priors import GaussianGradient, GradientPrior, TotalVariation
+
+from helpers import piecewise_image
+
+
+def test_dct_closed_form_solves_the_normal_equations(rng):
+    """(I + lambda grad^T grad) x = y, checked with a dense solve."""
+    h, w, lam = 6, 7, 0.8
+    y = rng.random((h, w))
+    n = h * w
+    a = np.eye(n)
+    for k in range(n):
+        e = torch.zeros(n, dtype=torch.float64)
+        e[k] = 1
+        a[:, k] += lam * (-div(grad(e.reshape(h, w)))).reshape(-1).numpy()
+    expected = np.linalg.solve(a, y.reshape(-1)).reshape(h, w)
+    np.testing.assert_allclose(dct_map(torch.from_numpy(y), lam).numpy(), expected, atol=1e-12)
+
+
+def test_generic_pyro_map_agrees_with_dct_closed_form_128():
+    """Done-criterion of issue 2: max abs difference <= 1e-4 on a 128x128 float64 image."""
+    rng = np.random.default_rng(0)
+    clean = np.kron(piecewise_image(16, 16), np.ones((8, 8)))
+    y = torch.from_numpy(clean + 0.1 * rng.standard_normal(clean.shape))
+    prior = GaussianGradient(torch.tensor(0.05, dtype=torch.float64), shape=y.shape)
+    fast = map_estimate(restoration_model, y, prior=prior, sigma=0.1)
+    assert fast.info.solver == "dct"
+    generic = map_estimate(restoration_model, y, prior=prior, sigma=0.1, solver="generic")
+    assert generic.info.solver == "lbfgs" and generic.info.converged
+    assert float((generic.map - fast.map).abs().max()) <= 1e-4
+    torch.testing.assert_close(fast.map, dct_map(y, 0.1**2 / 0.05**2))
+
+
+def _rof(x, y, w, iso=True):
+    return float(energy(x, y, from_skimage_weight(w), isotropic=iso)) / 2
+
+
+@pytest.mark.parametrize("w", [0.02, 0.08, 0.3])
+def test_tv_map_no_worse_than_scikit_image_converged(w):
+    skimage = pytest.importorskip("skimage")
+    from skimage.restoration import denoise_tv_chambolle
+
+    cam = skimage.img_as_float(skimage.data.camera()[::4, ::4])
+    y = cam + 0.1 * np.random.default_rng(0).standard_normal(cam.shape)
+    sk = denoise_tv_chambolle(y, weight=w, eps=0, max_num_iter=3000)
+    yt = torch.from_numpy(y)
+    x, info = tv_denoise_pdhg(yt, w, tol=1e-5)
+    assert info.converged and info.gap <= 1e-5
+    ours, theirs = _rof(x, yt, w), _rof(torch.from_numpy(sk), yt, w)
+    assert ours <= theirs * (1 + 1e-5)
+    # the gap certifies the objective: nothing beats it by more than the gap
+    assert theirs >= ours * (1 - 2e-5)
+    # and the two minimisers are close (the ROF energy is 1-strongly convex)
+    assert np.abs(x.numpy() - sk).max() < 2e-2
+
+
+def test_tv_gap_is_a_true_certificate(rng):
+    y = torch.from_numpy(rng.random((40, 40)))
+    x_loose, info_loose = tv_denoise_pdhg(y, 0.1, tol=1e-2)
+    x_tight, info_tight = tv_denoise_pdhg(y, 0.1, tol=1e-8, max_iter=20000)
+    assert info_loose.gap <= 1e-2 and info_tight.gap <= 1e-8
+    p_loose, p_star = _rof(x_loose, y, 0.1), _rof(x_tight, y, 0.1)
+    assert p_star <= p_loose
+    assert (p_loose - p_star) / p_loose <= info_loose.gap
+    # strong convexity: 0.5 |x - x*|^2 <= P(x) - P(x*)
+    assert 0.5 * float((x_loose - x_tight).square().sum()) <= p_loose - p_star + 1e-9
+
+
+@pytest.mark.parametrize("iso", [True, False])
+def test_tv_float32_and_batches_match_per_image_runs(iso, rng):
+    y = torch.from_numpy(rng.random((3, 2, 24, 24))).float()
+    w = torch.tensor([0.05, 0.1, 0.2]).reshape(3, 1, 1, 1)
+    x, info = tv_denoise_pdhg(y, w, isotropic=iso, event_dim=3, tol=1e-5)
+    assert x.dtype == torch.float32 and info.gap <= 1e-5
+    for i in range(3):
+        xi, _ = tv_denoise_pdhg(y[i], float(w[i]), isotropic=iso, event_dim=3, tol=1e-5)
+        np.testing.assert_allclose(
+            _rof(x[i].double(), y[i].double(), float(w[i]), iso),
+            _rof(xi.double(), y[i].double(), float(w[i]), iso),
+            rtol=3e-5,
+        )
+
+
+def test_tv_warns_at_the_iteration_cap(rng):
+    y = torch.from_numpy(rng.random((32, 32)))
+    with pytest.warns(ConvergenceWarning, match="max_iter=3"):
+        _, info = tv_denoise_pdhg(y, 0.5, max_iter=3, check_every=1)
+    assert not info.converged and info.iterations == 3
+
+
+@pytest.mark.parametrize("iso", [True, False], ids=["iso", "aniso"])
+@pytest.mark.parametrize("shape", [(16, 16), (3, 12, 12)], ids=["grey", "rgb"])
+def test_generic_and_pdhg_reach_the_same_tv_map(iso, shape, rng):
+    y = torch.from_numpy(rng.random(shape))
+    prior = TotalVariation(torch.tensor(0.2, dtype=torch.float64), shape=shape, isotropic=iso)
+    fast = map_estimate(restoration_model, y, prior=prior, sigma=0.1, tol=1e-7)
+    assert fast.info.solver == "pdhg"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        generic = map_estimate(
+            restoration_model, y, prior=prior, sigma=0.1, solver="generic", max_iter=3000
+        )
+    lam = 2 * 0.1**2 / 0.2
+    e_fast = float(energy(fast.map, y, lam, isotropic=iso))
+    e_gen = float(energy(generic.map, y, lam, isotropic=iso))
+    # the fast path is at least as good, and the generic one gets within 1e-4 of it
+    assert e_fast <= e_gen * (1 + 1e-7)
+    assert (e_gen - e_fast) / e_fast < 1e-4
+
+
+def test_generic_path_handles_other_latent_sites():
+    """A user's hierarchical model: two noisy frames of one image, the noise level latent."""
+    rng = np.random.default_rng(3)
+    clean = torch.from_numpy(piecewise_image(24, 24))
+    frames = clean + 0.1 * torch.from_numpy(rng.standard_normal((2, 24, 24)))
+
+    def model(frames):
+        sigma = pyro.sample("sigma", dist.LogNormal(np.log(0.2), 1.0))
+        x = pyro.sample("x", GaussianGradient(torch.tensor(0.05, dtype=frames.dtype),
+                                              shape=frames.shape[-2:]))
+        with pyro.plate("frames", 2):
+            pyro.sample("y", dist.Normal(x, sigma).to_event(2), obs=frames)
+
+    post = map_estimate(model, frames)
+    assert post.info.solver == "lbfgs" and post.info.converged
+    assert set(post.diagnostics["latents"]) == {"sigma"}
+    # joint MAP of sigma: the residual spread about the smoothed image, near the true 0.1
+    assert 0.07 < float(post.diagnostics["latents"]["sigma"]) < 0.2
+    # given sigma the image is the closed form on the frames' average, noise sigma^2 / 2
+    sigma_hat = float(post.diagnostics["latents"]["sigma"])
+    expected = dct_map(frames.mean(0), sigma_hat**2 / 2 / 0.05**2)
+    assert float((post.map - expected).abs().max()) < 2e-4
+
+
+def test_fast_path_only_for_the_exact_model(rng):
+    y = torch.from_numpy(rng.random((10, 10)))
+
+    def scaled_model(y):  # the likelihood observes 2 x, not x: no fast path may take it
+        x = pyro.sample("x", TotalVariation(0.2, shape=(10, 10)))
+        from bayes_restore.likelihoods import GaussianLikelihood
+
+        pyro.sample("y", GaussianLikelihood(2 * x, 0.1), obs=y)
+
+    post = map_estimate(scaled_model, y)
+    assert post.info.solver == "lbfgs"
+    with pytest.raises(ValueError, match="does not fit"):
+        map_estimate(scaled_model, y, solver="pdhg")
+    beta15 = GradientPrior(0.2, 1.5, shape=(10, 10))
+    assert map_estimate(restoration_model, y, prior=beta15, sigma=0.1).info.solver == "lbfgs"
+
+
+def test_map_estimate_argument_errors(rng):
+    y = torch.from_numpy(rng.random((6, 6)))
+    prior = TotalVariation(0.2, shape=(6, 6))
+    with pytest.raises(ValueError, match="solver"):
+        map_estimate(restoration_model, y, prior=prior, sigma=0.1, solver="newton")
+    with pytest.raises(ValueError, match="tol"):
+        map_estimate(restoration_model, y, prior=prior, sigma=0.1, tol=0)
+    with pytest.raises(ValueError, match="max_iter"):
+        map_estimate(restoration_model, y, prior=prior, sigma=0.1, max_iter=0)
+
+    def no_image(y):
+        pyro.sample("y", dist.Normal(0.0, 1.0), obs=y[0, 0])
+
+    with pytest.raises(ValueError, match="no sample site named 'x'"):
+        map_estimate(no_image, y)
+
+
+def test_generic_progress_bar_and_adam(rng, capsys):
+    y = torch.from_numpy(rng.random((8, 8)))
+    prior = GaussianGradient(torch.tensor(0.3, dtype=torch.float64), shape=(8, 8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        post = map_estimate(restoration_model, y, prior=prior, sigma=0.1, solver="generic",
+                            optimizer="adam", max_iter=3000, progress=True)
+    assert post.info.solver == "adam"
+    assert float((post.map - dct_map(y, 0.1**2 / 0.3**2)).abs().max()) < 1e-3
+    assert "MAP (adam)" in capsys.readouterr().err
