@@ -85,8 +85,8 @@ def weight_from_scale(sigma: Number, scale: Number, beta: float = 1.0) -> Number
 
     Examples
     --------
-    >>> weight_from_scale(0.1, 0.05)  # TV: 2 sigma^2 / b
-    0.4000000000000001
+    >>> round(weight_from_scale(0.1, 0.05), 12)  # TV: 2 sigma^2 / b
+    0.4
     """
     check_positive(sigma, "sigma")
     check_positive(scale, "scale")
@@ -115,7 +115,7 @@ def to_skimage_weight(weight: Number) -> Number:
 
     Examples
     --------
-    >>> to_skimage_weight(weight_from_scale(0.1, 0.125))  # sigma^2 / b
+    >>> round(to_skimage_weight(weight_from_scale(0.1, 0.125)), 12)  # sigma^2 / b
     0.08
     """
     check_positive(weight, "weight")

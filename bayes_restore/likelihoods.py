@@ -40,8 +40,8 @@ class GaussianLikelihood(TorchDistribution):
     >>> lik = GaussianLikelihood(torch.zeros(4, 4), 0.1)
     >>> lik.event_shape
     torch.Size([4, 4])
-    >>> float(lik.log_prob(torch.zeros(4, 4))) == float(16 * -torch.log(torch.tensor(0.1 * (2 * torch.pi) ** 0.5)))
-    True
+    >>> round(float(lik.log_prob(torch.zeros(4, 4))), 4)  # 16 * -log(0.1 sqrt(2 pi))
+    22.1383
     """
 
     arg_constraints = {"sigma": constraints.positive}

@@ -1,4 +1,4 @@
-"""``Posterior``: the one result type every engine returns (MAP, mean, std, samples, diagnostics)."""
+"""``Posterior``: the one result type of every engine (MAP, mean, std, samples, diagnostics)."""
 
 from __future__ import annotations
 

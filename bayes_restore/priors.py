@@ -186,8 +186,8 @@ class TotalVariation(GradientPrior):
     --------
     >>> import torch
     >>> prior = TotalVariation(0.1, shape=(2, 2), isotropic=False)
-    >>> float(prior.energy(torch.tensor([[0., 1.], [2., 4.]])))
-    6.0
+    >>> float(prior.energy(torch.tensor([[0., 1.], [2., 4.]])))  # |2| + |3| + |1| + |2|
+    8.0
     """
 
     def __init__(
@@ -235,7 +235,7 @@ def make_prior(
     Examples
     --------
     >>> make_prior("gradient", 0.1, shape=(8, 8), beta=1.5)
-    GradientPrior(scale: 0.10000000149011612, beta=1.5, shape=(8, 8), isotropic)
+    GradientPrior(scale: 0.1, beta=1.5, shape=(8, 8), isotropic)
     """
     if not isinstance(name, str) or name.lower() not in PRIOR_NAMES:
         raise ValueError(f"unknown prior name {name!r}; expected one of {sorted(PRIOR_NAMES)}")

@@ -94,7 +94,7 @@ def test_dct_diagonalises_minus_div_grad():
 
 
 def _tv_anisotropic_tf(img: np.ndarray) -> float:
-    """TensorFlow's ``tf.image.total_variation`` (tv-loss-notes-ko.txt): sum of |neighbour diffs|."""
+    """TensorFlow's ``tf.image.total_variation`` (tv-loss-notes-ko.txt): sum |neighbour diffs|."""
     xv = img[1:, :] - img[:-1, :]
     yv = img[:, 1:] - img[:, :-1]
     return float(np.abs(xv).sum() + np.abs(yv).sum())

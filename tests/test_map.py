@@ -7,6 +7,7 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+from helpers import piecewise_image
 
 from bayes_restore import ConvergenceWarning
 from bayes_restore.differences import div, grad
@@ -14,8 +15,6 @@ from bayes_restore.energy import energy, from_skimage_weight
 from bayes_restore.infer import dct_map, map_estimate, tv_denoise_pdhg
 from bayes_restore.models import restoration_model
 from bayes_restore.priors import GaussianGradient, GradientPrior, TotalVariation
-
-from helpers import piecewise_image
 
 
 def test_dct_closed_form_solves_the_normal_equations(rng):

@@ -1,4 +1,4 @@
-"""Generic MAP for any Pyro model: optimise the log joint of every latent site (the reference path)."""
+"""Generic MAP for any Pyro model: optimise the log joint of all latent sites (the reference)."""
 
 from __future__ import annotations
 

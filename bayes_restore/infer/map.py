@@ -16,6 +16,7 @@ from bayes_restore.models import X_SITE, Y_SITE
 from bayes_restore.operators import Identity, LinearOperator
 from bayes_restore.posterior import Posterior, SolverInfo
 from bayes_restore.priors import GradientPrior
+
 from .gaussian import dct_map
 from .generic import generic_map, initial_trace
 from .tv import tv_denoise_pdhg
