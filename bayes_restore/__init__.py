@@ -16,6 +16,7 @@ from .models import restoration_model
 from .operators import Identity, LinearOperator
 from .posterior import Posterior, SolverInfo
 from .priors import GaussianGradient, GradientPrior, TotalVariation
+from .restore import restore
 
 __version__ = "0.1.0"
 
@@ -39,6 +40,7 @@ __all__ = [
     "operators",
     "priors",
     "restoration_model",
+    "restore",
     "scale_from_weight",
     "weight_from_scale",
 ]

@@ -6,11 +6,11 @@ from typing import Any
 
 import torch
 
-from ._validation import as_float, check_finite, check_positive, from_tensor, to_tensor
-from .energy import scale_from_weight
-from .infer.map import map_estimate
-from .models import restoration_model
-from .priors import GradientPrior, make_prior
+from bayes_restore._validation import as_float, check_positive, from_tensor
+from bayes_restore.infer.map import map_estimate
+from bayes_restore.models import restoration_model
+from bayes_restore.priors import GradientPrior
+from bayes_restore.restore import build_prior, check_observation
 
 __all__ = ["denoise"]
 
@@ -81,40 +81,10 @@ def denoise(
     >>> bool(np.abs(restored - clean).mean() < np.abs(noisy - clean).mean())
     True
     """
-    y, as_numpy = to_tensor(image, "image")
-    if y.dim() not in (2, 3, 4):
-        raise ValueError(
-            f"image must be (H, W), (C, H, W) or (N, C, H, W), got {y.dim()} dimensions"
-        )
-    if min(y.shape) < 1:
-        raise ValueError(f"image must not be empty, got shape {tuple(y.shape)}")
-    check_finite(y, "image")
+    y, as_numpy = check_observation(image)
     check_positive(sigma, "sigma")
     sigma = as_float(sigma, "sigma")
-    event_shape = tuple(y.shape[-3:]) if y.dim() == 4 else tuple(y.shape)
-    if isinstance(prior, GradientPrior):
-        if scale is not None or weight is not None or beta is not None:
-            raise ValueError("give scale, weight or beta only with a prior name, not an instance")
-        if tuple(prior.event_shape) != event_shape:
-            raise ValueError(
-                f"prior has event shape {tuple(prior.event_shape)} but the image is {event_shape}"
-            )
-        prior_obj = prior
-    else:
-        if scale is not None and weight is not None:
-            raise ValueError("give either scale or weight, not both")
-        if scale is None and weight is None:
-            raise ValueError("give the prior scale (scale=) or the energy weight (weight=)")
-        if scale is not None:
-            check_positive(scale, "scale")
-        else:
-            check_positive(weight, "weight")
-        probe = make_prior(prior, 1.0, shape=event_shape, beta=beta)  # validates name and beta
-        b = scale if scale is not None else scale_from_weight(sigma, weight, probe.beta)
-        prior_obj = make_prior(
-            prior, torch.tensor(float(b), dtype=y.dtype, device=y.device),
-            shape=event_shape, beta=beta,
-        )
+    prior_obj = build_prior(y, prior, sigma=sigma, scale=scale, weight=weight, beta=beta)
     post = map_estimate(
         restoration_model,
         y,

@@ -122,6 +122,60 @@ class Posterior:
             "'vi' or 'mcmc') for per-pixel intervals"
         )
 
+    def coverage(self, truth: Any, prob: float = 0.9) -> float:
+        """Fraction of pixels whose ``prob`` credible interval contains ``truth``.
+
+        On data drawn from the model, a calibrated engine gives about ``prob``.
+        """
+        lo, hi = self.interval(prob)
+        lo, hi, t = _as_torch(lo), _as_torch(hi), _as_torch(np.asarray(truth)
+                                                         if not torch.is_tensor(truth) else truth)
+        t = t.to(device=lo.device, dtype=lo.dtype)
+        if t.shape != lo.shape:
+            raise ValueError(f"truth has shape {tuple(t.shape)}, expected {tuple(lo.shape)}")
+        return float(((t >= lo) & (t <= hi)).double().mean())
+
+    def to_arviz(self, observed: Any = None) -> Any:
+        """The draws as ArviZ's own container (``InferenceData`` on ArviZ 0.x).
+
+        Groups: ``posterior`` with variable ``"image"`` of dims
+        ``(chain, draw, [batch,] [channel,] y, x)``; ``observed_data`` (``"observed"``) when
+        ``observed`` is given or was recorded by the engine; ``sample_stats`` when the
+        engine recorded per-draw statistics. ArviZ's ``ess``, ``rhat``, ``hdi`` and
+        ``summary`` work on it unchanged.
+
+        Raises
+        ------
+        ValueError
+            When the engine kept no draws (MAP, or exact without ``num_samples``).
+
+        Examples
+        --------
+        >>> import numpy as np, arviz as az
+        >>> draws = np.random.default_rng(0).normal(size=(2, 50, 3, 4))
+        >>> post = Posterior(method="mcmc", samples=draws)
+        >>> idata = post.to_arviz()
+        >>> az.ess(idata)["image"].shape
+        (3, 4)
+        """
+        if self.samples is None:
+            raise ValueError(
+                f"method {self.method!r} kept no draws: nothing to give ArviZ (use "
+                "method='mcmc' or 'vi', or 'exact' with num_samples > 0)"
+            )
+        from ._arviz import to_inference_data
+
+        if observed is None:
+            observed = self.diagnostics.get("observed")
+        stats = self.diagnostics.get("sample_stats")
+        to_np = lambda v: _as_torch(v).detach().cpu().numpy()  # noqa: E731
+        return to_inference_data(
+            to_np(self.samples),
+            observed=None if observed is None else to_np(observed),
+            sample_stats=None if stats is None else {k: to_np(v) for k, v in stats.items()},
+            attrs={"method": self.method, "engine": "bayes_restore"},
+        )
+
     def with_fields(self, **changes: Any) -> Posterior:
         """A copy with some fields replaced."""
         return dataclasses.replace(self, **changes)
@@ -159,4 +213,4 @@ class Posterior:
 
 
 def _as_torch(value: Any) -> torch.Tensor:
-    return torch.from_numpy(value) if isinstance(value, np.ndarray) else value
+    return torch.from_numpy(np.ascontiguousarray(value)) if isinstance(value, np.ndarray) else value

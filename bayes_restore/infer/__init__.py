@@ -1,15 +1,18 @@
-"""Inference engines: MAP (fast exact solvers and the generic Pyro path)."""
+"""Inference engines: MAP (fast exact solvers, generic Pyro path), exact Gaussian, VI, MCMC."""
 
-from .gaussian import dct_map, gaussian_log_evidence, gaussian_posterior_std
+from .gaussian import dct_map, exact_posterior, gaussian_log_evidence, gaussian_posterior_std
 from .generic import generic_map
 from .map import map_estimate
 from .tv import tv_denoise_pdhg
+from .vi import variational
 
 __all__ = [
     "map_estimate",
     "generic_map",
     "dct_map",
+    "exact_posterior",
     "gaussian_posterior_std",
     "gaussian_log_evidence",
     "tv_denoise_pdhg",
+    "variational",
 ]
