@@ -83,27 +83,243 @@ def demo(out: str | Path = "bayes_restore_demo", *, sigma: float = 0.1, seed: in
     return {"paths": paths, "psnr": scores, "scale": b}
 
 
+class UserError(Exception):
+    """A problem with the command's input: one line on stderr and exit code 2."""
+
+
+def _number_or_auto(text: str) -> float | str:
+    if text == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = _number_or_auto(text)
+    if value == "auto":
+        raise argparse.ArgumentTypeError("expected a number")
+    return value
+
+
+def _check_outputs(source: Path, outputs: list[Path], force: bool) -> None:
+    seen: set[Path] = set()
+    src = source.resolve()
+    for out in outputs:
+        resolved = out.resolve()
+        if resolved == src:
+            raise UserError(f"output {str(out)!r} is the input file: refusing to overwrite it")
+        if resolved in seen:
+            raise UserError(f"output {str(out)!r} is named twice")
+        seen.add(resolved)
+        if out.exists() and not force:
+            raise UserError(f"output {str(out)!r} exists (use --force to overwrite it)")
+
+
+def _restore_command(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from bayes_restore.io import read_image, write_image
+    from bayes_restore.restore import restore
+
+    source = Path(args.input)
+    outputs = [Path(args.output)]
+    if args.std:
+        outputs.append(Path(args.std))
+    if args.interval:
+        outputs.extend(Path(p) for p in args.interval)
+    if args.figure:
+        outputs.append(Path(args.figure))
+    if args.samples:
+        outputs.append(Path(args.samples))
+    _check_outputs(source, outputs, args.force)
+    for path in outputs[:1] + [Path(p) for p in (args.std, *(args.interval or ())) if p]:
+        if path.suffix.lower() not in (".png", ".tif", ".tiff"):
+            raise UserError(f"image output {str(path)!r} must end in .png, .tif or .tiff")
+    if args.samples and Path(args.samples).suffix.lower() != ".nc":
+        raise UserError(f"--samples {args.samples!r} must end in .nc (netCDF)")
+    if args.figure and Path(args.figure).suffix.lower() != ".png":
+        raise UserError(f"--figure {args.figure!r} must end in .png")
+    needs_std = args.std or args.interval
+    if needs_std and args.method == "map":
+        raise UserError("--std and --interval need --method exact, vi or mcmc (MAP has no std)")
+    if args.samples and args.method not in ("mcmc", "vi", "exact"):
+        raise UserError("--samples needs --method mcmc, vi or exact")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available")
+
+    image, info = read_image(source)
+    alpha = None
+    if image.ndim == 3 and image.shape[-1] in (2, 4):  # keep alpha as it is
+        image, alpha = image[..., :-1], image[..., -1:]
+        if image.shape[-1] == 1:
+            image = image[..., 0]
+    chw = image if image.ndim == 2 else np.moveaxis(image, -1, 0)
+    y = torch.from_numpy(np.ascontiguousarray(chw)).to(args.device)
+    sigma = args.sigma
+    if sigma == "auto":
+        sigma = _estimate_sigma(y)
+    scale, weight = args.scale, args.weight
+    if scale == "auto" or (scale is None and weight is None):
+        scale, weight = None, _auto_weight(y, sigma, args.prior)
+    kwargs: dict = {}
+    if args.method in ("map", "vi", "mcmc"):
+        kwargs["progress"] = not args.quiet and sys.stderr.isatty()
+    if args.samples and args.method == "exact":
+        kwargs["num_samples"] = 1000
+    post = restore(y, args.prior, sigma=float(sigma), scale=scale, weight=weight,
+                   beta=args.beta, method=args.method, **kwargs)
+
+    def to_hwc(t):
+        arr = t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
+        return arr if arr.ndim == 2 else np.moveaxis(arr, 0, -1)
+
+    def save(path: str, data) -> None:
+        out = Path(path)
+        hwc = to_hwc(data)
+        if alpha is not None and out == Path(args.output):
+            hwc = np.concatenate([hwc[..., None] if hwc.ndim == 2 else hwc, alpha], axis=-1)
+        depth = _output_depth(info, out)
+        write_image(out, hwc, bit_depth=depth)
+        written.append(str(out))
+
+    written: list[str] = []
+    save(args.output, post.point)
+    if args.std:
+        save(args.std, post.std)
+    if args.interval:
+        lo, hi = post.interval(args.prob)
+        save(args.interval[0], lo)
+        save(args.interval[1], hi)
+    if args.figure:
+        _save_figure(args.figure, post, y)
+        written.append(args.figure)
+    if args.samples:
+        _save_samples(args.samples, post, y)
+        written.append(args.samples)
+    if not args.quiet:
+        method = post.info.solver if post.info is not None else args.method
+        print(f"sigma {float(sigma):.4g}, method {args.method} ({method})")
+        for path in written:
+            print(f"wrote {path}")
+    return 0
+
+
+def _output_depth(info, out: Path) -> int:
+    """Bit depth of an output: the input's when the format allows it."""
+    if out.suffix.lower() in (".tif", ".tiff"):
+        return 32 if info.is_float else info.bit_depth
+    return 16 if info.is_float or info.bit_depth == 16 else 8
+
+
+def _estimate_sigma(y) -> float:
+    try:
+        from bayes_restore.hyper import estimate_sigma
+    except ImportError:  # pragma: no cover - until the estimators land
+        raise UserError("--sigma auto is not available in this version: give --sigma S") from None
+    est = estimate_sigma(y)
+    return float(est.mean()) if hasattr(est, "mean") else float(est)
+
+
+def _auto_weight(y, sigma, prior: str) -> float:
+    try:
+        from bayes_restore.hyper import choose_weight
+    except ImportError:  # pragma: no cover - until the estimators land
+        raise UserError("give --scale B or --weight W (no automatic choice here)") from None
+    return float(choose_weight(y, float(sigma), prior=prior))
+
+
+def _save_figure(path: str, post, y) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from bayes_restore.io import atomic_path
+    from bayes_restore.plot import image_panels, uncertainty_panel
+
+    noisy = y.detach().cpu().numpy()
+    if post.std is not None:
+        fig = uncertainty_panel(post, noisy)
+    else:
+        point = post.point.detach().cpu().numpy() if hasattr(post.point, "detach") else post.point
+        first = (lambda a: a if a.ndim == 2 else a[0])  # noqa: E731
+        fig = image_panels({"observed": first(noisy), "MAP": first(point)})
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+
+
+def _save_samples(path: str, post, y) -> None:
+    from bayes_restore.io import atomic_path
+
+    idata = post.to_arviz(observed=y)
+    with atomic_path(path) as tmp:
+        idata.to_netcdf(str(tmp))
+
+
+def _add_restore_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="input image (PNG, TIFF or JPEG)")
+    p.add_argument("-o", "--output", required=True, help="restored image (.png, .tif)")
+    p.add_argument("--prior", default="tv",
+                   choices=["tv", "tv-anisotropic", "gaussian", "gradient", "gradient-anisotropic"])
+    p.add_argument("--beta", type=_positive, default=None, help="order of --prior gradient")
+    p.add_argument("--sigma", type=_number_or_auto, default="auto",
+                   help="noise std in [0, 1] intensity units, or 'auto' (default)")
+    p.add_argument("--scale", type=_number_or_auto, default=None,
+                   help="prior scale b, or 'auto' (default when --weight is not given)")
+    p.add_argument("--weight", type=_positive, default=None,
+                   help="energy weight lambda (instead of --scale)")
+    p.add_argument("--method", default="map", choices=["map", "exact", "vi", "mcmc"])
+    p.add_argument("--std", metavar="STD", help="write the per-pixel posterior std here")
+    p.add_argument("--interval", nargs=2, metavar=("LO", "HI"),
+                   help="write the credible interval bounds here")
+    p.add_argument("--prob", type=float, default=0.9, help="mass of --interval (default 0.9)")
+    p.add_argument("--figure", metavar="FIG.png", help="write a figure here")
+    p.add_argument("--samples", metavar="S.nc", help="write the posterior draws (netCDF)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump) and exit code 2."""
+
+    def error(self, message: str):  # noqa: D102
+        self.exit(2, f"bayes-restore: error: {message}\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``bayes-restore``."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="bayes-restore", description="Bayesian image restoration: images and uncertainty."
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p_demo = sub.add_parser("demo", help="restore a bundled sample image, with uncertainty")
     p_demo.add_argument("--out", default="bayes_restore_demo", help="output folder")
-    p_demo.add_argument("--sigma", type=float, default=0.1, help="noise level to add")
+    p_demo.add_argument("--sigma", type=_positive, default=0.1, help="noise level to add")
+    p_denoise = sub.add_parser("denoise", help="denoise an image file")
+    _add_restore_arguments(p_denoise)
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        if not args.sigma > 0:
-            parser.error("--sigma must be > 0")
-        result = demo(args.out, sigma=args.sigma)
-        for name, path in result["paths"].items():
-            print(f"{name:>9}: {path}")
-        print(
-            "PSNR: noisy {noisy:.2f} dB, TV MAP {tv_map:.2f} dB, "
-            "Gaussian-gradient mean {gaussian_mean:.2f} dB".format(**result["psnr"])
-        )
-    return 0
+    try:
+        if args.command == "demo":
+            result = demo(args.out, sigma=args.sigma)
+            for name, path in result["paths"].items():
+                print(f"{name:>9}: {path}")
+            print(
+                "PSNR: noisy {noisy:.2f} dB, TV MAP {tv_map:.2f} dB, "
+                "Gaussian-gradient mean {gaussian_mean:.2f} dB".format(**result["psnr"])
+            )
+            return 0
+        if not 0 < args.prob < 1:
+            raise UserError(f"--prob must be in (0, 1), got {args.prob}")
+        return _restore_command(args)
+    except (UserError, ValueError, OSError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"bayes-restore: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover
