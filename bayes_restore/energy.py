@@ -1,6 +1,6 @@
 """The variational energy ``E(x) = |y - A x|^2 + lambda R(x)`` and its link to the Bayesian model.
 
-MAP in the model ``x ~ GradientPrior(b, beta)``, ``y ~ N(A x, sigma^2 I)`` minimises
+MAP in the model ``x ~ GradientPrior(b, beta)``, ``y ~ N(A x, sigma^2 I)`` minimises::
 
     -log p(x | y) = |y - A x|^2 / (2 sigma^2) + phi_beta(x) / (beta b^beta) + const
                   = E(x) / (2 sigma^2) + const,   lambda = 2 sigma^2 / (beta b^beta),

@@ -134,7 +134,7 @@ def uncertainty_panel(
 
 
 def error_vs_std(posterior: Any, truth: Any, *, index: tuple[int, ...] = (0, 0)) -> Any:
-    """When the truth is known: |error| against posterior std, and the z-score map.
+    """When the truth is known: ``|error|`` against posterior std, and the z-score map.
 
     A calibrated posterior has errors of the size of its std: about 68 % of the
     points below the line ``|error| = std`` (Gaussian marginals), z-scores mostly
