@@ -106,13 +106,13 @@ def _positive(text: str) -> float:
     return value
 
 
-def _check_outputs(source: Path, outputs: list[Path], force: bool) -> None:
+def _check_outputs(inputs: list[Path], outputs: list[Path], force: bool) -> None:
     seen: set[Path] = set()
-    src = source.resolve()
+    sources = {p.resolve() for p in inputs}
     for out in outputs:
         resolved = out.resolve()
-        if resolved == src:
-            raise UserError(f"output {str(out)!r} is the input file: refusing to overwrite it")
+        if resolved in sources:
+            raise UserError(f"output {str(out)!r} is an input file: refusing to overwrite it")
         if resolved in seen:
             raise UserError(f"output {str(out)!r} is named twice")
         seen.add(resolved)
@@ -137,7 +137,9 @@ def _restore_command(args: argparse.Namespace) -> int:
         outputs.append(Path(args.figure))
     if args.samples:
         outputs.append(Path(args.samples))
-    _check_outputs(source, outputs, args.force)
+    inputs = [source] + [Path(p) for p in (getattr(args, "mask", None),
+                                           getattr(args, "psf", None)) if p]
+    _check_outputs(inputs, outputs, args.force)
     for path in outputs[:1] + [Path(p) for p in (args.std, *(args.interval or ())) if p]:
         if path.suffix.lower() not in (".png", ".tif", ".tiff"):
             raise UserError(f"image output {str(path)!r} must end in .png, .tif or .tiff")
@@ -172,8 +174,9 @@ def _restore_command(args: argparse.Namespace) -> int:
         kwargs["progress"] = not args.quiet and sys.stderr.isatty()
     if args.samples and args.method == "exact":
         kwargs["num_samples"] = 1000
+    operator = _make_operator(args, y)
     post = restore(y, args.prior, sigma=float(sigma), scale=scale, weight=weight,
-                   beta=args.beta, method=args.method, **kwargs)
+                   beta=args.beta, method=args.method, operator=operator, **kwargs)
 
     def to_hwc(t):
         arr = t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
@@ -208,6 +211,59 @@ def _restore_command(args: argparse.Namespace) -> int:
         for path in written:
             print(f"wrote {path}")
     return 0
+
+
+def _make_operator(args: argparse.Namespace, y):
+    """The forward operator of the subcommand: None (denoise), Blur, Downsample or Mask."""
+    from bayes_restore import operators
+
+    if args.command == "deblur":
+        return operators.Blur(_parse_psf(args.psf), boundary=args.boundary)
+    if args.command == "superres":
+        return operators.Downsample(args.factor, kernel=args.kernel)
+    if args.command == "inpaint":
+        from bayes_restore.io import read_image
+
+        mask, _ = read_image(args.mask)
+        if mask.ndim == 3:
+            mask = mask.max(-1)
+        if mask.shape != tuple(y.shape[-2:]):
+            raise UserError(f"--mask is {mask.shape[0]}x{mask.shape[1]} but the image is "
+                            f"{y.shape[-2]}x{y.shape[-1]}")
+        import torch
+
+        return operators.Mask(torch.from_numpy(mask > 0.5))
+    return None
+
+
+def _parse_psf(text: str):
+    """``gaussian:SIGMA[:SIZE]``, ``box:SIZE``, or an image / ``.npy`` file holding the kernel."""
+    import numpy as np
+    import torch
+
+    from bayes_restore import operators
+
+    kind, _, rest = text.partition(":")
+    try:
+        if kind == "gaussian":
+            parts = rest.split(":")
+            sigma = float(parts[0])
+            size = int(parts[1]) if len(parts) > 1 else 2 * int(np.ceil(3 * sigma)) + 1
+            return operators.gaussian_psf(size, sigma)
+        if kind == "box":
+            return operators.box_psf(int(rest))
+    except ValueError as err:
+        raise UserError(f"--psf {text!r}: {err}") from None
+    path = Path(text)
+    if path.suffix.lower() == ".npy" and path.is_file():
+        psf = np.load(path)
+    else:
+        from bayes_restore.io import read_image
+
+        psf, _ = read_image(path)
+    if psf.ndim != 2 or not np.isfinite(psf).all() or psf.sum() <= 0:
+        raise UserError(f"--psf {text!r}: need a 2-D kernel with a positive sum")
+    return torch.from_numpy(psf / psf.sum())
 
 
 def _output_depth(info, out: Path) -> int:
@@ -302,6 +358,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_demo.add_argument("--sigma", type=_positive, default=0.1, help="noise level to add")
     p_denoise = sub.add_parser("denoise", help="denoise an image file")
     _add_restore_arguments(p_denoise)
+    p_deblur = sub.add_parser("deblur", help="deblur (and denoise) an image file")
+    _add_restore_arguments(p_deblur)
+    p_deblur.add_argument("--psf", required=True,
+                          help="blur kernel: gaussian:SIGMA[:SIZE], box:SIZE, or a file")
+    p_deblur.add_argument("--boundary", default="periodic", choices=["periodic", "valid"])
+    p_sr = sub.add_parser("superres", help="super-resolve an image file")
+    _add_restore_arguments(p_sr)
+    p_sr.add_argument("--factor", type=int, default=2, choices=[2, 3, 4])
+    p_sr.add_argument("--kernel", default="box", choices=["box", "gaussian"])
+    p_in = sub.add_parser("inpaint", help="fill in missing pixels of an image file")
+    _add_restore_arguments(p_in)
+    p_in.add_argument("--mask", required=True, help="image: bright = observed, dark = missing")
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":

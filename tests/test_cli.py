@@ -85,6 +85,10 @@ def test_refuses_to_overwrite_outputs_and_never_the_input(tmp_path, noisy):
                           "0.1", "--force", cwd=tmp_path)
     assert code == 2 and "input" in stderr
     assert (tmp_path / "in.png").read_bytes() == before
+    write_image(tmp_path / "mask.png", np.ones_like(y))
+    code, _, stderr = run("inpaint", "in.png", "-o", "mask.png", "--mask", "mask.png",
+                          "--sigma", "0.05", "--weight", "0.1", "--force", cwd=tmp_path)
+    assert code == 2 and "input" in stderr
     code, _, stderr = run("denoise", "in.png", "-o", "out.png", "--sigma", "0.05", "--weight",
                           "0.1", "--force", cwd=tmp_path)
     assert code == 0, stderr
@@ -136,6 +140,26 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, noisy, setup, args, mes
     assert message in lines[0]
     assert "Traceback" not in stderr
     assert not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.parametrize(
+    "command,extra,shape",
+    [
+        ("deblur", ["--psf", "gaussian:1.0"], (48, 48)),
+        ("deblur", ["--psf", "box:3", "--boundary", "valid"], (50, 50)),
+        ("superres", ["--factor", "2"], (96, 96)),
+        ("inpaint", ["--mask", "mask.png"], (48, 48)),
+    ],
+)
+def test_deblur_superres_inpaint(tmp_path, noisy, command, extra, shape):
+    _, y = noisy
+    write_image(tmp_path / "in.png", y, bit_depth=16)
+    write_image(tmp_path / "mask.png", (np.random.default_rng(0).random(y.shape) < 0.6) * 1.0)
+    code, _, stderr = run(command, "in.png", "-o", "out.tif", "--sigma", "0.05", "--weight",
+                          "0.05", *extra, "--quiet", cwd=tmp_path)
+    assert code == 0, stderr
+    out, info = read_image(tmp_path / "out.tif")
+    assert out.shape == shape and info.bit_depth == 16
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch, noisy):
