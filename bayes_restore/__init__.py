@@ -6,7 +6,7 @@ likelihood through a linear operator, and engines that return a
 :class:`Posterior`.
 """
 
-from . import differences, energy, infer, likelihoods, models, operators, priors
+from . import differences, energy, infer, likelihoods, losses, models, operators, priors
 from .denoise import denoise
 from .energy import scale_from_weight, weight_from_scale
 from .exceptions import ConvergenceWarning
@@ -35,6 +35,7 @@ __all__ = [
     "energy",
     "infer",
     "likelihoods",
+    "losses",
     "map_estimate",
     "models",
     "operators",
