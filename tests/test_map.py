@@ -105,21 +105,37 @@ def test_tv_warns_at_the_iteration_cap(rng):
 @pytest.mark.parametrize("iso", [True, False], ids=["iso", "aniso"])
 @pytest.mark.parametrize("shape", [(16, 16), (3, 12, 12)], ids=["grey", "rgb"])
 def test_generic_and_pdhg_reach_the_same_tv_map(iso, shape, rng):
+    """Proof of sameness: the fast solver and Pyro's generic path on one model.
+
+    The fast path certifies a relative gap of 1e-7. L-BFGS on the nonsmooth TV cannot
+    certify 1e-5 from the data: it ends 1e-5 to 5e-5 above the optimum on these
+    problems (measured), so from the data it must come within 1e-4, and its image
+    within the strong-convexity bound ``|x - x*|^2 <= E(x) - E(x*)`` (E / 2 is
+    1-strongly convex). At the 1e-7 level: started at the fast MAP, the generic
+    optimiser of Pyro's log joint finds nothing better (relative 1e-9).
+    """
     y = torch.from_numpy(rng.random(shape))
     prior = TotalVariation(torch.tensor(0.2, dtype=torch.float64), shape=shape, isotropic=iso)
     fast = map_estimate(restoration_model, y, prior=prior, sigma=0.1, tol=1e-7)
-    assert fast.info.solver == "pdhg"
+    assert fast.info.solver == "pdhg" and fast.info.gap <= 1e-7
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         generic = map_estimate(
             restoration_model, y, prior=prior, sigma=0.1, solver="generic", max_iter=3000
         )
+        polished = map_estimate(restoration_model, y, prior=prior, sigma=0.1,
+                                solver="generic", init=fast.map, max_iter=300)
     lam = 2 * 0.1**2 / 0.2
     e_fast = float(energy(fast.map, y, lam, isotropic=iso))
     e_gen = float(energy(generic.map, y, lam, isotropic=iso))
+    e_pol = float(energy(polished.map, y, lam, isotropic=iso))
+    assert e_fast == pytest.approx(2 * fast.info.objective, rel=1e-9)
     # the fast path is at least as good, and the generic one gets within 1e-4 of it
     assert e_fast <= e_gen * (1 + 1e-7)
     assert (e_gen - e_fast) / e_fast < 1e-4
+    bound = (e_gen - e_fast + 1e-7 * e_fast) ** 0.5
+    assert float((generic.map - fast.map).square().sum()) ** 0.5 <= bound
+    assert e_pol >= e_fast * (1 - 1e-9)
 
 
 def test_generic_path_handles_other_latent_sites():

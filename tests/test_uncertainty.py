@@ -33,7 +33,7 @@ def test_exact_std_equals_dense_computation_24x24():
 
 
 def _prior_draws(n, h, w, b, gen):
-    """Draws of the GMRF on the non-constant modes (plus a level of 0.5): x = IDCT(b z / sqrt(mu))."""
+    """GMRF draws on the non-constant modes, plus a level of 0.5: x = IDCT(b z / sqrt(mu))."""
     mu = laplacian_eigenvalues(h, w)
     z = torch.randn(n, h, w, generator=gen, dtype=torch.float64)
     coeff = torch.where(mu > 0, b * z / mu.clamp_min(1e-30).sqrt(), torch.zeros_like(z))

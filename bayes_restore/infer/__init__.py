@@ -3,7 +3,7 @@
 from .gaussian import dct_map, exact_posterior, gaussian_log_evidence, gaussian_posterior_std
 from .generic import generic_map
 from .map import map_estimate
-from .tv import tv_denoise_pdhg
+from .tv import tv_denoise_pdhg, tv_energy, tv_map_pdhg
 from .vi import variational
 
 __all__ = [
@@ -14,5 +14,7 @@ __all__ = [
     "gaussian_posterior_std",
     "gaussian_log_evidence",
     "tv_denoise_pdhg",
+    "tv_map_pdhg",
+    "tv_energy",
     "variational",
 ]
