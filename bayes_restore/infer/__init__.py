@@ -3,6 +3,8 @@
 from .gaussian import dct_map, exact_posterior, gaussian_log_evidence, gaussian_posterior_std
 from .generic import generic_map
 from .map import map_estimate
+from .mcmc import mcmc
+from .prox import tv_prox
 from .tv import tv_denoise_pdhg, tv_energy, tv_map_pdhg
 from .vi import variational
 
@@ -17,4 +19,6 @@ __all__ = [
     "tv_map_pdhg",
     "tv_energy",
     "variational",
+    "mcmc",
+    "tv_prox",
 ]

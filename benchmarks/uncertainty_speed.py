@@ -1,0 +1,221 @@
+"""Benchmark of the uncertainty engines: seconds per effective sample of TV sampling, and more.
+
+Run ``python benchmarks/uncertainty_speed.py`` (about 5-8 minutes on 2 cores). Each row
+of the table is one function returning a dict; :func:`main` runs the rows, prints the
+table and writes ``benchmarks/results/uncertainty_speed.json``. Rows for other engines
+(exact std, VI) are added by writing a ``row_*`` function and listing it in :func:`rows`.
+
+TV sampling rows: the denoising posterior ``x ~ TV(b)``, ``y ~ N(x, sigma^2)`` on crops of
+scikit-image's ``camera`` (values in [0, 1]), ``sigma = 0.1``, ``b = 0.1`` (TV weight
+``sigma^2 / b = 0.1``). Effective sample sizes are ArviZ's bulk ESS per pixel (all chains);
+"min" is the worst pixel, "median" the typical one. Time is the wall time of the whole run
+(warm-up included). The agreement row compares SK-ROCK against Pyro's NUTS at 32x32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bayes_restore.infer.mcmc import mcmc
+from bayes_restore.models import restoration_model
+from bayes_restore.priors import TotalVariation
+
+RESULTS = Path(__file__).resolve().parent / "results" / "uncertainty_speed.json"
+SIGMA = 0.1
+SCALE = 0.1
+
+
+def camera_crop(size: int) -> np.ndarray:
+    """A ``size x size`` crop of scikit-image's camera, float in [0, 1] (512 = whole image)."""
+    from skimage import data, img_as_float
+
+    img = img_as_float(data.camera())
+    top, left = min(100, img.shape[0] - size), min(200, img.shape[1] - size)
+    return img[top : top + size, left : left + size]
+
+
+def noisy(size: int, *, dtype: torch.dtype = torch.float64, seed: int = 0) -> torch.Tensor:
+    """The observation ``y = x + sigma n`` for the test image of that size."""
+    clean = torch.from_numpy(camera_crop(size)).to(dtype)
+    gen = torch.Generator().manual_seed(seed)
+    return clean + SIGMA * torch.randn(clean.shape, generator=gen, dtype=dtype)
+
+
+def ess_stats(samples: torch.Tensor, stride: int = 1) -> dict:
+    """Per-pixel bulk ESS and split R-hat of ``(chain, draw, H, W)`` samples (ArviZ).
+
+    ArviZ loops over pixels in Python (about 4 ms a pixel for 4000 draws), so large
+    images are measured on every ``stride``-th pixel of every ``stride``-th row.
+    """
+    import arviz as az
+
+    sub = samples[..., ::stride, ::stride].detach().cpu().numpy()
+    idata = az.from_dict(posterior={"x": sub})
+    ess = az.ess(idata)["x"].values
+    rhat = az.rhat(idata)["x"].values
+    return {
+        "ess_min": float(np.min(ess)),
+        "ess_median": float(np.median(ess)),
+        "rhat_max": float(np.max(rhat)),
+        "ess_pixels": int(ess.size),
+        "ess_pixel_stride": stride,
+    }
+
+
+def run_sampler(size: int, sampler: str, *, num_samples: int, num_chains: int,
+                warmup: int | None = None, dtype: torch.dtype = torch.float32,
+                ess_stride: int = 1, **options) -> tuple[dict, object]:
+    """Sample the TV posterior at ``size``; return the row and the Posterior."""
+    y = noisy(size, dtype=dtype)
+    prior = TotalVariation(SCALE, shape=(size, size))
+    start = time.perf_counter()
+    post = mcmc(restoration_model, y, prior=prior, sigma=SIGMA, sampler=sampler,
+                num_samples=num_samples, num_chains=num_chains, warmup=warmup, seed=0,
+                **options)
+    elapsed = time.perf_counter() - start
+    stats = ess_stats(post.samples, ess_stride)
+    d = post.diagnostics
+    row = {
+        "row": f"TV sampling {sampler} {size}x{size}",
+        "engine": sampler,
+        "size": size,
+        "dtype": str(dtype).replace("torch.", ""),
+        "num_chains": num_chains,
+        "draws_per_chain": num_samples,
+        "warmup": d["warmup"],
+        "seconds": elapsed,
+        "gradient_evaluations": d["gradient_evaluations"],
+        **stats,
+        "s_per_min_ess": elapsed / stats["ess_min"],
+        "s_per_median_ess": elapsed / stats["ess_median"],
+        "min_ess_per_s": stats["ess_min"] / elapsed,
+        "step_size": d["step_size"],
+        "lambda_MY": d.get("lambda_MY"),
+        "stages": d.get("stages"),
+    }
+    return row, post
+
+
+def agreement(ours, reference) -> dict:
+    """Mean and std maps of ``ours`` against ``reference`` (two Posteriors)."""
+    dm = (ours.mean - reference.mean).abs().to(torch.float64)
+    rel = ((ours.std - reference.std).abs() / reference.std).to(torch.float64)
+    ratio = (ours.std / reference.std).to(torch.float64)
+    return {
+        "mean_abs_diff_max": float(dm.max()),
+        "mean_abs_diff_avg": float(dm.mean()),
+        "std_rel_diff_avg": float(rel.mean()),
+        "std_ratio_avg": float(ratio.mean()),
+    }
+
+
+# --- rows ------------------------------------------------------------------------------------
+
+_CACHE: dict = {}
+
+
+def row_tv_nuts_32(quick: bool = False) -> dict:
+    """Pyro's NUTS on the 32x32 TV posterior (the gold standard)."""
+    n = 100 if quick else 300
+    row, post = run_sampler(32, "nuts", num_samples=n, num_chains=2, warmup=n,
+                            dtype=torch.float64)
+    _CACHE["nuts32"] = post
+    return row
+
+
+def row_tv_skrock_32(quick: bool = False) -> dict:
+    """SK-ROCK on the same 32x32 posterior, with its agreement with NUTS."""
+    row, post = run_sampler(32, "skrock", num_samples=500 if quick else 4000, num_chains=4,
+                            dtype=torch.float64)
+    _CACHE["skrock32"] = post
+    if "nuts32" in _CACHE:
+        row["agreement_with_nuts"] = agreement(post, _CACHE["nuts32"])
+    return row
+
+
+def row_tv_skrock_128(quick: bool = False) -> dict:
+    """SK-ROCK at 128x128."""
+    row, _ = run_sampler(128, "skrock", num_samples=200 if quick else 800, num_chains=4)
+    return row
+
+
+def row_tv_skrock_512(quick: bool = False) -> dict:
+    """SK-ROCK at 512x512 (fewer draws; ESS on a 128x128 grid of pixels)."""
+    row, _ = run_sampler(512, "skrock", num_samples=50 if quick else 300, num_chains=2,
+                         ess_stride=4)
+    return row
+
+
+def rows() -> list[Callable[..., dict]]:
+    """The rows in order. Add ``row_exact_*`` and ``row_vi_*`` functions here."""
+    return [row_tv_nuts_32, row_tv_skrock_32, row_tv_skrock_128, row_tv_skrock_512]
+
+
+def print_table(results: list[dict]) -> None:
+    """Print one line per row: time, ESS (min / median) and seconds per effective sample."""
+    head = (f"{'row':<30} {'seconds':>8} {'ESS min':>9} {'ESS med':>9} {'s/minESS':>9} "
+            f"{'s/medESS':>9} {'R-hat max':>9}")
+    print(head)
+    print("-" * len(head))
+    for r in results:
+        if "ess_min" in r:
+            print(f"{r['row']:<30} {r['seconds']:8.1f} {r['ess_min']:9.1f} "
+                  f"{r['ess_median']:9.1f} {r['s_per_min_ess']:9.4f} "
+                  f"{r['s_per_median_ess']:9.4f} {r['rhat_max']:9.3f}")
+        else:
+            print(f"{r['row']:<30} {r.get('seconds', float('nan')):8.3f}")
+    by_name = {r["row"]: r for r in results}
+    nuts, ours = by_name.get("TV sampling nuts 32x32"), by_name.get("TV sampling skrock 32x32")
+    if nuts and ours:
+        speedup = ours["min_ess_per_s"] / nuts["min_ess_per_s"]
+        print(f"\n32x32: SK-ROCK min-ESS per second = {speedup:.1f} x NUTS's (target >= 10)")
+        if "agreement_with_nuts" in ours:
+            a = ours["agreement_with_nuts"]
+            print(f"32x32 agreement with NUTS: mean |diff| max {a['mean_abs_diff_max']:.4f}, "
+                  f"avg {a['mean_abs_diff_avg']:.4f} (target 0.01); std relative diff avg "
+                  f"{a['std_rel_diff_avg']:.3f} (target 0.15), std ratio avg "
+                  f"{a['std_ratio_avg']:.3f}")
+    r128 = by_name.get("TV sampling skrock 128x128")
+    if r128:
+        print(f"128x128: {r128['s_per_min_ess']:.4f} s per min-ESS sample (target <= 0.05)")
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Run every row, print the table, write the JSON file."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1 is fastest on a shared 2-core machine)")
+    opts = parser.parse_args(argv)
+    torch.set_num_threads(opts.threads)
+    results = []
+    for fn in rows():
+        row = fn(quick=opts.quick)
+        results.append(row)
+        print(f"done: {row['row']} ({row.get('seconds', 0):.1f} s)", file=sys.stderr, flush=True)
+    print_table(results)
+    payload = {
+        "command": "python benchmarks/uncertainty_speed.py"
+        + (" --quick" if opts.quick else "") + f" --threads {opts.threads}",
+        "machine": {"python": platform.python_version(), "torch": torch.__version__,
+                    "threads": torch.get_num_threads(), "processor": platform.processor()},
+        "settings": {"sigma": SIGMA, "scale": SCALE, "image": "skimage camera crops"},
+        "rows": results,
+    }
+    opts.output.parent.mkdir(parents=True, exist_ok=True)
+    opts.output.write_text(json.dumps(payload, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
