@@ -10,6 +10,7 @@ from . import differences, energy, infer, likelihoods, losses, models, operators
 from .denoise import denoise
 from .energy import scale_from_weight, weight_from_scale
 from .exceptions import ConvergenceWarning
+from .hyper import estimate_sigma
 from .infer import map_estimate
 from .likelihoods import GaussianLikelihood
 from .models import restoration_model
@@ -33,6 +34,7 @@ __all__ = [
     "denoise",
     "differences",
     "energy",
+    "estimate_sigma",
     "infer",
     "likelihoods",
     "losses",

@@ -163,19 +163,16 @@ def _restore_command(args: argparse.Namespace) -> int:
             image = image[..., 0]
     chw = image if image.ndim == 2 else np.moveaxis(image, -1, 0)
     y = torch.from_numpy(np.ascontiguousarray(chw)).to(args.device)
-    sigma = args.sigma
-    if sigma == "auto":
-        sigma = _estimate_sigma(y)
-    scale, weight = args.scale, args.weight
-    if scale == "auto" or (scale is None and weight is None):
-        scale, weight = None, _auto_weight(y, sigma, args.prior)
+    sigma = None if args.sigma == "auto" else args.sigma
+    scale = None if args.scale == "auto" else args.scale
+    weight = args.weight
     kwargs: dict = {}
     if args.method in ("map", "vi", "mcmc"):
         kwargs["progress"] = not args.quiet and sys.stderr.isatty()
     if args.samples and args.method == "exact":
         kwargs["num_samples"] = 1000
     operator = _make_operator(args, y)
-    post = restore(y, args.prior, sigma=float(sigma), scale=scale, weight=weight,
+    post = restore(y, args.prior, sigma=sigma, scale=scale, weight=weight,
                    beta=args.beta, method=args.method, operator=operator, **kwargs)
 
     def to_hwc(t):
@@ -207,7 +204,12 @@ def _restore_command(args: argparse.Namespace) -> int:
         written.append(args.samples)
     if not args.quiet:
         method = post.info.solver if post.info is not None else args.method
-        print(f"sigma {float(sigma):.4g}, method {args.method} ({method})")
+        par = post.diagnostics["parameters"]
+        how = {k: "estimated" if f"{k}_estimated" in par else "given" for k in ("sigma", "weight")}
+        if "scale_estimated" in par and "weight_estimated" not in par:
+            how["weight"] = "estimated"
+        print(f"sigma {par['sigma']:.4g} ({how['sigma']}), weight {par['weight']:.4g} "
+              f"({how['weight']}), method {args.method} ({method})")
         for path in written:
             print(f"wrote {path}")
     return 0
@@ -271,23 +273,6 @@ def _output_depth(info, out: Path) -> int:
     if out.suffix.lower() in (".tif", ".tiff"):
         return 32 if info.is_float else info.bit_depth
     return 16 if info.is_float or info.bit_depth == 16 else 8
-
-
-def _estimate_sigma(y) -> float:
-    try:
-        from bayes_restore.hyper import estimate_sigma
-    except ImportError:  # pragma: no cover - until the estimators land
-        raise UserError("--sigma auto is not available in this version: give --sigma S") from None
-    est = estimate_sigma(y)
-    return float(est.mean()) if hasattr(est, "mean") else float(est)
-
-
-def _auto_weight(y, sigma, prior: str) -> float:
-    try:
-        from bayes_restore.hyper import choose_weight
-    except ImportError:  # pragma: no cover - until the estimators land
-        raise UserError("give --scale B or --weight W (no automatic choice here)") from None
-    return float(choose_weight(y, float(sigma), prior=prior))
 
 
 def _save_figure(path: str, post, y) -> None:

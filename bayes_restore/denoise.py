@@ -6,11 +6,11 @@ from typing import Any
 
 import torch
 
-from bayes_restore._validation import as_float, check_positive, from_tensor
+from bayes_restore._validation import from_tensor
 from bayes_restore.infer.map import map_estimate
 from bayes_restore.models import restoration_model
 from bayes_restore.priors import GradientPrior
-from bayes_restore.restore import build_prior, check_observation
+from bayes_restore.restore import build_prior, check_observation, resolve_parameters
 
 __all__ = ["denoise"]
 
@@ -19,7 +19,7 @@ def denoise(
     image: Any,
     prior: str | GradientPrior = "tv",
     *,
-    sigma: float,
+    sigma: float | None = None,
     scale: float | None = None,
     weight: float | None = None,
     beta: float | None = None,
@@ -44,10 +44,13 @@ def denoise(
         ``"gradient"`` / ``"gradient-anisotropic"`` (order ``beta``), or a prior
         instance whose event shape is the image's (then give neither ``scale`` nor
         ``weight``).
-    sigma : float
-        Noise standard deviation, > 0, in the image's units.
+    sigma : float, optional
+        Noise standard deviation, > 0, in the image's units; estimated from the image
+        when ``None`` (:func:`~bayes_restore.hyper.estimate_sigma`).
     scale : float, optional
-        Prior scale ``b > 0``. Give ``scale`` or ``weight``, not both.
+        Prior scale ``b > 0``. Give ``scale`` or ``weight``, not both; with neither, it
+        is chosen from the data: Stein's unbiased risk estimate for TV, the exact
+        evidence for ``"gaussian"`` (:func:`~bayes_restore.restore.resolve_parameters`).
     weight : float, optional
         Energy weight ``lambda > 0`` (scikit-image's ``denoise_tv_chambolle`` weight
         is ``lambda / 2``: see :func:`~bayes_restore.energy.to_skimage_weight`).
@@ -69,7 +72,7 @@ def denoise(
     ValueError
         Naming the argument: non-float, wrong ndim, NaN/inf image; ``sigma``,
         ``scale`` or ``weight`` not > 0; unknown prior name; both ``scale`` and
-        ``weight`` (or neither) given.
+        ``weight`` given.
 
     Examples
     --------
@@ -82,8 +85,9 @@ def denoise(
     True
     """
     y, as_numpy = check_observation(image)
-    check_positive(sigma, "sigma")
-    sigma = as_float(sigma, "sigma")
+    sigma, scale, weight, _ = resolve_parameters(
+        y, prior, sigma=sigma, scale=scale, weight=weight, beta=beta
+    )
     prior_obj = build_prior(y, prior, sigma=sigma, scale=scale, weight=weight, beta=beta)
     post = map_estimate(
         restoration_model,

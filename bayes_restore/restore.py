@@ -13,7 +13,7 @@ from bayes_restore.operators import LinearOperator, as_operator
 from bayes_restore.posterior import Posterior
 from bayes_restore.priors import GradientPrior, make_prior
 
-__all__ = ["restore", "METHODS", "build_prior"]
+__all__ = ["restore", "METHODS", "build_prior", "resolve_parameters"]
 
 #: accepted values of ``restore(..., method=...)``
 METHODS = ("map", "exact", "vi", "mcmc")
@@ -60,6 +60,63 @@ def build_prior(
     )
 
 
+def resolve_parameters(
+    y: torch.Tensor,
+    prior: str | GradientPrior,
+    *,
+    sigma: float | None,
+    scale: float | None,
+    weight: float | None,
+    beta: float | None,
+    operator: LinearOperator | None = None,
+) -> tuple[float, float | None, float | None, dict]:
+    """Fill in ``sigma`` and the prior scale when they are ``None``: parameter-free restoration.
+
+    ``sigma=None``: :func:`~bayes_restore.hyper.estimate_sigma` (one value for the
+    whole input: the root mean square of the per-channel estimates). ``scale=None`` and
+    ``weight=None``: for TV, Stein's unbiased risk estimate
+    (:func:`~bayes_restore.hyper.choose_tv_weight`); for the Gaussian-gradient prior, the
+    exact empirical Bayes scale (:func:`~bayes_restore.hyper.gaussian_empirical_bayes`).
+    Returns ``(sigma, scale, weight, info)``; ``info`` says what was estimated.
+    """
+    from bayes_restore import hyper
+
+    info: dict = {}
+    op_is_identity = operator is None or type(operator).__name__ == "Identity"
+    if sigma is None:
+        sigma = float(_rms(hyper.estimate_sigma(y)))
+        info["sigma_estimated"] = sigma
+    check_positive(sigma, "sigma")
+    sigma = as_float(sigma, "sigma")
+    if scale is not None or weight is not None or isinstance(prior, GradientPrior):
+        return sigma, scale, weight, info
+    name = prior.lower() if isinstance(prior, str) else prior
+    probe = make_prior(name, 1.0, shape=(2, 2), beta=beta)  # validates the name and beta
+    if not op_is_identity:
+        raise ValueError(
+            "give scale= or weight=: the automatic choice is for denoising (operator=None)"
+        )
+    if probe.beta == 1.0:
+        _, weight, tv_info = hyper.choose_tv_weight(y, sigma, isotropic=probe.isotropic)
+        info.update(weight_method=tv_info["method"], weight_estimated=weight,
+                    scale_estimated=tv_info["scale"])
+        return sigma, None, weight, info
+    if probe.beta == 2.0:
+        _, scale = hyper.gaussian_empirical_bayes(y, sigma=sigma)
+        scale = float(_rms(torch.as_tensor(scale)))
+        info.update(scale_method="evidence", scale_estimated=scale)
+        return sigma, scale, None, info
+    raise ValueError(
+        f"give scale= or weight= for prior order beta={probe.beta:g} (automatic choice: TV "
+        "and the Gaussian-gradient prior)"
+    )
+
+
+def _rms(value) -> float:
+    t = torch.as_tensor(value, dtype=torch.float64)
+    return float(t.square().mean().sqrt())
+
+
 def check_observation(image: Any) -> tuple[torch.Tensor, bool]:
     """Tensor view of a float image of 2 to 4 dimensions, finite; and whether it was numpy."""
     y, as_numpy = to_tensor(image, "image")
@@ -77,7 +134,7 @@ def restore(
     image: Any,
     prior: str | GradientPrior = "tv",
     *,
-    sigma: float,
+    sigma: float | None = None,
     scale: float | None = None,
     weight: float | None = None,
     beta: float | None = None,
@@ -106,7 +163,8 @@ def restore(
     image : numpy.ndarray or torch.Tensor
         Float observation: ``(H, W)``, ``(C, H, W)`` or ``(N, C, H, W)``.
     prior, sigma, scale, weight, beta
-        As in :func:`~bayes_restore.denoise`.
+        As in :func:`~bayes_restore.denoise`; ``None`` means "estimate" (for denoising),
+        and the estimates are in ``diagnostics["parameters"]``.
     operator : LinearOperator, optional
         ``A``; the identity when ``None``.
     method : {"map", "exact", "vi", "mcmc"}, default "map"
@@ -130,8 +188,9 @@ def restore(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     y, as_numpy = check_observation(image)
-    check_positive(sigma, "sigma")
-    sigma = as_float(sigma, "sigma")
+    sigma, scale, weight, estimated = resolve_parameters(
+        y, prior, sigma=sigma, scale=scale, weight=weight, beta=beta, operator=operator
+    )
     prior_obj = build_prior(
         y, prior, sigma=sigma, scale=scale, weight=weight, beta=beta, operator=operator
     )
@@ -141,6 +200,9 @@ def restore(
         operator=operator,
     )
     post = _run(method, y, model_kwargs, engine_kwargs)
+    parameters = {"sigma": sigma, "scale": float(prior_obj.scale.double().mean()),
+                  "weight": float(prior_obj.weight(sigma).double().mean()), **estimated}
+    post = post.with_fields(diagnostics={**post.diagnostics, "parameters": parameters})
     return post.as_numpy() if as_numpy else post
 
 

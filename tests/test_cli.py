@@ -162,6 +162,16 @@ def test_deblur_superres_inpaint(tmp_path, noisy, command, extra, shape):
     assert out.shape == shape and info.bit_depth == 16
 
 
+def test_parameter_free_by_default(tmp_path, noisy):
+    clean, y = noisy
+    write_image(tmp_path / "in.png", y, bit_depth=16)
+    code, stdout, stderr = run("denoise", "in.png", "-o", "out.png", cwd=tmp_path)
+    assert code == 0, stderr
+    assert "(estimated)" in stdout and "sigma" in stdout
+    restored, _ = read_image(tmp_path / "out.png")
+    assert np.abs(restored - clean).mean() < np.abs(y - clean).mean()
+
+
 def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch, noisy):
     _, y = noisy
     import png

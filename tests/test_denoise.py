@@ -107,7 +107,7 @@ BAD = [
     (dict(scale=-1.0, weight=None), "scale"),
     (dict(weight=0.0), "weight"),
     (dict(scale=0.1, weight=0.1), "scale or weight"),
-    (dict(weight=None), "scale"),
+    (dict(weight=None, prior="gradient", beta=1.5), "scale= or weight="),
     (dict(prior="lasso"), "prior"),
     (dict(prior="tv", beta=2.0), "beta"),
     (dict(solver="fista"), "solver"),
@@ -130,3 +130,17 @@ def test_prior_instance_shape_mismatch_and_extra_arguments():
         denoise(np.zeros((5, 5)), prior, sigma=0.1)
     with pytest.raises(ValueError, match="prior name"):
         denoise(np.zeros((4, 4)), prior, sigma=0.1, scale=0.1)
+
+
+def test_parameter_free_defaults_estimate_sigma_and_the_weight(noisy):
+    clean, y = noisy
+    auto = denoise(y)  # TV, sigma and weight from the data
+    assert np.abs(auto - clean).mean() < 0.6 * np.abs(y - clean).mean()
+    from bayes_restore import restore
+
+    post = restore(y, "gaussian", method="exact")
+    par = post.diagnostics["parameters"]
+    assert 0.07 < par["sigma_estimated"] < 0.13 and par["scale_method"] == "evidence"
+    par = restore(y, "tv").diagnostics["parameters"]
+    assert par["weight_method"] == "sure" and par["weight"] == pytest.approx(
+        par["weight_estimated"], rel=1e-6)
