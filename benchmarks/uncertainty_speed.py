@@ -155,9 +155,58 @@ def row_tv_skrock_512(quick: bool = False) -> dict:
     return row
 
 
+def _row_exact(size: int, repeats: int) -> dict:
+    from bayes_restore.infer import gaussian_posterior_std
+
+    gaussian_posterior_std((size, size), SIGMA, SCALE, dtype=torch.float32)  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        std = gaussian_posterior_std((size, size), SIGMA, SCALE, dtype=torch.float32)
+        times.append(time.perf_counter() - start)
+    return {"row": f"exact std {size}x{size}", "seconds": float(np.median(times)),
+            "std_mean": float(std.mean()), "target_seconds": 0.05 if size == 512 else 1.0}
+
+
+def row_exact_512(quick: bool = False) -> dict:
+    """Exact per-pixel std of the Gaussian-gradient posterior, 512x512 (float32)."""
+    return _row_exact(512, 3 if quick else 7)
+
+
+def row_exact_2048(quick: bool = False) -> dict:
+    """Exact per-pixel std, 2048x2048 (float32)."""
+    return _row_exact(2048, 1 if quick else 3)
+
+
+def row_vi_256(quick: bool = False) -> dict:
+    """Mean-field VI to convergence on 256x256 (Gaussian-gradient prior: exact std known)."""
+    import warnings
+
+    from bayes_restore import ConvergenceWarning
+    from bayes_restore.infer import exact_posterior, variational
+    from bayes_restore.models import restoration_model
+    from bayes_restore.priors import GaussianGradient
+
+    size = 64 if quick else 256
+    y = noisy(size)
+    prior = GaussianGradient(SCALE, shape=(size, size))
+    exact = exact_posterior(restoration_model, y, prior=prior, sigma=SIGMA)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        post = variational(restoration_model, y, prior=prior, sigma=SIGMA, num_samples=0,
+                           generator=torch.Generator().manual_seed(0))
+    seconds = time.perf_counter() - start
+    return {"row": f"VI mean field {size}x{size}", "seconds": seconds,
+            "steps": post.info.iterations, "converged": post.info.converged,
+            "std_ratio_to_exact": float((post.std / exact.std).mean()),
+            "mean_abs_diff_to_exact": float((post.mean - exact.mean).abs().mean())}
+
+
 def rows() -> list[Callable[..., dict]]:
-    """The rows in order. Add ``row_exact_*`` and ``row_vi_*`` functions here."""
-    return [row_tv_nuts_32, row_tv_skrock_32, row_tv_skrock_128, row_tv_skrock_512]
+    """The rows in order."""
+    return [row_exact_512, row_exact_2048, row_vi_256, row_tv_nuts_32, row_tv_skrock_32,
+            row_tv_skrock_128, row_tv_skrock_512]
 
 
 def print_table(results: list[dict]) -> None:
@@ -172,7 +221,11 @@ def print_table(results: list[dict]) -> None:
                   f"{r['ess_median']:9.1f} {r['s_per_min_ess']:9.4f} "
                   f"{r['s_per_median_ess']:9.4f} {r['rhat_max']:9.3f}")
         else:
-            print(f"{r['row']:<30} {r.get('seconds', float('nan')):8.3f}")
+            extra = ""
+            if "std_ratio_to_exact" in r:
+                extra = (f"  {r['steps']} steps, std / exact {r['std_ratio_to_exact']:.3f}, "
+                         f"mean |diff| {r['mean_abs_diff_to_exact']:.4f}")
+            print(f"{r['row']:<30} {r.get('seconds', float('nan')):8.3f}{extra}")
     by_name = {r["row"]: r for r in results}
     nuts, ours = by_name.get("TV sampling nuts 32x32"), by_name.get("TV sampling skrock 32x32")
     if nuts and ours:
@@ -194,12 +247,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="run only the rows whose function name contains one of these")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1 is fastest on a shared 2-core machine)")
     opts = parser.parse_args(argv)
     torch.set_num_threads(opts.threads)
     results = []
-    for fn in rows():
+    selected = [fn for fn in rows()
+                if opts.only is None or any(key in fn.__name__ for key in opts.only)]
+    for fn in selected:
         row = fn(quick=opts.quick)
         results.append(row)
         print(f"done: {row['row']} ({row.get('seconds', 0):.1f} s)", file=sys.stderr, flush=True)
