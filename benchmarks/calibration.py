@@ -116,7 +116,7 @@ def mcmc_rows(truths, observations, exact_stds, prior, sigma) -> list[dict]:
     from bayes_restore.infer.mcmc import mcmc
 
     rows = []
-    for sampler in ("skrock", "myula"):
+    for sampler in ("skrock", "myula", "lm"):
         def run(y, sampler=sampler):
             return mcmc(restoration_model, y, prior=prior, sigma=sigma, sampler=sampler,
                         num_samples=2000, generator=torch.Generator().manual_seed(0))
