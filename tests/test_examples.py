@@ -46,3 +46,16 @@ def test_denoise_gaussian_vs_tv(tmp_path):
     assert result["edge_tv"] > 0.8 * result["edge_clean"]
     assert result["edge_gaussian"] < 0.6 * result["edge_clean"]
     assert result["edge_tv"] > 1.5 * result["edge_gaussian"]
+
+
+def test_uncertainty_example(tmp_path):
+    pytest.importorskip("skimage")
+    module = load_example("plot_uncertainty")
+    result = module.main(size=48, num_samples=150, out_prefix=str(tmp_path / "fig"))
+    for i in range(4):
+        assert (tmp_path / f"fig{i}.png").stat().st_size > 1000
+    # an edge pixel is less certain than a flat one; the exact engine is calibrated, VI not
+    assert result["std_edge"] > result["std_flat"]
+    assert 0.85 < result["coverage_exact_90"] < 0.95
+    assert result["coverage_vi_90"] < result["coverage_exact_90"]
+    assert 0.02 < result["mean_std"] < 0.1
