@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
-from bayes_restore._validation import from_tensor
-from bayes_restore.infer.map import map_estimate
-from bayes_restore.models import restoration_model
 from bayes_restore.priors import GradientPrior
-from bayes_restore.restore import build_prior, check_observation, resolve_parameters
+from bayes_restore.restore import restore
 
 __all__ = ["denoise"]
 
@@ -84,19 +79,6 @@ def denoise(
     >>> bool(np.abs(restored - clean).mean() < np.abs(noisy - clean).mean())
     True
     """
-    y, as_numpy = check_observation(image)
-    sigma, scale, weight, _ = resolve_parameters(
-        y, prior, sigma=sigma, scale=scale, weight=weight, beta=beta
-    )
-    prior_obj = build_prior(y, prior, sigma=sigma, scale=scale, weight=weight, beta=beta)
-    post = map_estimate(
-        restoration_model,
-        y,
-        prior=prior_obj,
-        sigma=torch.tensor(sigma, dtype=y.dtype, device=y.device),
-        solver=solver,
-        tol=tol,
-        max_iter=max_iter,
-        progress=progress,
-    )
-    return from_tensor(post.map.to(y.dtype), as_numpy)
+    post = restore(image, prior, sigma=sigma, scale=scale, weight=weight, beta=beta,
+                   method="map", solver=solver, tol=tol, max_iter=max_iter, progress=progress)
+    return post.map

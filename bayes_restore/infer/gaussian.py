@@ -87,8 +87,14 @@ def gaussian_posterior_std(
     h, w = shape
     mu = laplacian_eigenvalues(h, w, dtype=dtype, device=device)
     d = 1.0 / (1.0 / sigma**2 + mu / scale**2)
-    ch = dct_matrix(h, dtype=dtype, device=device) ** 2
-    cw = dct_matrix(w, dtype=dtype, device=device) ** 2
+    return _marginal_std(d)
+
+
+def _marginal_std(d: torch.Tensor) -> torch.Tensor:
+    """Per-pixel std of ``C^T diag(d) C`` (2-D DCT ``C``): ``sqrt(sum_kl d_kl C_ki^2 C_lj^2)``."""
+    h, w = d.shape[-2:]
+    ch = dct_matrix(h, dtype=d.dtype, device=d.device) ** 2
+    cw = dct_matrix(w, dtype=d.dtype, device=d.device) ** 2
     return torch.sqrt(ch.T @ d @ cw)
 
 
@@ -202,9 +208,7 @@ def exact_posterior(
     d = 1.0 / (1.0 / sigma**2 + mu / scale**2)  # batch + (1,)*(event_dim - 2) + (H, W)
     d = d.expand(y.shape)
     mean = idct2(d / sigma**2 * dct2(y))  # = dct_map(y, sigma^2 / b^2)
-    ch = dct_matrix(h, dtype=y.dtype, device=y.device) ** 2
-    cw = dct_matrix(w, dtype=y.dtype, device=y.device) ** 2
-    std = torch.sqrt(ch.T @ d @ cw)
+    std = _marginal_std(d)
     samples = None
     if num_samples:
         z = torch.randn((num_samples,) + tuple(y.shape), generator=generator, dtype=y.dtype)
