@@ -18,6 +18,7 @@ from .operators import Identity, LinearOperator
 from .posterior import Posterior, SolverInfo
 from .priors import GaussianGradient, GradientPrior, TotalVariation
 from .restore import restore
+from .tiled import restore_tiled
 
 __version__ = "0.1.0"
 
@@ -44,6 +45,7 @@ __all__ = [
     "priors",
     "restoration_model",
     "restore",
+    "restore_tiled",
     "scale_from_weight",
     "weight_from_scale",
 ]

@@ -36,7 +36,8 @@ def build_prior(
     """
     op = as_operator(operator)
     event_obs = tuple(y.shape[-3:]) if y.dim() == 4 else tuple(y.shape)
-    event_shape = tuple(op.adjoint(torch.zeros(event_obs, dtype=y.dtype)).shape)
+    # an operator may carry batch dimensions (one mask per image): keep the event's
+    event_shape = tuple(op.adjoint(torch.zeros(event_obs, dtype=y.dtype)).shape)[-len(event_obs):]
     if isinstance(prior, GradientPrior):
         if scale is not None or weight is not None or beta is not None:
             raise ValueError("give scale, weight or beta only with a prior name, not an instance")
@@ -140,6 +141,7 @@ def restore(
     beta: float | None = None,
     operator: LinearOperator | None = None,
     method: str = "map",
+    device: str | torch.device | None = None,
     **engine_kwargs: Any,
 ) -> Posterior:
     r"""Restore an image and say how sure each pixel is: the posterior of ``y = A x + noise``.
@@ -168,6 +170,9 @@ def restore(
     operator : LinearOperator, optional
         ``A``; the identity when ``None``.
     method : {"map", "exact", "vi", "mcmc"}, default "map"
+    device : str or torch.device, optional
+        Where to compute (``"cuda"``, ``"cuda:1"``...); default the input's device. The
+        result comes back on the input's device (numpy for numpy input).
     **engine_kwargs
         Passed to the engine (``num_samples``, ``guide``, ``sampler``, ``tol``, ...).
 
@@ -188,6 +193,8 @@ def restore(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     y, as_numpy = check_observation(image)
+    home = y.device
+    y = _to_device(y, device)
     sigma, scale, weight, estimated = resolve_parameters(
         y, prior, sigma=sigma, scale=scale, weight=weight, beta=beta, operator=operator
     )
@@ -203,7 +210,22 @@ def restore(
     parameters = {"sigma": sigma, "scale": float(prior_obj.scale.double().mean()),
                   "weight": float(prior_obj.weight(sigma).double().mean()), **estimated}
     post = post.with_fields(diagnostics={**post.diagnostics, "parameters": parameters})
-    return post.as_numpy() if as_numpy else post
+    if as_numpy:
+        return post.as_numpy()
+    return post if y.device == home else post._convert(lambda t: t.to(home))
+
+
+def _to_device(y: torch.Tensor, device: str | torch.device | None) -> torch.Tensor:
+    """``y`` on ``device`` (checked: a clear error when CUDA is asked for and absent)."""
+    if device is None:
+        return y
+    try:
+        target = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must name a torch device, got {device!r}") from None
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but CUDA is not available")
+    return y.to(target)
 
 
 def _run(method: str, y: torch.Tensor, model_kwargs: dict, engine_kwargs: dict) -> Posterior:

@@ -1,0 +1,250 @@
+"""``restore_dask``: restoration of dask arrays, lazily, on whatever scheduler is active."""
+
+from __future__ import annotations
+
+import threading
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+
+from bayes_restore.operators import Identity, LinearOperator, Mask
+from bayes_restore.priors import GradientPrior
+from bayes_restore.restore import METHODS, restore
+from bayes_restore.tiled import (
+    DEFAULT_OVERLAP,
+    DEFAULT_TILE,
+    PARAMETER_PIXELS,
+    parameter_windows,
+    resolve_shared_parameters,
+    stack_crops,
+)
+
+__all__ = ["restore_dask"]
+
+#: Pyro's handler stack and parameter store are process globals: one restoration at a time
+#: per process (torch's intra-op threads still use every core inside a chunk)
+_PYRO_LOCK = threading.Lock()
+
+
+def _import_dask():
+    try:
+        import dask.array as da
+    except ImportError as err:  # pragma: no cover - exercised without the extra
+        raise ImportError(
+            'restore_dask needs dask: pip install "bayes-restore[distributed]"'
+        ) from err
+    return da
+
+
+def restore_dask(
+    array: Any,
+    prior: str | GradientPrior = "tv",
+    *,
+    overlap: int = DEFAULT_OVERLAP,
+    tile: int | None = None,
+    sigma: float | None = None,
+    scale: float | None = None,
+    weight: float | None = None,
+    beta: float | None = None,
+    operator: LinearOperator | None = None,
+    method: str = "map",
+    return_std: bool = False,
+    device: str | None = None,
+    threads: int | None = None,
+    **engine_kwargs: Any,
+) -> Any:
+    r"""Restore a dask array chunk by chunk, with overlap: a lazy dask array of the MAP.
+
+    Each chunk is restored with ``overlap`` pixels of its neighbours on every inner side
+    (``dask.array.overlap.overlap`` with no padding at the image border), by
+    :func:`~bayes_restore.restore`, and trimmed back to the chunk: the same computation as
+    :func:`~bayes_restore.restore_tiled` with the chunks as tiles. Nothing runs until the
+    result is computed or stored (``.compute()``, ``.to_zarr(...)``), on whichever
+    scheduler is active: threads, processes or a ``dask.distributed`` cluster. Memory per
+    task is bounded by the chunk size plus the overlap, so arrays larger than memory (zarr
+    stores, TIFF stacks read lazily) stream through. Pyro's handler stack is global to a
+    process, so a process restores one chunk at a time (torch's own threads work inside
+    it); chunks run in parallel across the processes or workers of the scheduler.
+
+    ``sigma`` and the prior scale are shared by all chunks: given, or estimated now (as
+    :func:`~bayes_restore.restore_tiled` does: the whole image when it has at most
+    4 megapixels, else four corner crops), which computes those crops.
+
+    Parameters
+    ----------
+    array : dask.array.Array or numpy.ndarray
+        Float image ``(H, W)``, ``(C, H, W)`` or ``(N, C, H, W)``; a numpy array is wrapped
+        with chunks of ``tile`` (default 1024) pixels a side. The channel axis is kept in
+        one chunk; images of a stack may be chunked.
+    prior, sigma, scale, weight, beta, method, **engine_kwargs
+        As in :func:`~bayes_restore.restore`. With ``method="mcmc"`` and ``seed=s``, chunk
+        ``k`` (in row-major order) uses seed ``s + k``.
+    overlap : int, default 32
+        Pixels borrowed from each neighbouring chunk (see ``docs/scale.md``).
+    tile : int, optional
+        Rechunk the two image axes to this size first.
+    operator : Mask, optional
+        Inpainting: the mask (in memory, shape ``(H, W)`` or the array's) is chunked and
+        overlapped with the image. Other operators couple chunks and are refused.
+    return_std : bool, default False
+        Also return the per-pixel posterior std (needs ``method`` "exact", "vi" or
+        "mcmc"). Both arrays come from one task graph: compute them together
+        (``dask.compute(map, std)``) to run it once.
+    device : str, optional
+        Where each chunk is restored (``"cuda"`` on GPU workers); results come back as
+        numpy.
+    threads : int, optional
+        ``torch.set_num_threads`` in each task (process-wide in the worker): 1 avoids
+        oversubscription when the scheduler already runs one task per core.
+
+    Returns
+    -------
+    dask.array.Array or tuple of dask.array.Array
+        The MAP (``method="map"``) or the posterior mean, with the input's shape, chunks
+        (chunks narrower than ``overlap`` widened; channels in one chunk) and dtype; and
+        the std when ``return_std``.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument: not a float array of 2-4 dimensions, a bad ``overlap`` or
+        ``tile``, ``return_std`` with ``method="map"``, an operator that cannot be chunked.
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np
+    >>> y = da.from_array(np.random.default_rng(0).random((96, 80)), chunks=48)
+    >>> x = restore_dask(y, "tv", sigma=0.1, weight=0.05, overlap=16, tol=1e-8)
+    >>> x.chunks
+    ((48, 48), (48, 32))
+    >>> whole = restore(y.compute(), "tv", sigma=0.1, weight=0.05, tol=1e-8).map
+    >>> float(abs(x.compute() - whole).max()) < 1e-3
+    True
+    """
+    da = _import_dask()
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
+        raise ValueError(f"overlap must be a non-negative integer, got {overlap!r}")
+    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
+        raise ValueError(f"tile must be a positive integer, got {tile!r}")
+    if return_std and method == "map":
+        raise ValueError("return_std needs method='exact', 'vi' or 'mcmc' (MAP has no std)")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    if device is not None:
+        try:
+            torch.device(device)  # the workers may have a GPU that this process lacks
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device must name a torch device, got {device!r}") from None
+    x = _as_dask(da, array, tile or DEFAULT_TILE)
+    if tile is not None:
+        x = x.rechunk({x.ndim - 2: tile, x.ndim - 1: tile})
+    if x.ndim >= 3:
+        x = x.rechunk({x.ndim - 3: -1})  # one chunk of channels: TV couples nothing else
+    x = _ensure_min_chunks(da, x, overlap)
+    mask = _mask_array(da, operator, x)
+
+    windows = parameter_windows(tuple(x.shape[-2:]), PARAMETER_PIXELS)
+    if windows is None:
+        sample = torch.from_numpy(np.asarray(x.compute()))
+    else:
+        crops = da.compute(*[x[(...,) + w] for w in windows])
+        sample = stack_crops([torch.from_numpy(np.asarray(c)) for c in crops])
+    shared, estimated = resolve_shared_parameters(
+        sample, prior, sigma=sigma, scale=scale, weight=weight, beta=beta,
+        operator=None if mask is None else Mask(torch.ones(2, 2, dtype=torch.bool)),
+    )
+
+    depth = {x.ndim - 2: overlap, x.ndim - 1: overlap}
+    ext = da.overlap.overlap(x, depth=depth, boundary="none")
+    args = [ext]
+    if mask is not None:
+        args.append(da.overlap.overlap(mask, depth=depth, boundary="none"))
+    func = partial(_restore_block, overlap=overlap, kwargs={**shared, **engine_kwargs},
+                   method=method, with_std=return_std, device=device, threads=threads,
+                   has_mask=mask is not None)
+    if not return_std:
+        return da.map_blocks(func, *args, dtype=x.dtype, chunks=x.chunks,
+                             meta=np.empty((0,) * x.ndim, x.dtype))
+    both = da.map_blocks(func, *args, dtype=x.dtype, chunks=((2,),) + x.chunks, new_axis=0,
+                         meta=np.empty((0,) * (x.ndim + 1), x.dtype))
+    return both[0], both[1]
+
+
+def _as_dask(da, array: Any, chunk: int):
+    if isinstance(array, torch.Tensor):
+        array = array.detach().cpu().numpy()
+    if isinstance(array, np.ndarray):
+        array = da.from_array(array, chunks={array.ndim - 2: chunk, array.ndim - 1: chunk})
+    if not isinstance(array, da.Array):
+        raise ValueError(
+            f"array must be a dask array or a numpy array, got {type(array).__name__}"
+        )
+    if array.dtype not in (np.float32, np.float64):
+        raise ValueError(
+            f"array must be float32 or float64 (values in [0, 1]), got {array.dtype}"
+        )
+    if array.ndim not in (2, 3, 4):
+        raise ValueError(
+            f"array must be (H, W), (C, H, W) or (N, C, H, W), got {array.ndim} dimensions"
+        )
+    return array
+
+
+def _ensure_min_chunks(da, x, overlap: int):
+    """Chunks at least ``overlap`` wide (dask's overlap borrows from one neighbour only)."""
+    from dask.array.overlap import ensure_minimum_chunksize
+
+    chunks = list(x.chunks)
+    for axis in (x.ndim - 2, x.ndim - 1):
+        if overlap and min(chunks[axis]) < overlap:
+            chunks[axis] = ensure_minimum_chunksize(min(overlap, x.shape[axis]), chunks[axis])
+    return x.rechunk(tuple(chunks)) if chunks != list(x.chunks) else x
+
+
+def _mask_array(da, operator, x):
+    if operator is None or isinstance(operator, Identity):
+        return None
+    if not isinstance(operator, Mask):
+        raise ValueError(
+            f"operator: restore_dask supports Identity and Mask, got {type(operator).__name__} "
+            "(a blur or decimation couples pixels across chunks)"
+        )
+    mask = operator.mask.detach().cpu().numpy()
+    try:
+        mask = np.broadcast_to(mask, x.shape)
+    except ValueError:
+        raise ValueError(
+            f"operator: mask of shape {mask.shape} does not broadcast to the array's {x.shape}"
+        ) from None
+    return da.from_array(mask, chunks=x.chunks)
+
+
+def _restore_block(block, mask=None, *, overlap, kwargs, method, with_std, device, threads,
+                   has_mask, block_info=None):
+    """Restore one overlapped chunk and trim it to the chunk's own pixels."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    info = block_info[0]
+    location, counts = info["chunk-location"], info["num-chunks"]
+    kwargs = dict(kwargs)
+    if method in ("mcmc", "vi", "exact") and kwargs.get("seed") is not None:
+        kwargs["seed"] = int(kwargs["seed"]) + int(np.ravel_multi_index(location, counts))
+    operator = Mask(np.ascontiguousarray(mask)) if has_mask else None
+    with _PYRO_LOCK:
+        post = restore(np.ascontiguousarray(block), operator=operator, method=method,
+                       device=device, **kwargs)
+    trim = []
+    for axis in (-2, -1):
+        loc, count, size = location[axis], counts[axis], block.shape[axis]
+        start = overlap if loc > 0 else 0
+        stop = size - overlap if loc < count - 1 else size
+        trim.append(slice(start, stop))
+    point = post.map if method == "map" else post.mean
+    out = point[(...,) + tuple(trim)]
+    if not with_std:
+        return out
+    return np.stack([out, post.std[(...,) + tuple(trim)]])

@@ -1,0 +1,418 @@
+"""``restore_tiled``: restore large images and stacks tile by tile, in memory-bounded batches."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from bayes_restore._validation import check_positive
+from bayes_restore.operators import Identity, LinearOperator, Mask
+from bayes_restore.posterior import Posterior, SolverInfo
+from bayes_restore.priors import GradientPrior
+from bayes_restore.restore import (
+    METHODS,
+    _to_device,
+    check_observation,
+    resolve_parameters,
+    restore,
+)
+
+__all__ = [
+    "restore_tiled",
+    "tile_grid",
+    "parse_memory",
+    "DEFAULT_TILE",
+    "DEFAULT_OVERLAP",
+    "PARAMETER_PIXELS",
+]
+
+#: default core tile side (pixels)
+DEFAULT_TILE = 1024
+#: default overlap on each side of a tile (pixels); see ``docs/scale.md``
+DEFAULT_OVERLAP = 32
+#: the noise level and prior scale are estimated on at most this many pixels per image
+PARAMETER_PIXELS = 2048 * 2048
+#: working memory of each engine, in values of the image's dtype per pixel (measured, with
+#: a margin: ``benchmarks/scale.py``); MCMC adds one value per kept draw
+_VALUES_PER_PIXEL = {"map": 16, "exact": 12, "vi": 48, "mcmc": 24}
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile: the extended window that is restored and the core that is kept.
+
+    ``window`` and ``core`` are ``(rows, cols)`` slices of the whole image; ``inner``
+    is the core's position inside the window.
+    """
+
+    window: tuple[slice, slice]
+    core: tuple[slice, slice]
+
+    @property
+    def inner(self) -> tuple[slice, slice]:
+        """The core in the window's coordinates."""
+        pairs = zip(self.core, self.window, strict=True)
+        return tuple(slice(c.start - w.start, c.stop - w.start) for c, w in pairs)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(rows, cols)`` of the window."""
+        return tuple(s.stop - s.start for s in self.window)
+
+
+def _splits(n: int, tile: int) -> list[tuple[int, int]]:
+    """``ceil(n / tile)`` nearly equal consecutive intervals covering ``range(n)``."""
+    count = max(1, math.ceil(n / tile))
+    edges = [round(i * n / count) for i in range(count + 1)]
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
+def tile_grid(shape: tuple[int, int], tile: int, overlap: int) -> list[Tile]:
+    """Cut an ``(H, W)`` image into cores of at most ``tile`` pixels a side, each extended
+    by ``overlap`` pixels on every side that is not the image's border.
+
+    The cores partition the image (nearly equal sizes); the windows overlap by
+    ``2 * overlap``.
+
+    Examples
+    --------
+    >>> [t.window for t in tile_grid((10, 4), tile=5, overlap=2)]
+    [(slice(0, 7, None), slice(0, 4, None)), (slice(3, 10, None), slice(0, 4, None))]
+    """
+    h, w = shape
+    tiles = []
+    for r0, r1 in _splits(h, tile):
+        for c0, c1 in _splits(w, tile):
+            window = (slice(max(r0 - overlap, 0), min(r1 + overlap, h)),
+                      slice(max(c0 - overlap, 0), min(c1 + overlap, w)))
+            tiles.append(Tile(window=window, core=(slice(r0, r1), slice(c0, c1))))
+    return tiles
+
+
+def parse_memory(value: int | float | str | None, name: str = "max_memory") -> int | None:
+    """Bytes from ``1e9``, ``"512MB"``, ``"2 GiB"``...; ``None`` stays ``None``.
+
+    Examples
+    --------
+    >>> parse_memory("1.5 GiB")
+    1610612736
+    >>> parse_memory("200MB")
+    200000000
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        units = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+                 "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+        text = value.strip().lower().replace(" ", "")
+        number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+        unit = text[len(number):]
+        if unit not in units or not number:
+            raise ValueError(f"{name} must be a number of bytes or like '512MB', got {value!r}")
+        value = float(number) * units[unit]
+    check_positive(value, name)
+    return int(value)
+
+
+def prior_spec(prior: str | GradientPrior) -> tuple[str | GradientPrior, dict]:
+    """The prior to give each tile's :func:`restore`, and fixed keywords.
+
+    A name passes through. A :class:`GradientPrior` instance is re-expressed as the
+    ``"gradient"`` family with its ``beta`` and scale (one scale for all images), so each
+    tile gets a prior of its own shape.
+    """
+    if not isinstance(prior, GradientPrior):
+        return prior, {}
+    scale = torch.as_tensor(prior.scale).double()
+    if scale.numel() != 1 and not bool((scale == scale.flatten()[0]).all()):
+        raise ValueError("prior: restore_tiled needs one prior scale for all images")
+    name = "gradient" if prior.isotropic or prior.beta == 2.0 else "gradient-anisotropic"
+    return name, {"beta": float(prior.beta), "scale": float(scale.flatten()[0])}
+
+
+def parameter_windows(shape: tuple[int, int], max_pixels: int = PARAMETER_PIXELS):
+    """Where the shared parameters are estimated: ``None`` for the whole image when it has
+    at most ``max_pixels`` pixels, else four ``(rows, cols)`` crops at its corners.
+
+    Examples
+    --------
+    >>> parameter_windows((100, 100), 400)
+    [(slice(0, 10, None), slice(0, 10, None)), (slice(0, 10, None), slice(90, 100, None)), \
+(slice(90, 100, None), slice(0, 10, None)), (slice(90, 100, None), slice(90, 100, None))]
+    """
+    h, w = shape
+    if h * w <= max_pixels:
+        return None
+    side = max(min(math.isqrt(max_pixels // 4), h, w), 1)
+    return [(slice(r, r + side), slice(c, c + side)) for r in (0, h - side) for c in (0, w - side)]
+
+
+def stack_crops(crops: list[torch.Tensor]) -> torch.Tensor:
+    """Crops of ``(H, W)``, ``(C, H, W)`` or ``(N, C, H, W)`` images as one batch."""
+    stacked = torch.stack(crops)  # (K, *lead, s, s)
+    lead = stacked.shape[1:-2]
+    if len(lead) == 0:
+        return stacked.unsqueeze(1)
+    if len(lead) == 1:
+        return stacked
+    return stacked.reshape((-1,) + tuple(stacked.shape[2:]))
+
+
+def resolve_shared_parameters(
+    sample: torch.Tensor,
+    prior: str | GradientPrior,
+    *,
+    sigma: float | None,
+    scale: float | None,
+    weight: float | None,
+    beta: float | None,
+    operator: LinearOperator | None,
+) -> tuple[dict, dict]:
+    """One ``sigma`` and prior scale for every tile, estimated on ``sample`` when ``None``.
+
+    Returns the keywords to give each tile's :func:`restore` and the estimation record.
+    """
+    name, fixed = prior_spec(prior)
+    if fixed and (scale is not None or weight is not None or beta is not None):
+        raise ValueError("give scale, weight or beta only with a prior name, not an instance")
+    if fixed:
+        scale, beta = fixed["scale"], fixed["beta"]
+    sigma, scale, weight, info = resolve_parameters(
+        sample, name, sigma=sigma, scale=scale, weight=weight, beta=beta, operator=operator
+    )
+    kwargs = {"prior": name, "sigma": sigma, "scale": scale, "weight": weight, "beta": beta}
+    return kwargs, info
+
+
+def _tile_operator(operator: LinearOperator | None, shape: torch.Size):
+    """A function giving each window's operator; only pointwise operators can be tiled."""
+    if operator is None or isinstance(operator, Identity):
+        return lambda window: None
+    if isinstance(operator, Mask):
+        full = operator.mask.expand(shape)
+        return lambda window: full[(...,) + window]
+    raise ValueError(
+        f"operator: tiled restoration supports Identity and Mask, got {type(operator).__name__} "
+        "(a blur or decimation couples pixels across tiles; restore the whole image instead)"
+    )
+
+
+def _as_batch(t: torch.Tensor, ndim: int) -> torch.Tensor:
+    """``(K, *window)`` stacked windows as ``(K', C, h, w)`` for :func:`restore`."""
+    if ndim == 2:
+        return t.unsqueeze(1)
+    if ndim == 3:
+        return t
+    return t.reshape((-1,) + tuple(t.shape[2:]))
+
+
+def _from_batch(t: torch.Tensor, ndim: int, count: int) -> torch.Tensor:
+    """Inverse of :func:`_as_batch` for ``count`` windows (sample dims may lead)."""
+    if ndim == 2:
+        return t.squeeze(-3)
+    if ndim == 3:
+        return t
+    return t.reshape(t.shape[:-4] + (count, -1) + tuple(t.shape[-3:]))
+
+
+def _batches(tiles: list[Tile], per_batch: int) -> Iterator[list[Tile]]:
+    groups: dict[tuple[int, int], list[Tile]] = {}
+    for t in tiles:
+        groups.setdefault(t.shape, []).append(t)
+    for group in groups.values():
+        for i in range(0, len(group), per_batch):
+            yield group[i:i + per_batch]
+
+
+def restore_tiled(
+    image: Any,
+    prior: str | GradientPrior = "tv",
+    *,
+    tile: int = DEFAULT_TILE,
+    overlap: int = DEFAULT_OVERLAP,
+    sigma: float | None = None,
+    scale: float | None = None,
+    weight: float | None = None,
+    beta: float | None = None,
+    operator: LinearOperator | None = None,
+    method: str = "map",
+    max_memory: int | str | None = "1GiB",
+    batch_size: int | None = None,
+    device: str | torch.device | None = None,
+    keep_samples: bool = True,
+    progress: bool = False,
+    **engine_kwargs: Any,
+) -> Posterior:
+    r"""Restore an image (or a stack) tile by tile: :func:`~bayes_restore.restore` at scale.
+
+    The image is cut into cores of at most ``tile`` pixels a side; each core is restored
+    with ``overlap`` extra pixels on every side that is not the image border, and only the
+    core is kept. TV's and the Gaussian prior's influence decays fast with distance (the
+    MAP changes by less than 1e-5 beyond 32 pixels from a cut on natural images at
+    ``sigma`` 0.05-0.2: ``docs/scale.md``), so the stitched result has no seams and equals
+    the whole-image result up to the solvers' own tolerance. Tiles of equal shape are
+    restored together as one batch, as many as fit in ``max_memory``; stacks
+    ``(N, C, H, W)`` are tiled image by image in the same batches, so ``tile`` larger
+    than the images simply batches the stack.
+
+    ``sigma`` and the prior scale are shared by all tiles: given, or estimated once
+    (as :func:`~bayes_restore.restore` does) on the whole image when it has at most
+    :data:`PARAMETER_PIXELS` pixels, else on four crops at its corners.
+
+    Parameters
+    ----------
+    image : numpy.ndarray or torch.Tensor
+        Float observation ``(H, W)``, ``(C, H, W)`` or ``(N, C, H, W)``.
+    prior, sigma, scale, weight, beta, method, **engine_kwargs
+        As in :func:`~bayes_restore.restore`.
+    tile : int, default 1024
+        Largest side of a core tile.
+    overlap : int, default 32
+        Pixels added on each inner side of a tile.
+    operator : Identity or Mask, optional
+        Pointwise operators only (a blur couples pixels across tiles).
+    max_memory : int or str or None, default "1GiB"
+        Working-memory budget of one batch of tiles (bytes, or ``"512MB"``...). ``None``:
+        one tile per batch unless ``batch_size`` says otherwise.
+    batch_size : int, optional
+        Tiles per batch, overriding ``max_memory``.
+    device : str or torch.device, optional
+        Where the tiles are restored (``"cuda"``...); default the input's device. The
+        result is on the input's device (numpy for numpy input).
+    keep_samples : bool, default True
+        Stitch the engine's draws (``(chain, draw, *image_shape)``, draws of different
+        tiles are independent: per-pixel marginals and intervals are right, joint
+        statistics across tiles are not). ``False`` keeps only mean and std.
+    progress : bool, default False
+        A progress bar over batches (tqdm).
+
+    Returns
+    -------
+    Posterior
+        As from :func:`~bayes_restore.restore`; ``info`` sums the time and reports the
+        worst gap and the most iterations over tiles; ``diagnostics["tiles"]`` describes
+        the tiling and ``diagnostics["parameters"]`` the shared parameters.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument: a bad image, ``tile`` or ``overlap`` not a positive /
+        non-negative integer, an operator that cannot be tiled, an unknown method.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = np.random.default_rng(0).random((96, 80))
+    >>> whole = restore(y, "tv", sigma=0.1, weight=0.05, tol=1e-8).map
+    >>> tiled = restore_tiled(y, "tv", sigma=0.1, weight=0.05, tile=48, overlap=16, tol=1e-8)
+    >>> tiled.diagnostics["tiles"]["count"], float(abs(tiled.map - whole).max()) < 1e-3
+    (4, True)
+    """
+    start = time.perf_counter()
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 1:
+        raise ValueError(f"tile must be a positive integer, got {tile!r}")
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
+        raise ValueError(f"overlap must be a non-negative integer, got {overlap!r}")
+    if batch_size is not None and (isinstance(batch_size, bool)
+                                   or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    budget = parse_memory(max_memory)
+    y, as_numpy = check_observation(image)
+    work_device = _to_device(y[..., :0, :0], device).device
+    tile_op = _tile_operator(operator, y.shape)
+
+    windows = parameter_windows(tuple(y.shape[-2:]))
+    sample = y if windows is None else stack_crops([y[(...,) + w] for w in windows])
+    shared, estimated = resolve_shared_parameters(
+        sample, prior, sigma=sigma, scale=scale,
+        weight=weight, beta=beta, operator=operator,
+    )
+    tiles = tile_grid(tuple(y.shape[-2:]), tile, overlap)
+    per_batch = batch_size or _tiles_per_batch(tiles, y, method, budget, engine_kwargs)
+
+    out: dict[str, torch.Tensor] = {}
+    infos: list[SolverInfo] = []
+    diagnostics: list[dict] = []
+    batches = list(_batches(tiles, per_batch))
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc="tiles", unit="batch")
+    for index, batch in enumerate(batches):
+        windows = torch.stack([y[(...,) + t.window] for t in batch]).to(work_device)
+        kwargs = dict(engine_kwargs)
+        if method in ("mcmc", "vi", "exact") and "seed" in kwargs and kwargs["seed"] is not None:
+            kwargs["seed"] = int(kwargs["seed"]) + index  # independent noise per batch
+        op = tile_op(batch[0].window)
+        if op is not None:
+            masks = torch.stack([tile_op(t.window) for t in batch]).to(work_device)
+            op = Mask(_as_batch(masks, y.dim()))
+        post = restore(_as_batch(windows, y.dim()), operator=op, method=method, **shared,
+                       **kwargs)
+        _place(out, post, batch, y, keep_samples)
+        if post.info is not None:
+            infos.append(post.info)
+        diagnostics.append(post.diagnostics)
+
+    parameters = {**diagnostics[0]["parameters"], **estimated}
+    info = _merge_infos(infos, time.perf_counter() - start)
+    fields = {k: (v.cpu().numpy() if as_numpy else v) for k, v in out.items()}
+    return Posterior(
+        method=method,
+        info=info,
+        diagnostics={
+            "parameters": parameters,
+            "tiles": {"count": len(tiles), "tile": tile, "overlap": overlap,
+                      "batches": len(batches), "per_batch": per_batch,
+                      "device": str(work_device)},
+            "gaussian": all(d.get("gaussian", False) for d in diagnostics) or None,
+        },
+        **fields,
+    )
+
+
+def _tiles_per_batch(tiles, y, method, budget, engine_kwargs) -> int:
+    if budget is None:
+        return 1
+    h, w = max((t.shape for t in tiles), key=lambda s: s[0] * s[1])
+    values = _VALUES_PER_PIXEL[method]
+    if method == "mcmc":
+        values += int(engine_kwargs.get("num_samples", 1000)) * int(
+            engine_kwargs.get("num_chains", 1))
+    per_tile = h * w * (y[..., :1, :1].numel()) * y.element_size() * values
+    return max(1, budget // per_tile)
+
+
+def _place(out: dict, post: Posterior, batch: list[Tile], y: torch.Tensor, keep_samples: bool):
+    """Copy the cores of a batch's results into the stitched fields."""
+    for name in ("map", "mean", "std", "samples"):
+        value = getattr(post, name)
+        if value is None or (name == "samples" and not keep_samples):
+            continue
+        value = _from_batch(torch.as_tensor(value), y.dim(), len(batch)).to(y.device)
+        lead = value.shape[:2] if name == "samples" else ()
+        if name not in out:
+            out[name] = torch.empty(lead + tuple(y.shape), dtype=value.dtype, device=y.device)
+        for k, t in enumerate(batch):
+            part = value[(slice(None),) * len(lead) + (k,)]
+            out[name][(...,) + t.core] = part[(...,) + t.inner]
+
+
+def _merge_infos(infos: list[SolverInfo], elapsed: float) -> SolverInfo | None:
+    if not infos:
+        return None
+    gaps = [i.gap for i in infos if i.gap is not None]
+    return SolverInfo(
+        solver=infos[0].solver,
+        iterations=max(i.iterations for i in infos),
+        converged=all(i.converged for i in infos),
+        time=elapsed,
+        gap=max(gaps) if gaps else None,
+    )
