@@ -15,7 +15,6 @@ from bayes_restore.restore import METHODS, restore
 from bayes_restore.tiled import (
     DEFAULT_OVERLAP,
     DEFAULT_TILE,
-    PARAMETER_PIXELS,
     parameter_windows,
     resolve_shared_parameters,
     stack_crops,
@@ -147,12 +146,13 @@ def restore_dask(
     x = _ensure_min_chunks(da, x, overlap)
     mask = _mask_array(da, operator, x)
 
-    windows = parameter_windows(tuple(x.shape[-2:]), PARAMETER_PIXELS)
-    if windows is None:
-        sample = torch.from_numpy(np.asarray(x.compute()))
-    else:
+    def sample() -> torch.Tensor:  # computed only when a parameter is to be estimated
+        windows = parameter_windows(tuple(x.shape[-2:]))
+        if windows is None:
+            return torch.from_numpy(np.asarray(x.compute()))
         crops = da.compute(*[x[(...,) + w] for w in windows])
-        sample = stack_crops([torch.from_numpy(np.asarray(c)) for c in crops])
+        return stack_crops([torch.from_numpy(np.asarray(c)) for c in crops])
+
     shared, estimated = resolve_shared_parameters(
         sample, prior, sigma=sigma, scale=scale, weight=weight, beta=beta,
         operator=None if mask is None else Mask(torch.ones(2, 2, dtype=torch.bool)),

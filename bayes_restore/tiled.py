@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,7 +135,7 @@ def prior_spec(prior: str | GradientPrior) -> tuple[str | GradientPrior, dict]:
     return name, {"beta": float(prior.beta), "scale": float(scale.flatten()[0])}
 
 
-def parameter_windows(shape: tuple[int, int], max_pixels: int = PARAMETER_PIXELS):
+def parameter_windows(shape: tuple[int, int], max_pixels: int | None = None):
     """Where the shared parameters are estimated: ``None`` for the whole image when it has
     at most ``max_pixels`` pixels, else four ``(rows, cols)`` crops at its corners.
 
@@ -146,6 +146,7 @@ def parameter_windows(shape: tuple[int, int], max_pixels: int = PARAMETER_PIXELS
 (slice(90, 100, None), slice(0, 10, None)), (slice(90, 100, None), slice(90, 100, None))]
     """
     h, w = shape
+    max_pixels = PARAMETER_PIXELS if max_pixels is None else max_pixels
     if h * w <= max_pixels:
         return None
     side = max(min(math.isqrt(max_pixels // 4), h, w), 1)
@@ -164,7 +165,7 @@ def stack_crops(crops: list[torch.Tensor]) -> torch.Tensor:
 
 
 def resolve_shared_parameters(
-    sample: torch.Tensor,
+    sample: Callable[[], torch.Tensor],
     prior: str | GradientPrior,
     *,
     sigma: float | None,
@@ -173,7 +174,8 @@ def resolve_shared_parameters(
     beta: float | None,
     operator: LinearOperator | None,
 ) -> tuple[dict, dict]:
-    """One ``sigma`` and prior scale for every tile, estimated on ``sample`` when ``None``.
+    """One ``sigma`` and prior scale for every tile; ``sample()`` gives the pixels to estimate
+    them from, and is called only when something is to be estimated.
 
     Returns the keywords to give each tile's :func:`restore` and the estimation record.
     """
@@ -182,8 +184,10 @@ def resolve_shared_parameters(
         raise ValueError("give scale, weight or beta only with a prior name, not an instance")
     if fixed:
         scale, beta = fixed["scale"], fixed["beta"]
+    needed = sigma is None or (scale is None and weight is None)
+    pixels = sample() if needed else torch.zeros(2, 2)
     sigma, scale, weight, info = resolve_parameters(
-        sample, name, sigma=sigma, scale=scale, weight=weight, beta=beta, operator=operator
+        pixels, name, sigma=sigma, scale=scale, weight=weight, beta=beta, operator=operator
     )
     kwargs = {"prior": name, "sigma": sigma, "scale": scale, "weight": weight, "beta": beta}
     return kwargs, info
@@ -329,7 +333,9 @@ def restore_tiled(
     tile_op = _tile_operator(operator, y.shape)
 
     windows = parameter_windows(tuple(y.shape[-2:]))
-    sample = y if windows is None else stack_crops([y[(...,) + w] for w in windows])
+    def sample() -> torch.Tensor:
+        return y if windows is None else stack_crops([y[(...,) + w] for w in windows])
+
     shared, estimated = resolve_shared_parameters(
         sample, prior, sigma=sigma, scale=scale,
         weight=weight, beta=beta, operator=operator,

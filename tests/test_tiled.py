@@ -195,3 +195,17 @@ def test_restore_device_keyword(rng):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA"):
             restore(y, sigma=0.1, weight=0.1, device="cuda")
+
+
+def test_large_images_estimate_parameters_on_corner_crops(monkeypatch, rng):
+    from bayes_restore import hyper, tiled
+
+    clean = np.kron(rng.random((8, 8)), np.ones((16, 16)))
+    y = clean + 0.05 * rng.standard_normal(clean.shape)
+    y[40:90, 40:90] += 0.2 * rng.standard_normal((50, 50))  # noisier centre, outside crops
+    monkeypatch.setattr(tiled, "PARAMETER_PIXELS", 4 * 32 * 32)
+    post = restore_tiled(y, "gaussian", tile=64)
+    corners = [y[:32, :32], y[:32, -32:], y[-32:, :32], y[-32:, -32:]]
+    expected = np.sqrt(np.mean(np.square(hyper.estimate_sigma(np.stack(corners)))))
+    assert post.diagnostics["parameters"]["sigma_estimated"] == pytest.approx(expected)
+    assert expected == pytest.approx(0.05, rel=0.2)
