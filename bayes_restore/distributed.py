@@ -13,8 +13,9 @@ from bayes_restore.operators import Identity, LinearOperator, Mask
 from bayes_restore.priors import GradientPrior
 from bayes_restore.restore import METHODS, restore
 from bayes_restore.tiled import (
-    DEFAULT_OVERLAP,
     DEFAULT_TILE,
+    auto_overlap,
+    check_overlap,
     parameter_windows,
     resolve_shared_parameters,
     stack_crops,
@@ -41,7 +42,7 @@ def restore_dask(
     array: Any,
     prior: str | GradientPrior = "tv",
     *,
-    overlap: int = DEFAULT_OVERLAP,
+    overlap: int | None = None,
     tile: int | None = None,
     sigma: float | None = None,
     scale: float | None = None,
@@ -80,8 +81,9 @@ def restore_dask(
     prior, sigma, scale, weight, beta, method, **engine_kwargs
         As in :func:`~bayes_restore.restore`. With ``method="mcmc"`` and ``seed=s``, chunk
         ``k`` (in row-major order) uses seed ``s + k``.
-    overlap : int, default 32
-        Pixels borrowed from each neighbouring chunk (see ``docs/scale.md``).
+    overlap : int, optional
+        Pixels borrowed from each neighbouring chunk; by default
+        :func:`~bayes_restore.tiled.auto_overlap` (32 for TV; see ``docs/scale.md``).
     tile : int, optional
         Rechunk the two image axes to this size first.
     operator : Mask, optional
@@ -125,8 +127,7 @@ def restore_dask(
     da = _import_dask()
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
-        raise ValueError(f"overlap must be a non-negative integer, got {overlap!r}")
+    check_overlap(overlap)
     if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
         raise ValueError(f"tile must be a positive integer, got {tile!r}")
     if return_std and method == "map":
@@ -143,8 +144,7 @@ def restore_dask(
         x = x.rechunk({x.ndim - 2: tile, x.ndim - 1: tile})
     if x.ndim >= 3:
         x = x.rechunk({x.ndim - 3: -1})  # one chunk of channels: TV couples nothing else
-    x = _ensure_min_chunks(da, x, overlap)
-    mask = _mask_array(da, operator, x)
+    masked = _check_operator(operator)
 
     def sample() -> torch.Tensor:  # computed only when a parameter is to be estimated
         windows = parameter_windows(tuple(x.shape[-2:]))
@@ -155,8 +155,12 @@ def restore_dask(
 
     shared, estimated = resolve_shared_parameters(
         sample, prior, sigma=sigma, scale=scale, weight=weight, beta=beta,
-        operator=None if mask is None else Mask(torch.ones(2, 2, dtype=torch.bool)),
+        operator=Mask(torch.ones(2, 2, dtype=torch.bool)) if masked else None,
     )
+    if overlap is None:
+        overlap = auto_overlap(shared)
+    x = _ensure_min_chunks(da, x, overlap)
+    mask = _mask_array(da, operator, x) if masked else None
 
     depth = {x.ndim - 2: overlap, x.ndim - 1: overlap}
     ext = da.overlap.overlap(x, depth=depth, boundary="none")
@@ -205,14 +209,19 @@ def _ensure_min_chunks(da, x, overlap: int):
     return x.rechunk(tuple(chunks)) if chunks != list(x.chunks) else x
 
 
-def _mask_array(da, operator, x):
+def _check_operator(operator) -> bool:
+    """Whether ``operator`` is a mask; ``ValueError`` for operators that couple chunks."""
     if operator is None or isinstance(operator, Identity):
-        return None
+        return False
     if not isinstance(operator, Mask):
         raise ValueError(
             f"operator: restore_dask supports Identity and Mask, got {type(operator).__name__} "
             "(a blur or decimation couples pixels across chunks)"
         )
+    return True
+
+
+def _mask_array(da, operator, x):
     mask = operator.mask.detach().cpu().numpy()
     try:
         mask = np.broadcast_to(mask, x.shape)

@@ -209,3 +209,30 @@ def test_large_images_estimate_parameters_on_corner_crops(monkeypatch, rng):
     expected = np.sqrt(np.mean(np.square(hyper.estimate_sigma(np.stack(corners)))))
     assert post.diagnostics["parameters"]["sigma_estimated"] == pytest.approx(expected)
     assert expected == pytest.approx(0.05, rel=0.2)
+
+
+def test_tiled_example_runs_and_overlap_removes_seams(tmp_path):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("skimage")
+    pytest.importorskip("dask")
+    from test_examples import load_example
+
+    example = load_example("plot_tiled_restoration")
+    out = tmp_path / "tiled.png"
+    errors = example.main(size=96, tile=32, overlaps=(0, 24), out=str(out))
+    assert out.is_file() and out.stat().st_size > 5_000
+    assert errors[0] > 1e-2 > 1e-3 > errors[24]
+    assert errors["dask"] < 1e-3
+
+
+def test_overlap_grows_with_a_smoothing_gaussian_prior(camera_noisy):
+    _, y = camera_noisy
+    kwargs = dict(sigma=0.1, scale=0.01)  # lambda = sigma^2 / b^2 = 100: 10-pixel smoothing
+    whole = restore(y, "gaussian", **kwargs).map
+    auto = restore_tiled(y, "gaussian", tile=64, **kwargs)
+    assert auto.diagnostics["tiles"]["overlap"] == 70
+    assert np.abs(auto.map - whole).max() < 1e-3
+    short = restore_tiled(y, "gaussian", tile=64, overlap=32, **kwargs)
+    assert np.abs(short.map - whole).max() > 1e-3
+    assert restore_tiled(y, "tv", sigma=0.1, weight=0.1, tile=128).diagnostics["tiles"][
+        "overlap"] == 32
