@@ -106,6 +106,23 @@ def _positive(text: str) -> float:
     return value
 
 
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _nonnegative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be > 0, got 0")
+    return value
+
+
 def _check_outputs(inputs: list[Path], outputs: list[Path], force: bool) -> None:
     seen: set[Path] = set()
     sources = {p.resolve() for p in inputs}
@@ -172,8 +189,15 @@ def _restore_command(args: argparse.Namespace) -> int:
     if args.samples and args.method == "exact":
         kwargs["num_samples"] = 1000
     operator = _make_operator(args, y)
-    post = restore(y, args.prior, sigma=sigma, scale=scale, weight=weight,
-                   beta=args.beta, method=args.method, operator=operator, **kwargs)
+    if args.tile is not None:  # large images: tiles in memory-bounded batches
+        from bayes_restore.tiled import restore_tiled
+
+        post = restore_tiled(y, args.prior, sigma=sigma, scale=scale, weight=weight,
+                             beta=args.beta, method=args.method, operator=operator,
+                             tile=args.tile, overlap=args.overlap, **kwargs)
+    else:
+        post = restore(y, args.prior, sigma=sigma, scale=scale, weight=weight,
+                       beta=args.beta, method=args.method, operator=operator, **kwargs)
 
     def to_hwc(t):
         arr = t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
@@ -321,6 +345,10 @@ def _add_restore_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--figure", metavar="FIG.png", help="write a figure here")
     p.add_argument("--samples", metavar="S.nc", help="write the posterior draws (netCDF)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--tile", type=_positive_int, default=None,
+                   help="restore in tiles of this size (large images; denoise and inpaint)")
+    p.add_argument("--overlap", type=_nonnegative_int, default=None,
+                   help="pixels of overlap around each tile (default: automatic, 32 for TV)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
 

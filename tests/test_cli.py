@@ -110,6 +110,8 @@ def test_refuses_to_overwrite_outputs_and_never_the_input(tmp_path, noisy):
         ("ok", ["in.png", "--sigma", "0.1", "--weight", "0.1", "--std", "s.png"], "--std"),
         ("ok", ["in.png", "--sigma", "0.1", "--scale", "0.1", "--weight", "0.1"],
          "scale or weight"),
+        ("ok", ["in.png", "--tile", "0"], "--tile"),
+        ("ok", ["in.png", "--tile", "16", "--overlap", "-3"], "--overlap"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, noisy, setup, args, message):
@@ -160,6 +162,21 @@ def test_deblur_superres_inpaint(tmp_path, noisy, command, extra, shape):
     assert code == 0, stderr
     out, info = read_image(tmp_path / "out.tif")
     assert out.shape == shape and info.bit_depth == 16
+
+
+def test_tiled_denoising_matches_whole_image(tmp_path, noisy):
+    _, y = noisy
+    write_image(tmp_path / "in.tif", y.astype(np.float32))
+    common = ["--sigma", "0.05", "--weight", "0.05", "--quiet"]
+    assert run("denoise", "in.tif", "-o", "whole.tif", *common, cwd=tmp_path)[0] == 0
+    code, _, stderr = run("denoise", "in.tif", "-o", "tiled.tif", "--tile", "20", *common,
+                          cwd=tmp_path)
+    assert code == 0, stderr
+    whole, tiled = (read_image(tmp_path / f)[0] for f in ("whole.tif", "tiled.tif"))
+    assert np.abs(whole - tiled).max() < 5e-3  # both at the default tolerance
+    code, _, stderr = run("deblur", "in.tif", "-o", "d.tif", "--psf", "gaussian:1.0",
+                          "--tile", "20", *common, cwd=tmp_path)
+    assert code == 2 and "operator" in stderr
 
 
 def test_parameter_free_by_default(tmp_path, noisy):
