@@ -353,3 +353,118 @@ def test_map_estimate_puts_any_operator_in_the_dual_and_matches_generic(name):
     assert e_fast == pytest.approx(2 * info.objective, rel=1e-9)
     assert e_fast <= e_gen * (1 + 1e-7)
     assert (e_gen - e_fast) / e_fast < 5e-4
+
+
+# --- A != I with a closed-form data prox: the primal splitting ------------------------------
+
+
+def _package_operators(size=16):
+    from bayes_restore.operators import Blur, Downsample, gaussian_psf
+    from bayes_restore.operators import Mask as PackageMask
+
+    return {
+        "mask": PackageMask(_mask((size, size), seed=3, keep=0.5).bool()),
+        "box_x2": Downsample(2),
+        "periodic_blur": Blur(gaussian_psf(5, 1.0)),
+    }
+
+
+def _observe(op, shape=(16, 16), seed=9, sigma=0.03):
+    clean = _noisy(shape, sigma=0.0)
+    y = op.forward(clean)
+    return y + sigma * torch.from_numpy(np.random.default_rng(seed).standard_normal(y.shape))
+
+
+@pytest.mark.parametrize("iso", [True, False], ids=["iso", "aniso"])
+@pytest.mark.parametrize("name", ["mask", "box_x2", "periodic_blur"])
+def test_primal_splitting_certificate_bounds_the_true_gap(name, iso):
+    """The primal splitting's gap against an optimum from the other (dual) splitting."""
+    op = _package_operators()[name]
+    y, w = _observe(op), 0.02
+    x_loose, loose = tv_map_pdhg(y, w, op, isotropic=iso, tol=1e-3, splitting="primal")
+    x_star, star = tv_map_pdhg(y, w, op, isotropic=iso, tol=1e-7, max_iter=400000,
+                               splitting="dual")
+    assert loose.converged and star.converged
+    p_loose = _objective(x_loose, y, w, op, iso)
+    p_star = _objective(x_star, y, w, op, iso)
+    assert loose.objective == pytest.approx(p_loose, rel=1e-9)
+    assert -1e-7 <= (p_loose - p_star) / p_loose <= loose.gap
+    # and tight: both splittings reach the same minimiser
+    x_tight, tight = tv_map_pdhg(y, w, op, isotropic=iso, tol=1e-7, max_iter=400000,
+                                 splitting="primal")
+    p_tight = _objective(x_tight, y, w, op, iso)
+    assert abs(p_tight - p_star) / p_star <= 2e-7
+
+
+def test_mask_box_bound_is_below_the_optimum_for_any_dual_field(gen):
+    """The mask's separable box bound holds for every |p| <= 1, not only near the optimum."""
+    from bayes_restore.infer.tv import _MaskProx, _Workspace
+
+    op = _package_operators()["mask"]
+    y, w = _observe(op), 0.02
+    x_star, star = tv_map_pdhg(y, w, op, tol=1e-6, max_iter=400000, splitting="dual")
+    # the scaled problem's optimum, from below (the reference is certified to 1e-6)
+    p_star = _objective(x_star, y, w, op) / w**2 * (1 - star.gap)
+    ys = y / w
+    ws = _Workspace(ys.shape, ys.dtype, "cpu", 2, True, False)
+    data = _MaskProx(op, ys, ys.shape)
+    scratch = torch.empty_like(ys)
+    bounds = []
+    for scale in (0.1, 1.0, 10.0):
+        ws.p[..., 1:, 1:] = scale * torch.randn(ws.p[..., 1:, 1:].shape, generator=gen,
+                                                dtype=ws.p.dtype)
+        ws.p[..., 0, -1, :] = 0
+        ws.p[..., 1, :, -1] = 0
+        ws.project(ws.p)
+        bounds.append(float(data.lower_bound(ws, scratch)))
+    assert max(bounds) <= p_star
+
+
+def test_primal_splitting_batches_colour_float32_and_empty_channels():
+    from bayes_restore.operators import Mask as PackageMask
+
+    y = _noisy((2, 3, 16, 16), seed=4).float()
+    keep = _mask((16, 16), seed=5, keep=0.6).bool()
+    op = PackageMask(keep)
+    y = op.forward(y)
+    w = torch.tensor([0.02, 0.05]).reshape(2, 1, 1, 1)
+    x, info = tv_map_pdhg(y, w, op, event_dim=3, tol=1e-4, splitting="primal")
+    assert x.dtype == torch.float32 and x.shape == y.shape and info.converged
+    for i in range(2):
+        xi, _ = tv_map_pdhg(y[i].double(), float(w[i]), op, event_dim=3, tol=1e-7,
+                            max_iter=400000, splitting="dual")
+        pi = _objective(xi, y[i].double(), float(w[i]), op)
+        assert _objective(x[i].double(), y[i].double(), float(w[i]), op) <= pi * (1 + 2e-4)
+    # nothing observed in one channel: its MAP is a constant, the solver still converges
+    hole = torch.ones(3, 16, 16, dtype=torch.bool)
+    hole[1] = False
+    y2 = PackageMask(hole).forward(_noisy((3, 16, 16), seed=6))
+    x2, info2 = tv_map_pdhg(y2, 0.03, PackageMask(hole), event_dim=3, tol=1e-4)
+    assert info2.converged
+    assert float(x2[1].max() - x2[1].min()) < 1e-6
+
+
+def test_splitting_choice_and_errors():
+    from bayes_restore.operators import Blur, Downsample, gaussian_psf
+
+    y = _observe(Downsample(2, kernel="gaussian"))
+    with pytest.raises(ValueError, match="closed-form"):
+        tv_map_pdhg(y, 0.02, Downsample(2, kernel="gaussian"), splitting="primal")
+    with pytest.raises(ValueError, match="closed-form"):
+        tv_map_pdhg(torch.rand(12, 12, dtype=torch.float64), 0.02,
+                    Blur(gaussian_psf(3, 1.0), boundary="valid"), splitting="primal")
+    with pytest.raises(ValueError, match="splitting"):
+        tv_map_pdhg(y, 0.02, Downsample(2), splitting="fast")
+    with pytest.raises(ValueError, match="init"):
+        tv_map_pdhg(y, 0.02, Downsample(2), init=torch.zeros(3, 3))
+    # auto = dual for the Gaussian kernel: the same result as naming it
+    x_auto, _ = tv_map_pdhg(y, 0.02, Downsample(2, kernel="gaussian"), tol=1e-5)
+    x_dual, _ = tv_map_pdhg(y, 0.02, Downsample(2, kernel="gaussian"), tol=1e-5,
+                            splitting="dual")
+    torch.testing.assert_close(x_auto, x_dual, rtol=0, atol=0)
+    # a warm start changes the path, not the answer
+    op = Downsample(2)
+    y = _observe(op)
+    x_cold, _ = tv_map_pdhg(y, 0.02, op, tol=1e-7, max_iter=400000)
+    x_warm, _ = tv_map_pdhg(y, 0.02, op, tol=1e-7, max_iter=400000, init=x_cold + 0.1)
+    assert float((x_cold - x_warm).abs().max()) < 1e-2

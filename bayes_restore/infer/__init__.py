@@ -5,7 +5,7 @@ from .generic import generic_map
 from .map import map_estimate
 from .mcmc import mcmc
 from .prox import tv_prox
-from .tv import tv_denoise_pdhg, tv_energy, tv_map_pdhg
+from .tv import tv_denoise_pdhg, tv_energy, tv_l1_pdhg, tv_map_pdhg
 from .vi import variational
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "gaussian_log_evidence",
     "tv_denoise_pdhg",
     "tv_map_pdhg",
+    "tv_l1_pdhg",
     "tv_energy",
     "variational",
     "mcmc",

@@ -192,7 +192,7 @@ def exact_posterior(
         raise ValueError(f"num_samples must be an integer >= 0, got {num_samples!r}")
     start = time.perf_counter()
     problem = _match_linear_gaussian(model, args, kwargs)
-    if problem is None or problem.prior.beta != 2.0:
+    if problem is None or problem.prior.beta != 2.0 or problem.noise != "gaussian":
         raise ValueError(
             "method='exact' needs the Gaussian-gradient prior (beta = 2) with the Gaussian "
             "likelihood: its posterior is Gaussian. For TV or other priors use 'vi' or 'mcmc'"

@@ -11,7 +11,7 @@ import pyro.poutine as poutine
 import torch
 from pyro.poutine.util import site_is_subsample
 
-from bayes_restore.likelihoods import GaussianLikelihood
+from bayes_restore.likelihoods import GaussianLikelihood, LaplaceLikelihood
 from bayes_restore.models import X_SITE, Y_SITE
 from bayes_restore.operators import Identity, LinearOperator
 from bayes_restore.posterior import Posterior, SolverInfo
@@ -19,7 +19,7 @@ from bayes_restore.priors import GradientPrior
 
 from .gaussian import dct_map
 from .generic import generic_map, initial_trace
-from .tv import tv_map_pdhg
+from .tv import tv_l1_pdhg, tv_map_pdhg
 
 __all__ = ["map_estimate", "SOLVERS"]
 
@@ -29,7 +29,11 @@ SOLVERS = ("auto", "generic", "dct", "pdhg")
 
 @dataclass(frozen=True)
 class _LinearGaussianProblem:
-    """A traced model that is exactly ``x ~ GradientPrior``, ``y ~ N(A x, sigma^2)``."""
+    """A traced model that is exactly ``x ~ GradientPrior``, ``y ~ N(A x, sigma^2)``.
+
+    With ``noise="laplace"`` it is ``y ~ Laplace(A x, sigma)`` instead (``sigma`` then
+    the Laplace scale ``b_l``).
+    """
 
     y: torch.Tensor
     prior: GradientPrior
@@ -37,16 +41,19 @@ class _LinearGaussianProblem:
     sigma: torch.Tensor  # batch + (1,) * event_dim
     scale: torch.Tensor  # batch + (1,) * event_dim
     event_dim: int
+    noise: str = "gaussian"
 
     @property
     def weight(self) -> torch.Tensor:
-        """``lambda = 2 sigma^2 / (beta b^beta)``, broadcast against ``y``."""
+        """Gaussian: ``lambda = 2 sigma^2 / (beta b^beta)``; Laplace (TV): ``b_l / b``."""
         beta = self.prior.beta
+        if self.noise == "laplace":
+            return self.sigma / self.scale**beta
         return 2 * self.sigma**2 / (beta * self.scale**beta)
 
 
 def _match_linear_gaussian(model: Callable, args: tuple, kwargs: dict):
-    """Recognise the package's own prior + Gaussian likelihood, else ``None``."""
+    """Recognise the package's own prior + Gaussian (or Laplace) likelihood, else ``None``."""
     first = initial_trace(model, args, kwargs)
     sites = {
         n: s
@@ -65,7 +72,7 @@ def _match_linear_gaussian(model: Callable, args: tuple, kwargs: dict):
             *args, **kwargs
         )
     prior, lik = trace.nodes[X_SITE]["fn"], trace.nodes[Y_SITE]["fn"]
-    if not isinstance(prior, GradientPrior) or not isinstance(lik, GaussianLikelihood):
+    if not isinstance(prior, GradientPrior) or type(lik) not in _NOISE:
         return None
     x_value = trace.nodes[X_SITE]["value"]
     if lik.x.shape != x_value.shape or not torch.equal(lik.x, x_value):
@@ -74,12 +81,17 @@ def _match_linear_gaussian(model: Callable, args: tuple, kwargs: dict):
     event_dim = len(prior.event_shape)
     if lik.event_dim != event_dim or y.shape != lik.batch_shape + lik.event_shape:
         return None
-    sigma = _per_image(lik.sigma, y.shape, event_dim, y)
+    noise = _NOISE[type(lik)]
+    sigma = _per_image(lik.sigma if noise == "gaussian" else lik.scale, y.shape, event_dim, y)
     scale = _per_image(prior.scale.reshape(prior.scale.shape + (1,) * event_dim), y.shape,
                        event_dim, y)
     if sigma is None or scale is None:
         return None
-    return _LinearGaussianProblem(y, prior, lik.operator, sigma, scale, event_dim)
+    return _LinearGaussianProblem(y, prior, lik.operator, sigma, scale, event_dim, noise)
+
+
+#: likelihood classes with a fast path (exact classes: a subclass may change the law)
+_NOISE = {GaussianLikelihood: "gaussian", LaplaceLikelihood: "laplace"}
 
 
 def _per_image(value: torch.Tensor, shape: torch.Size, event_dim: int, like: torch.Tensor):
@@ -114,9 +126,12 @@ def map_estimate(
 
     - ``"dct"``: Gaussian-gradient prior, ``A = I``: the closed form of the design page;
     - ``"pdhg"``: total variation (isotropic or anisotropic), any linear operator:
-      accelerated Chambolle-Pock for ``A = I``, Chambolle-Pock with ``K = [grad; A]``
-      otherwise, both stopped by a certified relative primal-dual gap
-      (:func:`~bayes_restore.infer.tv_map_pdhg`).
+      accelerated Chambolle-Pock for ``A = I``, Chambolle-Pock with the data term in
+      the primal prox (masks, box decimation, periodic blur) or with ``K = [grad; A]``
+      otherwise, all stopped by a certified relative primal-dual gap
+      (:func:`~bayes_restore.infer.tv_map_pdhg`); and TV with a
+      :class:`~bayes_restore.likelihoods.LaplaceLikelihood` and ``A = I`` (TV-L1,
+      :func:`~bayes_restore.infer.tv_l1_pdhg`).
 
     Otherwise the generic path maximises Pyro's log joint of all latent sites
     (L-BFGS, or Adam) until the objective settles.
@@ -194,6 +209,9 @@ def map_estimate(
 def _fast_solver(problem: _LinearGaussianProblem | None) -> str | None:
     if problem is None:
         return None
+    if problem.noise == "laplace":  # TV-L1 for A = I; nothing fast otherwise
+        identity = isinstance(problem.operator, Identity)
+        return "pdhg" if problem.prior.beta == 1.0 and identity else None
     if problem.prior.beta == 2.0 and isinstance(problem.operator, Identity):
         return "dct"
     if problem.prior.beta == 1.0:
@@ -208,6 +226,16 @@ def _run_fast(name: str, problem: _LinearGaussianProblem, tol, max_iter) -> Post
         x = dct_map(y, problem.weight)
         info = SolverInfo(solver="dct", iterations=0, converged=True,
                           time=time.perf_counter() - start, gap=0.0)
+    elif problem.noise == "laplace":
+        # -log p(x | y) b_l = |x - y|_1 + (b_l / b) TV(x) + const: TV-L1
+        x, info = tv_l1_pdhg(
+            y,
+            problem.weight,
+            isotropic=problem.prior.isotropic,
+            event_dim=problem.event_dim,
+            tol=1e-4 if tol is None else tol,
+            max_iter=20000 if max_iter is None else max_iter,
+        )
     else:
         # E / 2 = 0.5 |A x - y|^2 + (lambda / 2) TV(x); tv_map_pdhg runs the accelerated
         # ROF solver for A = I and the primal-dual method with K = [grad; A] otherwise

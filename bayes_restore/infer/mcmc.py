@@ -232,6 +232,8 @@ def _langevin_misfit(problem: _LinearGaussianProblem | None) -> str | None:
     if problem is None:
         return ("it is not the package's linear-Gaussian model (x ~ GradientPrior, "
                 "y ~ GaussianLikelihood(x, sigma, A), nothing else)")
+    if problem.noise != "gaussian":
+        return f"the likelihood is {problem.noise}, not Gaussian"
     if problem.prior.beta not in (1.0, 2.0):
         return f"the prior has order beta={problem.prior.beta:g} (supported: 1 = TV, 2 = Gaussian)"
     op = problem.operator
@@ -400,8 +402,9 @@ def _run_langevin(problem: _LinearGaussianProblem, sampler: str, *, num_samples,
     if warmup is None:
         warmup = max(50, num_samples // 4)
 
-    x = _initial_x(problem).expand((num_chains,) + tuple(y.shape)).clone()
-    shape = tuple(y.shape)
+    x0 = _initial_x(problem)
+    shape = tuple(x0.shape)  # the image's, not the observation's (decimation)
+    x = x0.expand((num_chains,) + shape).clone()
     if lambda_my is not None:  # a converged dual at the start; later calls warm-start from it
         potential.dual = tv_prox_dual(x, potential.prox_weight.to(dtype),
                                       isotropic=prior.isotropic, num_iter=50)
