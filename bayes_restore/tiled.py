@@ -39,6 +39,10 @@ DEFAULT_TILE = 1024
 DEFAULT_OVERLAP = 32
 #: the noise level and prior scale are estimated on at most this many pixels per image
 PARAMETER_PIXELS = 2048 * 2048
+#: on a CPU, batches of at most this many pixels: beyond about a megapixel the solver's
+#: arrays leave the caches and the cost per pixel doubles (``docs/scale.md``); small tiles
+#: are still batched together, which saves the per-call overhead
+_CPU_BATCH_PIXELS = 2**20
 #: working memory of each engine, in values of the image's dtype per pixel (measured, with
 #: a margin: ``benchmarks/scale.py``); MCMC adds one value per kept draw
 _VALUES_PER_PIXEL = {"map": 16, "exact": 12, "vi": 48, "mcmc": 24}
@@ -291,11 +295,12 @@ def restore_tiled(
 
     The image is cut into cores of at most ``tile`` pixels a side; each core is restored
     with ``overlap`` extra pixels on every side that is not the image border, and only the
-    core is kept. TV's and the Gaussian prior's influence decays fast with distance (the
-    MAP changes by less than 1e-5 beyond 32 pixels from a cut on natural images at
+    core is kept. TV's and the Gaussian prior's influence decays fast with distance (a cut
+    changes the TV MAP by less than 1e-4 at 32 pixels from it on natural images at
     ``sigma`` 0.05-0.2: ``docs/scale.md``), so the stitched result has no seams and equals
     the whole-image result up to the solvers' own tolerance. Tiles of equal shape are
-    restored together as one batch, as many as fit in ``max_memory``; stacks
+    restored together as one batch, as many as fit in ``max_memory`` (and, on a CPU, in
+    about a megapixel, where the caches still hold the solver's arrays); stacks
     ``(N, C, H, W)`` are tiled image by image in the same batches, so ``tile`` larger
     than the images simply batches the stack.
 
@@ -378,7 +383,8 @@ def restore_tiled(
     if overlap is None:
         overlap = auto_overlap(shared)
     tiles = tile_grid(tuple(y.shape[-2:]), tile, overlap)
-    per_batch = batch_size or _tiles_per_batch(tiles, y, method, budget, engine_kwargs)
+    per_batch = batch_size or _tiles_per_batch(tiles, y, method, budget, engine_kwargs,
+                                               work_device)
 
     out: dict[str, torch.Tensor] = {}
     infos: list[SolverInfo] = []
@@ -421,16 +427,20 @@ def restore_tiled(
     )
 
 
-def _tiles_per_batch(tiles, y, method, budget, engine_kwargs) -> int:
+def _tiles_per_batch(tiles, y, method, budget, engine_kwargs, device) -> int:
+    """Tiles per batch: within the memory budget, and on a CPU within the caches."""
     if budget is None:
         return 1
     h, w = max((t.shape for t in tiles), key=lambda s: s[0] * s[1])
+    pixels = h * w * y[..., :1, :1].numel()
     values = _VALUES_PER_PIXEL[method]
     if method == "mcmc":
         values += int(engine_kwargs.get("num_samples", 1000)) * int(
             engine_kwargs.get("num_chains", 1))
-    per_tile = h * w * (y[..., :1, :1].numel()) * y.element_size() * values
-    return max(1, budget // per_tile)
+    count = budget // (pixels * y.element_size() * values)
+    if device.type == "cpu":
+        count = min(count, _CPU_BATCH_PIXELS // pixels)
+    return max(1, count)
 
 
 def _place(out: dict, post: Posterior, batch: list[Tile], y: torch.Tensor, keep_samples: bool):
