@@ -36,6 +36,7 @@ def to_inference_data(
     observed: np.ndarray | None = None,
     sample_stats: Mapping[str, np.ndarray] | None = None,
     attrs: Mapping[str, Any] | None = None,
+    extra: Mapping[str, np.ndarray] | None = None,
 ) -> Any:
     """ArviZ's container for image draws of shape ``(chain, draw, *image)``.
 
@@ -45,12 +46,20 @@ def to_inference_data(
     the grid) and ``sample_stats``. (The Pyro site names ``x`` and ``y`` cannot be
     variable names here: xarray would take them for the coordinates ``x`` and ``y``.)
     On ArviZ 1.x (``xarray.DataTree``) the same groups are built by ``az.from_dict``,
-    which both versions provide.
+    which both versions provide. ``extra`` adds posterior variables of shape
+    ``(chain, draw, ...)`` with the same chains and draws (e.g. ``{"scale": draws}``);
+    ArviZ names their further dimensions.
     """
     az = import_arviz()
     samples = np.asarray(samples)
     dims = {POSTERIOR_VAR: image_dims(samples.ndim - 2)}
     groups: dict[str, Any] = {"posterior": {POSTERIOR_VAR: samples}}
+    for name, value in (extra or {}).items():
+        value = np.asarray(value)
+        if name in (POSTERIOR_VAR, OBSERVED_VAR) or value.shape[:2] != samples.shape[:2]:
+            raise ValueError(f"extra variable {name!r} of shape {value.shape} clashes with the "
+                             f"image draws {samples.shape[:2]} (chain, draw) or their name")
+        groups["posterior"][name] = value
     if observed is not None:
         observed = np.asarray(observed)
         groups["observed_data"] = {OBSERVED_VAR: observed}

@@ -41,6 +41,7 @@ from .priors import TotalVariation
 
 __all__ = [
     "THETA_SITE",
+    "THETA_HYPERPRIOR",
     "ScaleEstimate",
     "estimate_sigma",
     "gaussian_empirical_bayes",
@@ -56,6 +57,9 @@ __all__ = [
 
 #: name of the precision site ``theta = 1 / b`` of :func:`hierarchical_tv_model`
 THETA_SITE = "theta"
+#: default ``(alpha, beta0)`` of the Gamma hyperprior on ``theta = 1 / b``: an exponential of
+#: mean ``theta = 100`` (``b = 0.01``), weak against the ``N - 1`` of any real image
+THETA_HYPERPRIOR = (1.0, 0.01)
 #: accepted values of ``choose_tv_weight(..., method=...)``
 TV_METHODS = ("sure", "sapg", "hierarchical")
 
@@ -723,8 +727,8 @@ def hierarchical_tv_model(
     y: torch.Tensor,
     *,
     sigma: float | torch.Tensor,
-    alpha: float = 1.0,
-    beta0: float = 0.01,
+    alpha: float = THETA_HYPERPRIOR[0],
+    beta0: float = THETA_HYPERPRIOR[1],
     isotropic: bool = True,
 ) -> torch.Tensor:
     r"""Pyro model of TV denoising with a Gamma hyperprior on the prior's precision.
@@ -737,7 +741,9 @@ def hierarchical_tv_model(
 
     ``log p(x | theta) = -theta TV(x) + (N - 1) log theta + const`` (homogeneity of TV),
     so ``theta | x ~ Gamma(alpha + N - 1, beta0 + TV(x))``: :func:`gibbs_theta` draws it,
-    and :func:`tv_scale_gibbs` samples the model. The defaults ``alpha = 1``,
+    :func:`tv_scale_gibbs` samples the model, and
+    ``infer.mcmc(restoration_model, ..., sample_scale=True)`` samples it with any operator
+    (the defaults ``THETA_HYPERPRIOR`` are shared). The defaults ``alpha = 1``,
     ``beta0 = 0.01`` (an exponential prior of mean ``theta = 100``, i.e. ``b = 0.01``) are
     weak against the ``N - 1`` of any real image. Change any line: the engines only need
     the sites ``"theta"``, ``"x"`` and ``"y"``. Pyro's NUTS samples it on small crops
@@ -843,8 +849,8 @@ def _standard_gamma(shape: torch.Tensor, generator: torch.Generator | None) -> t
     out = torch.empty_like(shape)
     todo = torch.ones_like(shape, dtype=torch.bool)
     while bool(todo.any()):
-        z = torch.randn(shape.shape, generator=generator, dtype=shape.dtype)
-        u = torch.rand(shape.shape, generator=generator, dtype=shape.dtype)
+        z = torch.randn(shape.shape, generator=generator, dtype=shape.dtype, device=shape.device)
+        u = torch.rand(shape.shape, generator=generator, dtype=shape.dtype, device=shape.device)
         v = (1 + c * z) ** 3
         ok = (v > 0) & (torch.log(u) < 0.5 * z**2 + d - d * v + d * torch.log(v.clamp_min(1e-300)))
         take = ok & todo
@@ -857,8 +863,8 @@ def tv_scale_gibbs(
     y: Any,
     sigma: float,
     *,
-    alpha: float = 1.0,
-    beta0: float = 0.01,
+    alpha: float = THETA_HYPERPRIOR[0],
+    beta0: float = THETA_HYPERPRIOR[1],
     num_iter: int = 400,
     burn_in: int = 200,
     isotropic: bool = True,

@@ -21,14 +21,16 @@ class SolverInfo:
     Attributes
     ----------
     solver : str
-        Which solver ran: ``"dct"`` (closed form), ``"pdhg"`` (primal-dual), ``"lbfgs"``
-        or ``"adam"`` (generic path on Pyro's log joint).
+        Which solver ran: ``"dct"`` (closed form), ``"pdhg"`` (primal-dual), ``"pcg"``
+        (conjugate gradients of the Gaussian posterior mean), ``"lbfgs"`` or ``"adam"``
+        (generic path on Pyro's log joint).
     iterations : int
         Iterations performed (0 for a closed form).
     converged : bool
         Whether the stopping rule was met before the iteration cap.
     gap : float or None
-        Final relative primal-dual gap (``(P - D) / P``), where the solver has one.
+        Final relative primal-dual gap (``(P - D) / P``), where the solver has one; for
+        ``"pcg"`` the final relative residual.
     objective : float or None
         Final objective: ``-log p(x, y)`` for the generic path, the primal energy
         ``0.5 |x - y|^2 + w TV(x)`` for PDHG.
@@ -141,7 +143,9 @@ class Posterior:
         Groups: ``posterior`` with variable ``"image"`` of dims
         ``(chain, draw, [batch,] [channel,] y, x)``; ``observed_data`` (``"observed"``) when
         ``observed`` is given or was recorded by the engine; ``sample_stats`` when the
-        engine recorded per-draw statistics. ArviZ's ``ess``, ``rhat``, ``hdi`` and
+        engine recorded per-draw statistics. When the engine sampled the prior scale
+        (``diagnostics["scale_samples"]``), ``posterior`` also has ``"scale"``, dims
+        ``(chain, draw)``. ArviZ's ``ess``, ``rhat``, ``hdi`` and
         ``summary`` work on it unchanged.
 
         Raises
@@ -168,12 +172,14 @@ class Posterior:
         if observed is None:
             observed = self.diagnostics.get("observed")
         stats = self.diagnostics.get("sample_stats")
+        scale = self.diagnostics.get("scale_samples")
         to_np = lambda v: _as_torch(v).detach().cpu().numpy()  # noqa: E731
         return to_inference_data(
             to_np(self.samples),
             observed=None if observed is None else to_np(observed),
             sample_stats=None if stats is None else {k: to_np(v) for k, v in stats.items()},
             attrs={"method": self.method, "engine": "bayes_restore"},
+            extra=None if scale is None else {"scale": to_np(scale)},
         )
 
     def with_fields(self, **changes: Any) -> Posterior:

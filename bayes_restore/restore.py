@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from bayes_restore._validation import as_float, check_finite, check_positive, to_tensor
-from bayes_restore.energy import scale_from_weight
+from bayes_restore.energy import scale_from_weight, weight_from_scale
 from bayes_restore.models import restoration_model
 from bayes_restore.operators import LinearOperator, as_operator
 from bayes_restore.posterior import Posterior
@@ -151,9 +151,10 @@ def restore(
 
     - ``"map"``: the MAP only (:func:`~bayes_restore.infer.map_estimate`); ``std`` is
       ``None`` and :meth:`Posterior.interval` says so.
-    - ``"exact"``: Gaussian-gradient prior with ``A = I``: exact mean and per-pixel
-      std by the DCT (no sampling), exact draws with ``num_samples=``
-      (:func:`~bayes_restore.infer.exact_posterior`).
+    - ``"exact"``: Gaussian-gradient prior, whose posterior is Gaussian: for ``A = I``
+      exact mean and per-pixel std by the DCT (no sampling); for any other operator the
+      mean by preconditioned conjugate gradients and the std from perturb-and-optimise
+      draws (:func:`~bayes_restore.infer.exact_posterior`); draws with ``num_samples=``.
     - ``"vi"``: Pyro SVI with a mean-field (``guide="normal"``) or low-rank
       (``guide="lowrank"``) Gaussian guide (:func:`~bayes_restore.infer.variational`).
     - ``"mcmc"``: proximal Langevin (SK-ROCK / MYULA) for the TV family at full size,
@@ -166,7 +167,12 @@ def restore(
         Float observation: ``(H, W)``, ``(C, H, W)`` or ``(N, C, H, W)``.
     prior, sigma, scale, weight, beta
         As in :func:`~bayes_restore.denoise`; ``None`` means "estimate" (for denoising),
-        and the estimates are in ``diagnostics["parameters"]``.
+        and the estimates are in ``diagnostics["parameters"]``. With ``method="mcmc"``, a
+        TV prior and ``scale=weight=None`` the scale is *sampled* with the image (the
+        hierarchical model, ``mcmc(..., sample_scale=True)``, started at SURE's scale; pass
+        ``sample_scale=False`` to keep SURE's): ``diagnostics["parameters"]`` then has
+        ``scale_method="hierarchical"``, ``scale`` (the posterior mean), its ``weight``,
+        ``scale_std`` and ``scale_interval`` (90 %).
     operator : LinearOperator, optional
         ``A``; the identity when ``None``.
     method : {"map", "exact", "vi", "mcmc"}, default "map"
@@ -206,13 +212,30 @@ def restore(
         sigma=torch.tensor(sigma, dtype=y.dtype, device=y.device),
         operator=operator,
     )
+    if method == "mcmc" and "weight_method" in estimated and engine_kwargs.get("sampler") != "nuts":
+        engine_kwargs = {"sample_scale": True, **engine_kwargs}  # hierarchical, from SURE's b
     post = _run(method, y, model_kwargs, engine_kwargs)
     parameters = {"sigma": sigma, "scale": float(prior_obj.scale.double().mean()),
                   "weight": float(prior_obj.weight(sigma).double().mean()), **estimated}
+    if "scale_samples" in post.diagnostics:  # the engine sampled b: report its posterior
+        parameters = _sampled_scale(post.diagnostics["scale"], sigma, parameters)
     post = post.with_fields(diagnostics={**post.diagnostics, "parameters": parameters})
     if as_numpy:
         return post.as_numpy()
     return post if y.device == home else post._convert(lambda t: t.to(home))
+
+
+def _sampled_scale(summary: dict, sigma: float, parameters: dict) -> dict:
+    """``parameters`` with the posterior of the scale in place of its starting value."""
+    mean = lambda v: float(torch.as_tensor(v, dtype=torch.float64).mean())  # noqa: E731
+    start = {"scale_start": parameters["scale"],
+             "scale_start_method": parameters.get("weight_method", "given")}
+    drop = ("weight_method", "weight_estimated", "scale_estimated", "scale", "weight")
+    kept = {k: v for k, v in parameters.items() if k not in drop}
+    scale = mean(summary["mean"])
+    return {**kept, "scale": scale, "weight": weight_from_scale(sigma, scale),
+            "scale_method": "hierarchical", "scale_std": mean(summary["std"]),
+            "scale_interval": tuple(mean(v) for v in summary["interval"]), **start}
 
 
 def _to_device(y: torch.Tensor, device: str | torch.device | None) -> torch.Tensor:

@@ -17,6 +17,7 @@ from pyro.poutine.util import site_is_subsample
 from tqdm.auto import tqdm
 
 from bayes_restore.differences import div, grad
+from bayes_restore.hyper import THETA_HYPERPRIOR, gibbs_theta
 from bayes_restore.models import X_SITE
 from bayes_restore.operators import Identity
 from bayes_restore.posterior import Posterior
@@ -55,6 +56,9 @@ def mcmc(
     prox_iter: int = 5,
     target_accept: float = 0.8,
     max_tree_depth: int = 10,
+    sample_scale: bool = False,
+    scale_prior: tuple[float, float] = THETA_HYPERPRIOR,
+    scale_every: int = 1,
     **model_kwargs: Any,
 ) -> Posterior:
     r"""Sample the posterior of a Pyro model whose latent image site is ``"x"``.
@@ -94,6 +98,20 @@ def mcmc(
     ``"auto"`` picks ``"skrock"`` for TV, ``"lm"`` for the Gaussian-gradient prior
     (exact there; :func:`~bayes_restore.infer.gaussian_posterior_std` is exact and
     faster still for ``A = I``), else ``"nuts"``.
+
+    With ``sample_scale=True`` (TV, Gaussian likelihood, Langevin samplers) the prior
+    scale is sampled with the image: the model becomes the hierarchical one of
+    :func:`~bayes_restore.hyper.hierarchical_tv_model` (any operator ``A``),
+
+    .. math::
+
+        \theta = 1 / b \sim \mathrm{Gamma}(\alpha, \beta_0), \quad
+        x \mid \theta \sim \mathrm{TV}(b), \quad y \mid x \sim \mathcal{N}(A x, \sigma^2 I),
+
+    sampled by Gibbs-within-Langevin: ``scale_every`` Langevin steps on ``x | y, theta``,
+    then an exact draw ``theta | x ~ Gamma(alpha + N - C, beta0 + TV(x))``
+    (:func:`~bayes_restore.hyper.gibbs_theta`), one ``theta`` per chain and image,
+    started at ``1 / b`` of the model's prior. ``"auto"`` then picks ``"lm"``.
 
     Parameters
     ----------
@@ -140,6 +158,21 @@ def mcmc(
         NUTS only: target acceptance probability of the step-size adaptation.
     max_tree_depth : int, default 10
         NUTS only.
+    sample_scale : bool, default False
+        Langevin/TV only: sample ``theta = 1 / b`` jointly with the image (above).
+        ``theta`` is often weakly identified (``theta E[TV(x) | y, theta] / (N - 1)``, whose
+        root the chain finds, moved only from 1.00 to 1.08 when ``theta`` doubled on data
+        drawn from the prior at ``sigma = b``), so a small bias of the sampler's ``TV(x)``
+        moves it far: there SK-ROCK (TV 3 % low at its default step) gave ``theta`` 1.8
+        times the truth, ``"lm"`` the truth within 4 %; hence ``"auto"`` -> ``"lm"``.
+        The Moreau-Yosida smoothing biases it too (``docs/hyperparameters.md``). The
+        chain in ``theta`` moves slowly: use a long ``warmup`` and check
+        ``to_arviz()``'s ``"scale"`` (ESS, R-hat).
+    scale_prior : (float, float), default ``hyper.THETA_HYPERPRIOR`` = (1.0, 0.01)
+        Shape ``alpha`` and rate ``beta0`` of the Gamma hyperprior on ``theta``, the
+        defaults of :func:`~bayes_restore.hyper.hierarchical_tv_model`.
+    scale_every : int, default 1
+        Langevin steps between two Gamma draws of ``theta``.
 
     Returns
     -------
@@ -148,7 +181,13 @@ def mcmc(
         (the data's dtype), ``samples`` a float32 tensor of shape
         ``(chain, draw, *image_shape)``, ``map=None``, and ``diagnostics``: the
         sampler, step size, ``lambda_MY``, stages, acceptance rate (NUTS), wall
-        time, gradient and prox evaluations, draws kept, ``"gaussian": False``.
+        time, gradient and prox evaluations, draws kept, ``"gaussian": False``. With
+        ``sample_scale``: ``"scale_samples"``, the draws of ``b`` (float64, shape
+        ``(chain, draw)``, or ``(chain, draw, *batch)`` for a batch of images, thinned as
+        ``samples``), and ``"scale"``, their summary over all draws: ``mean``, ``std``,
+        ``interval`` (the equal-tailed 90 % interval), ``theta_mean``, ``scale_prior``,
+        ``scale_every`` (floats for one image, lists per image for a batch).
+        :meth:`Posterior.to_arviz` shows the draws as a variable ``"scale"``.
 
     Raises
     ------
@@ -165,19 +204,34 @@ def mcmc(
     ...             sigma=0.1, num_samples=100, seed=0)
     >>> post.diagnostics["sampler"], tuple(post.samples.shape)
     ('skrock', (2, 100, 16, 16))
+
+    The scale sampled with the image (the hierarchical model):
+
+    >>> post = mcmc(restoration_model, y, prior=TotalVariation(0.2, shape=(16, 16)),
+    ...             sigma=0.1, num_samples=100, seed=0, sample_scale=True)
+    >>> tuple(post.diagnostics["scale_samples"].shape), sorted(post.diagnostics["scale"])[:3]
+    ((2, 100), ['interval', 'mean', 'prob'])
     """
     _check_options(sampler, num_samples, warmup, num_chains, thin, max_memory, smoothing,
                    step_size, stages, prox_iter, generator, seed)
+    scale_prior = _check_scale_options(sample_scale, scale_prior, scale_every, sampler)
     problem = None
     if sampler != "nuts":
         problem = _match_linear_gaussian(model, args, model_kwargs)
         reason = _langevin_misfit(problem)
+        if sample_scale:
+            reason = reason or _scale_misfit(problem)
+            if reason is not None:
+                raise ValueError(f"sample_scale=True does not fit this model: {reason}; it "
+                                 "needs a TV prior (beta = 1) with a Gaussian likelihood")
         if reason is not None and sampler in ("skrock", "myula", "lm"):
             raise ValueError(f"sampler={sampler!r} does not fit this model: {reason}; "
                              "use sampler='nuts' (any Pyro model, small images)")
         if sampler == "auto":
             if reason is not None:
                 sampler = "nuts"
+            elif sample_scale:  # SK-ROCK's small TV bias moves theta a lot: see sample_scale
+                sampler = "lm"
             else:
                 sampler = "skrock" if problem.prior.beta == 1.0 else "lm"
     if sampler == "nuts":
@@ -189,7 +243,9 @@ def mcmc(
     return _run_langevin(problem, sampler, num_samples=num_samples, warmup=warmup,
                          num_chains=num_chains, thin=thin, generator=generator, seed=seed,
                          max_memory=max_memory, progress=progress, smoothing=smoothing,
-                         step_size=step_size, stages=stages, prox_iter=prox_iter)
+                         step_size=step_size, stages=stages, prox_iter=prox_iter,
+                         scale_prior=scale_prior if sample_scale else None,
+                         scale_every=scale_every)
 
 
 # --- checks --------------------------------------------------------------------------------
@@ -225,6 +281,36 @@ def _check_options(sampler, num_samples, warmup, num_chains, thin, max_memory, s
         raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ValueError(f"seed must be an integer, got {seed!r}")
+
+
+def _check_scale_options(sample_scale, scale_prior, scale_every, sampler) -> tuple[float, float]:
+    if not isinstance(sample_scale, bool):
+        raise ValueError(f"sample_scale must be True or False, got {sample_scale!r}")
+    try:
+        alpha, beta0 = (float(v) for v in scale_prior)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"scale_prior must be a pair (alpha, beta0) of positive numbers, got {scale_prior!r}"
+        ) from None
+    if not (0 < alpha < math.inf and 0 < beta0 < math.inf):
+        raise ValueError(
+            f"scale_prior must be a pair (alpha, beta0) of positive numbers, got {scale_prior!r}"
+        )
+    _check_int(scale_every, "scale_every", 1)
+    if sample_scale and sampler == "nuts":
+        raise ValueError(
+            "sample_scale=True runs inside the Langevin samplers, not NUTS: to sample the "
+            "scale with NUTS give it a model with a scale site, e.g. "
+            "bayes_restore.hyper.hierarchical_tv_model"
+        )
+    return alpha, beta0
+
+
+def _scale_misfit(problem: _LinearGaussianProblem) -> str | None:
+    """Why the scale cannot be sampled with the image (``None`` if it can)."""
+    if problem.prior.beta != 1.0:
+        return f"the prior has order beta={problem.prior.beta:g}, not 1 (TV)"
+    return None
 
 
 def _langevin_misfit(problem: _LinearGaussianProblem | None) -> str | None:
@@ -319,6 +405,19 @@ class _Potential:
         if self.lambda_my is not None:
             self.prox_weight = self.lambda_my / self.scale  # the ROF weight of the prox
 
+    def set_theta(self, theta: torch.Tensor) -> None:
+        """Move the TV prior to ``b = 1 / theta`` (``theta``: one per chain and image).
+
+        The smoothed potential is ``|y - A x|^2 / (2 sigma^2) + M(x)`` with ``M`` the
+        Moreau-Yosida envelope of ``g = theta TV`` of parameter ``lambda_MY``; its gradient
+        ``(x - prox_{lambda_MY g}(x)) / lambda_MY`` is ``1 / lambda_MY``-Lipschitz *whatever
+        theta*, so ``lambda_MY``, ``L`` and the step ``delta`` stay fixed and only the prox
+        weight ``lambda_MY theta`` and the factor ``theta`` of ``-div(p)`` change. The warm
+        dual ``p`` stays feasible (``|p| <= 1``) and is kept.
+        """
+        self.scale = (1.0 / theta).reshape(theta.shape + (1,) * self.problem.event_dim)
+        self.prox_weight = self.lambda_my / self.scale
+
     def grad(self, x: torch.Tensor) -> torch.Tensor:
         self.evaluations += 1
         pr = self.problem
@@ -370,7 +469,7 @@ def _stages_for(ratio: float) -> int:
 
 def _run_langevin(problem: _LinearGaussianProblem, sampler: str, *, num_samples, warmup,
                   num_chains, thin, generator, seed, max_memory, progress, smoothing,
-                  step_size, stages, prox_iter) -> Posterior:
+                  step_size, stages, prox_iter, scale_prior=None, scale_every=1) -> Posterior:
     start = time.perf_counter()
     y = problem.y.detach()
     device, dtype = y.device, y.dtype
@@ -409,6 +508,12 @@ def _run_langevin(problem: _LinearGaussianProblem, sampler: str, *, num_samples,
         potential.dual = tv_prox_dual(x, potential.prox_weight.to(dtype),
                                       isotropic=prior.isotropic, num_iter=50)
     store = _DrawStore(num_chains, num_samples, shape, device, max_memory)
+    thetas: list[torch.Tensor] = []
+    if scale_prior is not None:  # Gibbs: theta per chain and image, from the model's 1 / b
+        batch = tuple(problem.scale.shape[: problem.scale.dim() - problem.event_dim])
+        theta = (1.0 / problem.scale.to(torch.float64)).reshape(batch).expand(
+            (num_chains,) + batch)
+        potential.set_theta(theta.to(dtype))
     total = warmup + num_samples * thin
     bar = tqdm(total=total, desc=f"MCMC ({sampler})", disable=not progress, leave=False)
 
@@ -426,8 +531,16 @@ def _run_langevin(problem: _LinearGaussianProblem, sampler: str, *, num_samples,
                 x = x - delta * potential.grad(x) + sqrt_2delta * noise()
             else:
                 x = _skrock_step(x, potential, delta, sqrt_2delta * noise(), coef, s)
+            if scale_prior is not None and (step + 1) % scale_every == 0:
+                # exact theta | x (the Gamma conditional of the hierarchical model, on the
+                # un-smoothed TV of the current x); x's next steps target p(x | y, theta)
+                theta = gibbs_theta(x, *scale_prior, gen, isotropic=prior.isotropic,
+                                    event_dim=problem.event_dim)
+                potential.set_theta(theta.to(dtype))
             if step >= warmup and (step - warmup + 1) % thin == 0:
                 store.add(x)
+                if scale_prior is not None:
+                    thetas.append(theta)
             bar.update(1)
     bar.close()
     if not bool(torch.isfinite(x).all()):
@@ -454,8 +567,34 @@ def _run_langevin(problem: _LinearGaussianProblem, sampler: str, *, num_samples,
         "wall_time": time.perf_counter() - start,
         "gaussian": False,
     }
+    if scale_prior is not None:
+        info.update(_scale_summary(torch.stack(thetas, 1), store.every, scale_prior,
+                                   scale_every))
     return Posterior(method="mcmc", mean=mean, std=std, samples=store.samples, map=None,
                      diagnostics=info)
+
+
+def _scale_summary(theta: torch.Tensor, every: int, scale_prior, scale_every,
+                   prob: float = 0.9) -> dict[str, Any]:
+    """``scale_samples`` (``b = 1 / theta``, thinned as the stored images) and their summary.
+
+    ``theta``: all draws, shape ``(chain, draw, *batch)``; the summary uses all of them.
+    """
+    b = 1.0 / theta.to(torch.float64)
+    flat = b.reshape((-1,) + tuple(b.shape[2:]))
+    q = torch.tensor([(1 - prob) / 2, (1 + prob) / 2], dtype=flat.dtype, device=flat.device)
+    lo, hi = torch.quantile(flat, q, dim=0)
+    as_py = lambda t: t.item() if t.dim() == 0 else t.tolist()  # noqa: E731
+    summary = {
+        "mean": as_py(flat.mean(0)),
+        "std": as_py(flat.std(0)),
+        "interval": (as_py(lo), as_py(hi)),
+        "prob": prob,
+        "theta_mean": as_py(theta.to(torch.float64).reshape(flat.shape).mean(0)),
+        "scale_prior": tuple(scale_prior),
+        "scale_every": scale_every,
+    }
+    return {"scale_samples": b[:, ::every].cpu(), "scale": summary}
 
 
 def _skrock_step(x, potential, delta, q, coef, s):
