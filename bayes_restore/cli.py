@@ -169,6 +169,8 @@ def _restore_command(args: argparse.Namespace) -> int:
         raise UserError("--std and --interval need --method exact, vi or mcmc (MAP has no std)")
     if args.samples and args.method not in ("mcmc", "vi", "exact"):
         raise UserError("--samples needs --method mcmc, vi or exact")
+    if args.overlap is not None and args.tile is None:
+        raise UserError("--overlap needs --tile")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available")
 

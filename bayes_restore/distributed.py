@@ -14,11 +14,11 @@ from bayes_restore.priors import GradientPrior
 from bayes_restore.restore import METHODS, restore
 from bayes_restore.tiled import (
     DEFAULT_TILE,
+    _check_int,
     auto_overlap,
     check_overlap,
-    parameter_windows,
+    parameter_slices,
     resolve_shared_parameters,
-    stack_crops,
 )
 
 __all__ = ["restore_dask"]
@@ -53,6 +53,7 @@ def restore_dask(
     return_std: bool = False,
     device: str | None = None,
     threads: int | None = None,
+    return_parameters: bool = False,
     **engine_kwargs: Any,
 ) -> Any:
     r"""Restore a dask array chunk by chunk, with overlap: a lazy dask array of the MAP.
@@ -68,7 +69,8 @@ def restore_dask(
     process, so a process restores one chunk at a time (torch's own threads work inside
     it); chunks run in parallel across the processes or workers of the scheduler.
 
-    ``sigma`` and the prior scale are shared by all chunks: given, or estimated now (as
+    ``sigma`` and the prior scale are shared by all chunks (the TV scale is not sampled
+    per chunk with ``method="mcmc"``): given, or estimated now (as
     :func:`~bayes_restore.restore_tiled` does: the whole image when it has at most
     4 megapixels, else four corner crops), which computes those crops.
 
@@ -97,15 +99,19 @@ def restore_dask(
         Where each chunk is restored (``"cuda"`` on GPU workers); results come back as
         numpy.
     threads : int, optional
-        ``torch.set_num_threads`` in each task (process-wide in the worker): 1 avoids
+        ``torch.set_num_threads`` during each task (restored after it): 1 avoids
         oversubscription when the scheduler already runs one task per core.
+    return_parameters : bool, default False
+        Also return a dict of the shared parameters (``sigma``, ``scale`` or ``weight``,
+        what was estimated, the ``overlap`` used).
 
     Returns
     -------
-    dask.array.Array or tuple of dask.array.Array
+    dask.array.Array or tuple
         The MAP (``method="map"``) or the posterior mean, with the input's shape, chunks
-        (chunks narrower than ``overlap`` widened; channels in one chunk) and dtype; and
-        the std when ``return_std``.
+        (chunks narrower than ``overlap`` widened; channels in one chunk) and dtype; the
+        pair ``(mean, std)`` when ``return_std``; and the parameters dict after them when
+        ``return_parameters``.
 
     Raises
     ------
@@ -127,13 +133,15 @@ def restore_dask(
     da = _import_dask()
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    check_overlap(overlap)
-    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
-        raise ValueError(f"tile must be a positive integer, got {tile!r}")
+    overlap = check_overlap(overlap)
+    if tile is not None:
+        tile = _check_int(tile, "tile", 1)
     if return_std and method == "map":
         raise ValueError("return_std needs method='exact', 'vi' or 'mcmc' (MAP has no std)")
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    if threads is not None:
+        threads = _check_int(threads, "threads", 1)
+    if engine_kwargs.get("generator") is not None:
+        raise ValueError("generator: give seed= instead (each chunk derives its own stream)")
     if device is not None:
         try:
             torch.device(device)  # the workers may have a GPU that this process lacks
@@ -144,45 +152,62 @@ def restore_dask(
         x = x.rechunk({x.ndim - 2: tile, x.ndim - 1: tile})
     if x.ndim >= 3:
         x = x.rechunk({x.ndim - 3: -1})  # one chunk of channels: TV couples nothing else
-    masked = _check_operator(operator)
+    mask2d = _check_mask(operator, x.shape)
+    if mask2d is not None and scale is None and weight is None:
+        raise ValueError("give scale= or weight=: the automatic choice is for denoising")
 
     def sample() -> torch.Tensor:  # computed only when a parameter is to be estimated
-        windows = parameter_windows(tuple(x.shape[-2:]))
-        if windows is None:
+        stack = x.reshape((1,) * (4 - x.ndim) + tuple(x.shape)) if x.ndim < 4 else x
+        lead, windows = parameter_slices(tuple(stack.shape))
+        if lead is None and windows is None:
             return torch.from_numpy(np.asarray(x.compute()))
-        crops = da.compute(*[x[(...,) + w] for w in windows])
-        return stack_crops([torch.from_numpy(np.asarray(c)) for c in crops])
+        part = stack[:lead]
+        if windows is None:
+            return torch.from_numpy(np.asarray(part.compute()))
+        crops = da.compute(*[part[0][(...,) + w] for w in windows])
+        return torch.stack([torch.from_numpy(np.asarray(c)) for c in crops])
 
     shared, estimated = resolve_shared_parameters(
-        sample, prior, sigma=sigma, scale=scale, weight=weight, beta=beta,
-        operator=Mask(torch.ones(2, 2, dtype=torch.bool)) if masked else None,
+        sample, prior, sigma=sigma, scale=scale, weight=weight, beta=beta, operator=None,
     )
     if overlap is None:
-        overlap = auto_overlap(shared)
+        overlap = auto_overlap(shared, mask=None if mask2d is None
+                               else torch.from_numpy(np.ascontiguousarray(mask2d)))
     x = _ensure_min_chunks(da, x, overlap)
-    mask = _mask_array(da, operator, x) if masked else None
-
-    depth = {x.ndim - 2: overlap, x.ndim - 1: overlap}
+    # depth per image axis: none along an axis in one chunk (nothing to borrow), and never
+    # more than the axis
+    depth = {ax: 0 if len(x.chunks[ax]) == 1 else min(overlap, x.shape[ax])
+             for ax in (x.ndim - 2, x.ndim - 1)}
     ext = da.overlap.overlap(x, depth=depth, boundary="none")
     args = [ext]
-    if mask is not None:
-        args.append(da.overlap.overlap(mask, depth=depth, boundary="none"))
-    func = partial(_restore_block, overlap=overlap, kwargs={**shared, **engine_kwargs},
-                   method=method, with_std=return_std, device=device, threads=threads,
-                   has_mask=mask is not None)
+    if mask2d is not None:  # the 2-D mask, chunked like the image's last two axes
+        m = da.from_array(mask2d, chunks=x.chunks[-2:])
+        args.append(da.overlap.overlap(m, depth={0: depth[x.ndim - 2], 1: depth[x.ndim - 1]},
+                                       boundary="none"))
+    func = partial(_restore_block, depth=(depth[x.ndim - 2], depth[x.ndim - 1]),
+                   kwargs={**shared, **engine_kwargs}, method=method, with_std=return_std,
+                   device=device, threads=threads, has_mask=mask2d is not None)
     if not return_std:
-        return da.map_blocks(func, *args, dtype=x.dtype, chunks=x.chunks,
-                             meta=np.empty((0,) * x.ndim, x.dtype))
-    both = da.map_blocks(func, *args, dtype=x.dtype, chunks=((2,),) + x.chunks, new_axis=0,
-                         meta=np.empty((0,) * (x.ndim + 1), x.dtype))
-    return both[0], both[1]
+        out = da.map_blocks(func, *args, dtype=x.dtype, chunks=x.chunks,
+                            meta=np.empty((0,) * x.ndim, x.dtype))
+    else:
+        both = da.map_blocks(func, *args, dtype=x.dtype, chunks=((2,),) + x.chunks,
+                             new_axis=0, meta=np.empty((0,) * (x.ndim + 1), x.dtype))
+        out = (both[0], both[1])
+    if return_parameters:
+        parameters = {k: v for k, v in shared.items() if k != "prior" and v is not None}
+        return out, {**parameters, **estimated, "overlap": overlap}
+    return out
 
 
 def _as_dask(da, array: Any, chunk: int):
     if isinstance(array, torch.Tensor):
         array = array.detach().cpu().numpy()
     if isinstance(array, np.ndarray):
-        array = da.from_array(array, chunks={array.ndim - 2: chunk, array.ndim - 1: chunk})
+        chunks = {array.ndim - 2: chunk, array.ndim - 1: chunk}
+        if array.ndim == 4:
+            chunks[0] = 1  # one image of a stack per task
+        array = da.from_array(array, chunks=chunks)
     if not isinstance(array, da.Array):
         raise ValueError(
             f"array must be a dask array or a numpy array, got {type(array).__name__}"
@@ -209,34 +234,29 @@ def _ensure_min_chunks(da, x, overlap: int):
     return x.rechunk(tuple(chunks)) if chunks != list(x.chunks) else x
 
 
-def _check_operator(operator) -> bool:
-    """Whether ``operator`` is a mask; ``ValueError`` for operators that couple chunks."""
+def _check_mask(operator, shape) -> np.ndarray | None:
+    """The 2-D mask of a :class:`Mask` (None for the identity); ``ValueError`` for operators
+    that couple chunks and for masks that vary along the leading axes."""
     if operator is None or isinstance(operator, Identity):
-        return False
+        return None
     if not isinstance(operator, Mask):
         raise ValueError(
             f"operator: restore_dask supports Identity and Mask, got {type(operator).__name__} "
             "(a blur or decimation couples pixels across chunks)"
         )
-    return True
-
-
-def _mask_array(da, operator, x):
     mask = operator.mask.detach().cpu().numpy()
-    try:
-        mask = np.broadcast_to(mask, x.shape)
-    except ValueError:
+    if tuple(mask.shape[-2:]) != tuple(shape[-2:]) or any(d != 1 for d in mask.shape[:-2]):
         raise ValueError(
-            f"operator: mask of shape {mask.shape} does not broadcast to the array's {x.shape}"
-        ) from None
-    return da.from_array(mask, chunks=x.chunks)
+            f"operator: restore_dask takes one (H, W) mask for all images, got shape "
+            f"{mask.shape} for an array of shape {tuple(shape)}"
+        )
+    return mask.reshape(mask.shape[-2:])
 
 
-def _restore_block(block, mask=None, *, overlap, kwargs, method, with_std, device, threads,
+def _restore_block(block, mask=None, *, depth, kwargs, method, with_std, device, threads,
                    has_mask, block_info=None):
     """Restore one overlapped chunk and trim it to the chunk's own pixels."""
-    if threads is not None:
-        torch.set_num_threads(threads)
+    previous = torch.get_num_threads()
     info = block_info[0]
     location, counts = info["chunk-location"], info["num-chunks"]
     kwargs = dict(kwargs)
@@ -244,13 +264,18 @@ def _restore_block(block, mask=None, *, overlap, kwargs, method, with_std, devic
         kwargs["seed"] = int(kwargs["seed"]) + int(np.ravel_multi_index(location, counts))
     operator = Mask(np.ascontiguousarray(mask)) if has_mask else None
     with _PYRO_LOCK:
-        post = restore(np.ascontiguousarray(block), operator=operator, method=method,
-                       device=device, **kwargs)
+        if threads is not None:
+            torch.set_num_threads(threads)
+        try:
+            post = restore(np.ascontiguousarray(block), operator=operator, method=method,
+                           device=device, **kwargs)
+        finally:
+            torch.set_num_threads(previous)
     trim = []
-    for axis in (-2, -1):
+    for axis, d in zip((-2, -1), depth, strict=True):
         loc, count, size = location[axis], counts[axis], block.shape[axis]
-        start = overlap if loc > 0 else 0
-        stop = size - overlap if loc < count - 1 else size
+        start = d if loc > 0 else 0
+        stop = size - d if loc < count - 1 else size
         trim.append(slice(start, stop))
     point = post.map if method == "map" else post.mean
     out = point[(...,) + tuple(trim)]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from operator import index as operator_index
 from typing import Any
 
 import torch
@@ -27,6 +29,7 @@ __all__ = [
     "restore_tiled",
     "tile_grid",
     "auto_overlap",
+    "hole_radius",
     "parse_memory",
     "DEFAULT_TILE",
     "DEFAULT_OVERLAP",
@@ -100,11 +103,9 @@ def tile_grid(shape: tuple[int, int], tile: int, overlap: int) -> list[Tile]:
     return tiles
 
 
-def check_overlap(overlap: int | None) -> None:
-    """``None`` (automatic) or a non-negative integer, else a ``ValueError`` naming it."""
-    if overlap is not None and (isinstance(overlap, bool) or not isinstance(overlap, int)
-                                or overlap < 0):
-        raise ValueError(f"overlap must be a non-negative integer, got {overlap!r}")
+def check_overlap(overlap: Any) -> int | None:
+    """``None`` (automatic) or a non-negative integer (returned), else a ``ValueError``."""
+    return None if overlap is None else _check_int(overlap, "overlap", 0)
 
 
 def parse_memory(value: int | float | str | None, name: str = "max_memory") -> int | None:
@@ -166,17 +167,6 @@ def parameter_windows(shape: tuple[int, int], max_pixels: int | None = None):
     return [(slice(r, r + side), slice(c, c + side)) for r in (0, h - side) for c in (0, w - side)]
 
 
-def stack_crops(crops: list[torch.Tensor]) -> torch.Tensor:
-    """Crops of ``(H, W)``, ``(C, H, W)`` or ``(N, C, H, W)`` images as one batch."""
-    stacked = torch.stack(crops)  # (K, *lead, s, s)
-    lead = stacked.shape[1:-2]
-    if len(lead) == 0:
-        return stacked.unsqueeze(1)
-    if len(lead) == 1:
-        return stacked
-    return stacked.reshape((-1,) + tuple(stacked.shape[2:]))
-
-
 def resolve_shared_parameters(
     sample: Callable[[], torch.Tensor],
     prior: str | GradientPrior,
@@ -206,14 +196,16 @@ def resolve_shared_parameters(
     return kwargs, info
 
 
-def auto_overlap(shared: dict) -> int:
+def auto_overlap(shared: dict, mask: torch.Tensor | None = None) -> int:
     """The default overlap for the shared parameters (see ``docs/scale.md``).
 
     TV (and orders ``beta < 2``): :data:`DEFAULT_OVERLAP`, 32 pixels, where the tiling
     error measured below 1e-4 at sigma 0.05-0.2. The Gaussian-gradient prior smooths over
     ``sqrt(lambda)`` pixels (the Green's function of ``I - lambda Laplacian`` decays as
     ``exp(-d / sqrt(lambda))``): ``max(32, ceil(7 sqrt(lambda)))``, which keeps the error
-    below 1e-3 for image contrasts up to 1.
+    below 1e-3 for image contrasts up to 1. With a ``mask`` (inpainting), the largest
+    distance from a missing pixel to an observed one is added: a hole's pixels take
+    their values from the hole's rim, which the tile must contain.
 
     Examples
     --------
@@ -224,49 +216,43 @@ def auto_overlap(shared: dict) -> int:
     70
     """
     probe = make_prior(shared["prior"], 1.0, shape=(2, 2), beta=shared["beta"])
-    if probe.beta != 2.0:
-        return DEFAULT_OVERLAP
-    lam = shared["weight"]
-    if lam is None:
-        lam = weight_from_scale(shared["sigma"], shared["scale"], 2.0)
-    return max(DEFAULT_OVERLAP, math.ceil(7 * math.sqrt(lam)))
+    overlap = DEFAULT_OVERLAP
+    if probe.beta == 2.0:
+        lam = shared["weight"]
+        if lam is None:
+            lam = weight_from_scale(shared["sigma"], shared["scale"], 2.0)
+        overlap = max(DEFAULT_OVERLAP, math.ceil(7 * math.sqrt(lam)))
+    if mask is not None:
+        overlap += hole_radius(mask)
+    return overlap
 
 
-def _tile_operator(operator: LinearOperator | None, shape: torch.Size):
-    """A function giving each window's operator; only pointwise operators can be tiled."""
-    if operator is None or isinstance(operator, Identity):
-        return lambda window: None
-    if isinstance(operator, Mask):
-        full = operator.mask.expand(shape)
-        return lambda window: full[(...,) + window]
-    raise ValueError(
-        f"operator: tiled restoration supports Identity and Mask, got {type(operator).__name__} "
-        "(a blur or decimation couples pixels across tiles; restore the whole image instead)"
-    )
+def hole_radius(mask: torch.Tensor, limit: int = 4096) -> int:
+    """Largest chessboard distance from an unobserved pixel of a 2-D ``mask`` (True =
+    observed) to an observed one, by repeated 3 x 3 dilation (at most ``limit`` steps).
+
+    Examples
+    --------
+    >>> import torch
+    >>> m = torch.ones(9, 9, dtype=torch.bool); m[2:7, 2:7] = False
+    >>> hole_radius(m)
+    3
+    """
+    seen = mask.reshape((1, 1) + tuple(mask.shape[-2:])).to(torch.float32)
+    if not bool(seen.any()):
+        raise ValueError("operator: the mask observes no pixel")
+    steps = 0
+    while not bool(seen.all()) and steps < limit:
+        seen = torch.nn.functional.max_pool2d(seen, 3, stride=1, padding=1)
+        steps += 1
+    return steps
 
 
-def _as_batch(t: torch.Tensor, ndim: int) -> torch.Tensor:
-    """``(K, *window)`` stacked windows as ``(K', C, h, w)`` for :func:`restore`."""
-    if ndim == 2:
-        return t.unsqueeze(1)
-    if ndim == 3:
-        return t
-    return t.reshape((-1,) + tuple(t.shape[2:]))
-
-
-def _from_batch(t: torch.Tensor, ndim: int, count: int) -> torch.Tensor:
-    """Inverse of :func:`_as_batch` for ``count`` windows (sample dims may lead)."""
-    if ndim == 2:
-        return t.squeeze(-3)
-    if ndim == 3:
-        return t
-    return t.reshape(t.shape[:-4] + (count, -1) + tuple(t.shape[-3:]))
-
-
-def _batches(tiles: list[Tile], per_batch: int) -> Iterator[list[Tile]]:
-    groups: dict[tuple[int, int], list[Tile]] = {}
-    for t in tiles:
-        groups.setdefault(t.shape, []).append(t)
+def _batches(units: list, per_batch: int) -> Iterator[list]:
+    """``(image, tile)`` units of equal window shape, ``per_batch`` at a time."""
+    groups: dict[tuple[int, int], list] = {}
+    for unit in units:
+        groups.setdefault(unit[1].shape, []).append(unit)
     for group in groups.values():
         for i in range(0, len(group), per_batch):
             yield group[i:i + per_batch]
@@ -287,7 +273,7 @@ def restore_tiled(
     max_memory: int | str | None = "1GiB",
     batch_size: int | None = None,
     device: str | torch.device | None = None,
-    keep_samples: bool = True,
+    keep_samples: bool = False,
     progress: bool = False,
     **engine_kwargs: Any,
 ) -> Posterior:
@@ -304,7 +290,9 @@ def restore_tiled(
     ``(N, C, H, W)`` are tiled image by image in the same batches, so ``tile`` larger
     than the images simply batches the stack.
 
-    ``sigma`` and the prior scale are shared by all tiles: given, or estimated once
+    ``sigma`` and the prior scale are shared by all tiles (so, unlike
+    :func:`~bayes_restore.restore` with ``method="mcmc"``, the TV scale is not sampled per
+    tile: it is fixed at SURE's estimate unless given): given, or estimated once
     (as :func:`~bayes_restore.restore` does) on the whole image when it has at most
     :data:`PARAMETER_PIXELS` pixels, else on four crops at its corners.
 
@@ -329,10 +317,11 @@ def restore_tiled(
     device : str or torch.device, optional
         Where the tiles are restored (``"cuda"``...); default the input's device. The
         result is on the input's device (numpy for numpy input).
-    keep_samples : bool, default True
-        Stitch the engine's draws (``(chain, draw, *image_shape)``, draws of different
-        tiles are independent: per-pixel marginals and intervals are right, joint
-        statistics across tiles are not). ``False`` keeps only mean and std.
+    keep_samples : bool, default False
+        Also stitch the engine's draws into ``samples`` (``(chain, draw, *image_shape)``:
+        as large as ``num_samples * num_chains`` images, so off by default). Draws of
+        different tiles are independent: per-pixel marginals and intervals are right,
+        joint statistics across tiles are not.
     progress : bool, default False
         A progress bar over batches (tqdm).
 
@@ -361,58 +350,67 @@ def restore_tiled(
     start = time.perf_counter()
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 1:
-        raise ValueError(f"tile must be a positive integer, got {tile!r}")
-    check_overlap(overlap)
-    if batch_size is not None and (isinstance(batch_size, bool)
-                                   or not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    tile = _check_int(tile, "tile", 1)
+    overlap = check_overlap(overlap)
+    if batch_size is not None:
+        batch_size = _check_int(batch_size, "batch_size", 1)
     budget = parse_memory(max_memory)
     y, as_numpy = check_observation(image)
     work_device = _to_device(y[..., :0, :0], device).device
-    tile_op = _tile_operator(operator, y.shape)
+    stack = _as_stack(y)  # (N, C, H, W) view
+    mask = _stack_mask(operator, y)
 
-    windows = parameter_windows(tuple(y.shape[-2:]))
+    lead, windows = parameter_slices(tuple(stack.shape))
+
     def sample() -> torch.Tensor:
-        return y if windows is None else stack_crops([y[(...,) + w] for w in windows])
+        if lead is None and windows is None:
+            return y  # the whole input, as restore() would see it
+        part = stack[:lead]
+        if windows is None:
+            return part
+        return torch.cat([torch.stack([im[(...,) + w] for w in windows]) for im in part])
 
     shared, estimated = resolve_shared_parameters(
-        sample, prior, sigma=sigma, scale=scale,
-        weight=weight, beta=beta, operator=operator,
+        sample, prior, sigma=sigma, scale=scale, weight=weight, beta=beta, operator=operator,
     )
     if overlap is None:
-        overlap = auto_overlap(shared)
+        overlap = auto_overlap(shared, mask=None if mask is None else mask[0, 0])
     tiles = tile_grid(tuple(y.shape[-2:]), tile, overlap)
-    per_batch = batch_size or _tiles_per_batch(tiles, y, method, budget, engine_kwargs,
+    units = [(n, t) for n in range(stack.shape[0]) for t in tiles]
+    per_batch = batch_size or _units_per_batch(tiles, stack, method, budget, engine_kwargs,
                                                work_device)
 
     out: dict[str, torch.Tensor] = {}
     infos: list[SolverInfo] = []
     diagnostics: list[dict] = []
-    batches = list(_batches(tiles, per_batch))
+    batches = list(_batches(units, per_batch))
     if progress:
         from tqdm.auto import tqdm
 
         batches = tqdm(batches, desc="tiles", unit="batch")
-    for index, batch in enumerate(batches):
-        windows = torch.stack([y[(...,) + t.window] for t in batch]).to(work_device)
+    done = 0
+    for batch in batches:
+        windows_ = torch.stack([stack[n][(...,) + t.window] for n, t in batch]).to(work_device)
         kwargs = dict(engine_kwargs)
-        if method in ("mcmc", "vi", "exact") and "seed" in kwargs and kwargs["seed"] is not None:
-            kwargs["seed"] = int(kwargs["seed"]) + index  # independent noise per batch
-        op = tile_op(batch[0].window)
-        if op is not None:
-            masks = torch.stack([tile_op(t.window) for t in batch]).to(work_device)
-            op = Mask(_as_batch(masks, y.dim()))
-        post = restore(_as_batch(windows, y.dim()), operator=op, method=method, **shared,
-                       **kwargs)
-        _place(out, post, batch, y, keep_samples)
+        if method in ("mcmc", "vi", "exact") and kwargs.get("seed") is not None:
+            kwargs["seed"] = int(kwargs["seed"]) + done  # independent noise per batch
+        op = None
+        if mask is not None:
+            op = Mask(torch.stack([mask[n][(...,) + t.window] for n, t in batch]).to(work_device))
+        post = restore(windows_, operator=op, method=method, **shared, **kwargs)
+        _place(out, post, batch, stack, keep_samples)
+        done += len(batch)
         if post.info is not None:
             infos.append(post.info)
         diagnostics.append(post.diagnostics)
 
     parameters = {**diagnostics[0]["parameters"], **estimated}
     info = _merge_infos(infos, time.perf_counter() - start)
-    fields = {k: (v.cpu().numpy() if as_numpy else v) for k, v in out.items()}
+    fields = {}
+    for name, value in out.items():
+        value = value.reshape(value.shape[:2] + tuple(y.shape) if name == "samples"
+                              else tuple(y.shape))
+        fields[name] = value.cpu().numpy() if as_numpy else value
     return Posterior(
         method=method,
         info=info,
@@ -421,41 +419,113 @@ def restore_tiled(
             "tiles": {"count": len(tiles), "tile": tile, "overlap": overlap,
                       "batches": len(batches), "per_batch": per_batch,
                       "device": str(work_device)},
-            "gaussian": all(d.get("gaussian", False) for d in diagnostics) or None,
+            "gaussian": all(bool(d.get("gaussian", False)) for d in diagnostics),
         },
         **fields,
     )
 
 
-def _tiles_per_batch(tiles, y, method, budget, engine_kwargs, device) -> int:
-    """Tiles per batch: within the memory budget, and on a CPU within the caches."""
+def _check_int(value: Any, name: str, minimum: int) -> int:
+    """``value`` as an int (numpy integers too) ``>= minimum``, else a ``ValueError``."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    try:
+        value = operator_index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _as_stack(t: torch.Tensor) -> torch.Tensor:
+    """A ``(N, C, H, W)`` view of an ``(H, W)``, ``(C, H, W)`` or ``(N, C, H, W)`` tensor."""
+    while t.dim() < 4:
+        t = t.unsqueeze(0)
+    return t
+
+
+def _stack_mask(operator: LinearOperator | None, y: torch.Tensor) -> torch.Tensor | None:
+    """The mask of a :class:`Mask` broadcast to the image, as an ``(N, C, H, W)`` view;
+    ``None`` for the identity; a ``ValueError`` for operators that cannot be tiled."""
+    if operator is None or isinstance(operator, Identity):
+        return None
+    if not isinstance(operator, Mask):
+        raise ValueError(
+            f"operator: tiled restoration supports Identity and Mask, got "
+            f"{type(operator).__name__} (a blur or decimation couples pixels across tiles; "
+            "restore the whole image instead)"
+        )
+    try:
+        full = operator.mask.to(y.device).expand(y.shape)
+    except RuntimeError:
+        raise ValueError(
+            f"operator: mask of shape {tuple(operator.mask.shape)} does not broadcast to the "
+            f"image's {tuple(y.shape)}"
+        ) from None
+    return _as_stack(full)
+
+
+def parameter_slices(shape: tuple[int, int, int, int]) -> tuple[int | None, list | None]:
+    """What the shared parameters are estimated on, for an ``(N, C, H, W)`` input: the first
+    ``lead`` images (``None``: all) and, for images over :data:`PARAMETER_PIXELS`, four
+    corner windows of the first one (:func:`parameter_windows`).
+
+    Examples
+    --------
+    >>> parameter_slices((1, 1, 512, 512))
+    (None, None)
+    >>> parameter_slices((100, 1, 1024, 1024))
+    (4, None)
+    """
+    n, _, h, w = shape
+    windows = parameter_windows((h, w))
+    if windows is not None:
+        return 1, windows
+    fit = max(1, PARAMETER_PIXELS // (h * w))
+    return (None if fit >= n else fit), None
+
+
+def _units_per_batch(tiles, stack, method, budget, engine_kwargs, device) -> int:
+    """(image, tile) units per batch: within the memory budget, on a CPU within the caches."""
     if budget is None:
         return 1
     h, w = max((t.shape for t in tiles), key=lambda s: s[0] * s[1])
-    pixels = h * w * y[..., :1, :1].numel()
+    pixels = h * w * stack.shape[1]
     values = _VALUES_PER_PIXEL[method]
     if method == "mcmc":
-        values += int(engine_kwargs.get("num_samples", 1000)) * int(
-            engine_kwargs.get("num_chains", 1))
-    count = budget // (pixels * y.element_size() * values)
+        from bayes_restore.infer import mcmc
+
+        defaults = inspect.signature(mcmc).parameters
+        draws = engine_kwargs.get("num_samples", defaults["num_samples"].default)
+        chains = engine_kwargs.get("num_chains", defaults["num_chains"].default)
+        values += int(draws) * int(chains)
+    count = budget // (pixels * stack.element_size() * values)
     if device.type == "cpu":
         count = min(count, _CPU_BATCH_PIXELS // pixels)
     return max(1, count)
 
 
-def _place(out: dict, post: Posterior, batch: list[Tile], y: torch.Tensor, keep_samples: bool):
-    """Copy the cores of a batch's results into the stitched fields."""
+def _place(out: dict, post: Posterior, batch: list, stack: torch.Tensor, keep_samples: bool):
+    """Copy the cores of a batch's results into the stitched ``(N, C, H, W)`` fields."""
     for name in ("map", "mean", "std", "samples"):
         value = getattr(post, name)
         if value is None or (name == "samples" and not keep_samples):
             continue
-        value = _from_batch(torch.as_tensor(value), y.dim(), len(batch)).to(y.device)
-        lead = value.shape[:2] if name == "samples" else ()
+        value = torch.as_tensor(value).to(stack.device)
+        lead = tuple(value.shape[:2]) if name == "samples" else ()
         if name not in out:
-            out[name] = torch.empty(lead + tuple(y.shape), dtype=value.dtype, device=y.device)
-        for k, t in enumerate(batch):
-            part = value[(slice(None),) * len(lead) + (k,)]
-            out[name][(...,) + t.core] = part[(...,) + t.inner]
+            out[name] = torch.empty(lead + tuple(stack.shape), dtype=value.dtype,
+                                    device=stack.device)
+        elif lead and tuple(out[name].shape[:2]) != lead:
+            raise ValueError(
+                f"keep_samples: the engine kept {lead[1]} draws for one batch of tiles and "
+                f"{out[name].shape[1]} for another (its memory cap thinned them); use "
+                "keep_samples=False or fewer draws"
+            )
+        ix = (slice(None),) * len(lead)
+        for k, (n, t) in enumerate(batch):
+            out[name][ix + (n, slice(None)) + t.core] = value[ix + (k, slice(None)) + t.inner]
 
 
 def _merge_infos(infos: list[SolverInfo], elapsed: float) -> SolverInfo | None:

@@ -19,20 +19,24 @@ time is reported) so that its peak resident set (``VmHWM``, reset through
 - ``dask``: :func:`bayes_restore.distributed.restore_dask` on a ``LocalCluster`` of 2
   worker processes with one thread each (``threads=1``), the input read from a zarr
   store (chunks 1024 x 1024) and the result written to another: the driver's peak and
-  each worker's peak resident set are reported.
+  each worker's peak resident set are reported (and the workers' peaks beyond their
+  state after warm-up); at the largest size also with chunks of 512 and 2048
+  (``dask:512``, ``dask:2048``), to show the worker memory following the chunk size.
 
 The 64 MP image (8192 x 8192) is written to zarr chunk by chunk, so no process ever
-holds it whole except the ``memory`` run. Also: the largest difference between the
-tiled / Dask results and the whole-image MAP at 2048 x 2048 (at the default tolerance,
-at 1e-6, and at a certified gap of 1e-8, which isolates the tiling error from the
-solver's), and
-how the tiling error decays with the overlap (TV at sigma 0.05, 0.1, 0.2 and the
-Gaussian-gradient prior). Results go to ``benchmarks/results/scale.json``.
+holds it whole except the ``memory`` run. Also (float64, one thread): the largest
+difference between the tiled / Dask results and the whole-image MAP at 2048 x 2048, and
+of each from the exact MAP (certified gap 1e-9), at the default tolerance 1e-4, at 1e-6
+and at 1e-8 (which isolates the tiling error from the solver's); and how the tiling error
+decays with the overlap (TV at sigma 0.05, 0.1, 0.2 and the Gaussian-gradient prior).
+Results go to ``benchmarks/results/scale.json``; ``--markdown`` prints the tables of
+``docs/scale.md`` from it.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -51,6 +55,7 @@ OVERLAP = 32
 NAMES = ("camera", "moon", "brick", "grass", "gravel", "astronaut", "immunohistochemistry")
 
 
+@functools.lru_cache(maxsize=1)
 def _sources() -> list[np.ndarray]:
     import skimage
 
@@ -150,16 +155,20 @@ def run_one(kind: str, store: str, out_store: str) -> dict:
             Client(cluster) as client:
         client.run(lambda: __import__("bayes_restore").restore(
             np.zeros((64, 64), np.float32), sigma=SIGMA, weight=WEIGHT))  # warm-up
-        client.run(_worker_reset)
+        worker_base = client.run(_worker_reset)
         base = _reset_peak()
         start = time.perf_counter()
         y = da.from_zarr(store)
-        x = restore_dask(y, sigma=SIGMA, weight=WEIGHT, overlap=OVERLAP, threads=1)
+        tile = int(kind.split(":")[1]) if ":" in kind else None  # rechunk the zarr chunks
+        x = restore_dask(y, sigma=SIGMA, weight=WEIGHT, overlap=OVERLAP, threads=1, tile=tile)
         x.to_zarr(out_store, overwrite=True)
         result["time"] = time.perf_counter() - start
         result["driver_peak"] = _status("VmHWM:")
         result["driver_peak_beyond_start"] = _status("VmHWM:") - base
-        result["worker_peaks"] = sorted(client.run(_worker_peak).values())
+        peaks = client.run(_worker_peak)
+        result["worker_peaks"] = sorted(peaks.values())
+        result["worker_peaks_beyond_start"] = sorted(peaks[w] - worker_base[w] for w in peaks)
+        result["chunk"] = tile or TILE
         result["chunks"] = int(np.prod(x.numblocks))
     return result
 
@@ -191,8 +200,9 @@ def sizes_table(sides: list[int], workdir: str, kinds_for, repeats: int) -> list
         mp = side * side / 1e6
         outs = {}
         for kind in kinds_for(side):
-            out = os.path.join(workdir, f"out_{side}_{kind}" + (".zarr" if kind == "dask"
-                                                                else ".npy"))
+            dask_kind = kind.startswith("dask")
+            out = os.path.join(workdir, f"out_{side}_{kind.replace(':', '_')}"
+                               + (".zarr" if dask_kind else ".npy"))
             runs = [child(kind, store, out) for _ in range(repeats)]
             r = dict(runs[-1])
             r["times"] = [run["time"] for run in runs]
@@ -202,10 +212,10 @@ def sizes_table(sides: list[int], workdir: str, kinds_for, repeats: int) -> list
             rows.append(r)
             peak = r.get("peak_beyond_input", r.get("driver_peak"))
             its = f"{r['iterations']:4d} it" if "iterations" in r else f"{r['chunks']:3d} ch"
-            print(f"{side:>6} {mp:6.1f} MP {kind:>7}: {r['time']:8.2f} s {its} "
+            print(f"{side:>6} {mp:6.1f} MP {kind:>9}: {r['time']:8.2f} s {its} "
                   f"{r['us_per_pixel']:6.3f} us/px  peak {peak / 2**20:8.1f} MiB"
                   + (f"  workers {[round(p / 2**20) for p in r['worker_peaks']]} MiB"
-                     if kind == "dask" else ""), flush=True)
+                     if dask_kind else ""), flush=True)
         if "memory" in outs:
             ref = _load(outs["memory"])
             for r in rows[-len(outs):]:
@@ -218,7 +228,8 @@ def sizes_table(sides: list[int], workdir: str, kinds_for, repeats: int) -> list
 
 
 def tiling_error(side: int = 2048) -> dict:
-    """Largest |tiled - whole| and |dask - whole| at 2048 x 2048, default and tighter tol."""
+    """Largest |tiled - whole| and |dask - whole| at 2048 x 2048 for several tolerances, and
+    how far each is from the exact MAP (a whole-image solve to a certified gap of 1e-9)."""
     import dask
     import dask.array as da
     import torch
@@ -226,22 +237,24 @@ def tiling_error(side: int = 2048) -> dict:
     import bayes_restore
     from bayes_restore.distributed import restore_dask
 
-    torch.set_num_threads(2)
-    y = mosaic_block(slice(0, side), slice(0, side))
+    torch.set_num_threads(1)  # not timed: one thread is immune to other processes' load
+    # float64: a float32 solve cannot certify a relative gap of 1e-8
+    y = mosaic_block(slice(0, side), slice(0, side)).astype(np.float64)
+    kwargs = dict(sigma=SIGMA, weight=WEIGHT, max_iter=100000)
+    exact = bayes_restore.restore(y, tol=1e-9, **kwargs).map
     out = {}
     for tol in (1e-4, 1e-6, 1e-8):
-        whole = bayes_restore.restore(y, sigma=SIGMA, weight=WEIGHT, tol=tol,
-                                      max_iter=100000).map
-        tiled = bayes_restore.restore_tiled(y, sigma=SIGMA, weight=WEIGHT, tol=tol,
-                                            max_iter=100000).map
+        whole = bayes_restore.restore(y, tol=tol, **kwargs).map
+        tiled = bayes_restore.restore_tiled(y, tol=tol, **kwargs).map
         with dask.config.set(scheduler="threads"):
-            lazy = restore_dask(da.from_array(y, chunks=TILE), sigma=SIGMA, weight=WEIGHT,
-                                tol=tol, max_iter=100000)
-            dk = lazy.compute()
-        out[f"tol={tol:g}"] = {"tiled": float(np.abs(tiled - whole).max()),
-                               "dask": float(np.abs(dk - whole).max())}
-        print(f"2048^2 tol {tol:g}: max |tiled - whole| {out[f'tol={tol:g}']['tiled']:.2e}, "
-              f"max |dask - whole| {out[f'tol={tol:g}']['dask']:.2e}", flush=True)
+            dk = restore_dask(da.from_array(y, chunks=TILE), tol=tol, **kwargs).compute()
+        row = {"tiled": float(np.abs(tiled - whole).max()),
+               "dask": float(np.abs(dk - whole).max()),
+               "whole_vs_exact": float(np.abs(whole - exact).max()),
+               "tiled_vs_exact": float(np.abs(tiled - exact).max())}
+        out[f"tol={tol:g}"] = row
+        print(f"2048^2 tol {tol:g}: " + ", ".join(f"{k} {v:.2e}" for k, v in row.items()),
+              flush=True)
     return out
 
 
@@ -251,18 +264,18 @@ def overlap_decay() -> list[dict]:
 
     import bayes_restore
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     rows = []
     # lambda = 1.6 sigma: scikit-image's w = 0.8 sigma, the middle of the PSNR-best range
     cases = [("tv", s, dict(weight=1.6 * s)) for s in (0.05, 0.1, 0.2)]
     cases += [("gaussian", 0.1, dict(scale=b)) for b in (0.05, 0.02, 0.01)]
     for prior, sigma, kw in cases:
-        y = mosaic_block(slice(0, 1024), slice(0, 1024), sigma=sigma).astype(np.float64)
+        y = mosaic_block(slice(0, 512), slice(0, 512), sigma=sigma).astype(np.float64)
         whole = bayes_restore.restore(y, prior, sigma=sigma, tol=1e-9, max_iter=100000,
                                       **kw).map
         row = {"prior": prior, "sigma": sigma, **kw}
         for ov in (0, 4, 8, 16, 24, 32, 48, 64, 96):
-            t = bayes_restore.restore_tiled(y, prior, sigma=sigma, tile=256, overlap=ov,
+            t = bayes_restore.restore_tiled(y, prior, sigma=sigma, tile=128, overlap=ov,
                                             tol=1e-9, max_iter=100000, **kw).map
             row[f"overlap={ov}"] = float(np.abs(t - whole).max())
         rows.append(row)
@@ -271,20 +284,83 @@ def overlap_decay() -> list[dict]:
     return rows
 
 
+def markdown(result: dict) -> str:
+    """The tables of ``docs/scale.md`` from a result of this script."""
+    lines = ["| size | how | time (s) | us / pixel | iterations or chunks | peak memory (MiB) "
+             "| max abs diff vs whole |", "|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        if r["kind"].startswith("dask"):
+            peak = (f"driver {r['driver_peak'] / 2**20:.0f}; workers "
+                    + ", ".join(f"{p / 2**20:.0f}" for p in r["worker_peaks"])
+                    + " (beyond start: "
+                    + ", ".join(f"{p / 2**20:.0f}" for p in r.get("worker_peaks_beyond_start",
+                                                                     []))
+                    + ")")
+            count = f"{r['chunks']} chunks of {r.get('chunk', TILE)}"
+        else:
+            peak = f"{r['peak_beyond_input'] / 2**20:.0f} beyond the input"
+            count = f"{r['iterations']} it"
+        diff = r.get("max_abs_diff_vs_memory")
+        lines.append(f"| {r['side']}^2 ({r['megapixels']:.0f} MP) | {r['kind']} | "
+                     f"{r['time']:.2f} | {r['us_per_pixel']:.3f} | {count} | {peak} | "
+                     f"{'' if diff is None else f'{diff:.1e}'} |")
+    out = ["\n".join(lines)]
+    if "overlap_decay" in result:
+        rows = result["overlap_decay"]
+        keys = [k for k in rows[0] if k.startswith("overlap=")]
+        head = "| prior | sigma | parameter | " + " | ".join(k.split("=")[1] for k in keys) + " |"
+        table = [head, "|" + "---|" * (3 + len(keys))]
+        for row in rows:
+            par = (f"lambda {row['weight']:.2g}" if "weight" in row
+                   else f"b {row['scale']:g}")
+            table.append(f"| {row['prior']} | {row['sigma']:g} | {par} | "
+                         + " | ".join(f"{row[k]:.1e}" for k in keys) + " |")
+        out.append("\n".join(table))
+    if "tiling_error_2048" in result:
+        table = ["| solver tolerance | tiled - whole | Dask - whole | whole - exact MAP "
+                 "| tiled - exact MAP |", "|---|---|---|---|---|"]
+        for tol, v in result["tiling_error_2048"].items():
+            table.append(f"| {tol.split('=')[1]} | {v['tiled']:.1e} | {v['dask']:.1e} | "
+                         f"{v.get('whole_vs_exact', float('nan')):.1e} | "
+                         f"{v.get('tiled_vs_exact', float('nan')):.1e} |")
+        out.append("\n".join(table))
+    return "\n\n".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 and 4 MP only")
     parser.add_argument("--out", default="benchmarks/results/scale.json")
     parser.add_argument("--repeats", type=int, default=3,
                         help="fresh processes per configuration (median time)")
+    parser.add_argument("--markdown", metavar="JSON",
+                        help="only print the tables of docs/scale.md from a results file")
+    parser.add_argument("--errors-only", nargs="?", const="all",
+                        choices=["all", "tiling", "decay"],
+                        help="only the tiling-error and/or overlap-decay studies (into --out)")
     parser.add_argument("--skip-errors", action="store_true",
                         help="skip the tiling-error and overlap-decay studies")
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(Path(args.markdown).read_text())))
+        return
 
+    if args.errors_only:
+        result = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
+        if args.errors_only in ("all", "tiling"):
+            result["tiling_error_2048"] = tiling_error()
+        if args.errors_only in ("all", "decay"):
+            result["overlap_decay"] = overlap_decay()
+        Path(args.out).write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.out}")
+        return
     sides = [1024, 2048] if args.quick else [1024, 2048, 4096, 8192]
     with tempfile.TemporaryDirectory() as workdir:
-        rows = sizes_table(sides, workdir, lambda side: ("memory", "tiled", "dask"),
-                           args.repeats)
+        def kinds(side):  # at the largest size, Dask also with smaller and larger chunks
+            extra = ("dask:512", "dask:2048") if side == max(sides) else ()
+            return ("memory", "tiled", "dask") + extra
+
+        rows = sizes_table(sides, workdir, kinds, args.repeats)
     result = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "python": platform.python_version()},
@@ -302,6 +378,10 @@ def main() -> None:
     if not args.skip_errors:
         result["tiling_error_2048"] = tiling_error()
         result["overlap_decay"] = overlap_decay()
+    elif Path(args.out).exists():  # keep the error studies of an earlier run
+        earlier = json.loads(Path(args.out).read_text())
+        result.update({k: earlier[k] for k in ("tiling_error_2048", "overlap_decay")
+                       if k in earlier})
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")

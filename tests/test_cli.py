@@ -112,6 +112,7 @@ def test_refuses_to_overwrite_outputs_and_never_the_input(tmp_path, noisy):
          "scale or weight"),
         ("ok", ["in.png", "--tile", "0"], "--tile"),
         ("ok", ["in.png", "--tile", "16", "--overlap", "-3"], "--overlap"),
+        ("ok", ["in.png", "--overlap", "8"], "--overlap needs --tile"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, noisy, setup, args, message):

@@ -146,3 +146,22 @@ def test_cuda_chunks(noisy):  # pragma: no cover - no GPU in CI
     cpu = restore_dask(y, sigma=0.1, weight=0.08, tol=1e-7).compute()
     gpu = restore_dask(y, sigma=0.1, weight=0.08, tol=1e-7, device="cuda").compute()
     np.testing.assert_allclose(gpu, cpu, atol=1e-4)
+
+
+def test_thin_images_stacks_parameters_and_threads(rng):
+    thin = rng.random((10, 120))
+    out, params = restore_dask(da.from_array(thin, chunks=(10, 40)), "tv", sigma=0.1,
+                               weight=0.1, tol=1e-8, return_parameters=True)
+    whole = restore(thin, "tv", sigma=0.1, weight=0.1, tol=1e-8).map
+    assert np.abs(out.compute() - whole).max() < 1e-3
+    assert params["overlap"] == 32 and params["sigma"] == 0.1
+    stack = rng.random((5, 1, 40, 40))
+    lazy, params = restore_dask(stack, "tv", return_parameters=True)
+    assert lazy.chunks[0] == (1,) * 5  # numpy stacks: one image per task
+    assert "sigma_estimated" in params and "weight_estimated" in params
+    before = torch.get_num_threads()
+    restore_dask(stack, "tv", sigma=0.1, weight=0.1, threads=1).compute(scheduler="sync")
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="generator"):
+        restore_dask(stack, "tv", sigma=0.1, weight=0.1, method="mcmc",
+                     generator=torch.Generator())

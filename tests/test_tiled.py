@@ -86,15 +86,20 @@ def test_parameters_estimated_once_for_all_tiles(camera_noisy):
 def test_stack_rgb_batched_by_memory_budget(rng):
     y = rng.random((3, 3, 40, 50)).astype(np.float32)
     whole = restore(y, "tv", sigma=0.1, weight=0.1, tol=1e-7).map
+    one_image = 3 * 40 * 50 * 4 * 16  # the MAP engine's working memory for one image
     small = restore_tiled(y, "tv", sigma=0.1, weight=0.1, tile=64, tol=1e-7,
-                          max_memory=3 * 3 * 40 * 50 * 4 * 16)
+                          max_memory=one_image)
+    # the stack is split along N: one image per call
     assert small.diagnostics["tiles"]["per_batch"] == 1
+    assert small.diagnostics["tiles"]["batches"] == 3
     assert small.map.dtype == np.float32 and small.map.shape == y.shape
     np.testing.assert_allclose(small.map, whole, atol=2e-4)
+    two = restore_tiled(y, "tv", sigma=0.1, weight=0.1, tile=64, max_memory=2 * one_image)
+    assert two.diagnostics["tiles"]["batches"] == 2
     tiles = restore_tiled(y, "tv", sigma=0.1, weight=0.1, tile=20, overlap=10, tol=1e-7,
                           batch_size=4)
-    assert tiles.diagnostics["tiles"]["count"] == 6
-    assert tiles.diagnostics["tiles"]["batches"] == 2
+    assert tiles.diagnostics["tiles"]["count"] == 6  # per image; 18 (image, tile) units
+    assert tiles.diagnostics["tiles"]["batches"] >= 18 // 4
     np.testing.assert_allclose(tiles.map, whole, atol=1e-3)
 
 
@@ -123,13 +128,13 @@ def test_prior_instance_and_tensor_in_tensor_out(rng):
 def test_mcmc_tiles_keep_samples_and_intervals(rng):
     y = rng.random((40, 40))
     post = restore_tiled(y, "tv", sigma=0.1, weight=0.05, method="mcmc", tile=20, overlap=8,
-                         num_samples=40, seed=1)
+                         num_samples=40, seed=1, keep_samples=True)
     assert post.samples.shape[-2:] == (40, 40) and post.std.shape == (40, 40)
     lo, hi = post.interval(0.9)
     assert (lo <= hi).all()
     drop = restore_tiled(y, "tv", sigma=0.1, weight=0.05, method="mcmc", tile=20, overlap=8,
-                         num_samples=40, seed=1, keep_samples=False)
-    assert drop.samples is None
+                         num_samples=40, seed=1)
+    assert drop.samples is None  # off by default: as large as num_samples images
     np.testing.assert_allclose(drop.std, post.std)
 
 
@@ -236,3 +241,28 @@ def test_overlap_grows_with_a_smoothing_gaussian_prior(camera_noisy):
     assert np.abs(short.map - whole).max() > 1e-3
     assert restore_tiled(y, "tv", sigma=0.1, weight=0.1, tile=128).diagnostics["tiles"][
         "overlap"] == 32
+
+
+def test_rgb_with_broadcast_mask_and_numpy_integer_sizes(rng):
+    clean = np.stack([np.kron(rng.random((4, 5)), np.ones((12, 12)))] * 3)
+    mask = rng.random(clean.shape[-2:]) > 0.3
+    y = np.where(mask, clean + 0.02 * rng.standard_normal(clean.shape), 0.0)
+    whole = restore(y, "tv", sigma=0.02, weight=0.01, operator=Mask(mask), tol=1e-7).map
+    tiled = restore_tiled(y, "tv", sigma=0.02, weight=0.01, operator=Mask(mask), tol=1e-7,
+                          tile=np.int64(24), overlap=np.int64(20))
+    assert tiled.map.shape == (3, 48, 60)
+    assert np.abs(tiled.map - whole).max() < 2e-3
+    with pytest.raises(ValueError, match="operator"):
+        restore_tiled(y, "tv", sigma=0.02, weight=0.01, operator=Mask(mask[:30]))
+
+
+def test_overlap_covers_the_largest_hole():
+    clean = np.full((240, 240), 0.5)  # the TV MAP fills any hole with 0.5 (TV = 0)
+    mask = np.ones(clean.shape, bool)
+    mask[70:170, 70:170] = False  # a 100 x 100 hole: up to 50 pixels from its rim
+    kwargs = dict(sigma=0.01, weight=1e-3, operator=Mask(mask), tile=32)
+    tiled = restore_tiled(np.where(mask, clean, 0.0), "tv", **kwargs)
+    assert tiled.diagnostics["tiles"]["overlap"] == 32 + 50
+    assert np.abs(tiled.map - clean).max() < 1e-3
+    short = restore_tiled(np.where(mask, clean, 0.0), "tv", overlap=8, **kwargs)
+    assert np.abs(short.map - clean).max() > 0.1  # windows inside the hole see no data
