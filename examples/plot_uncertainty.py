@@ -39,8 +39,11 @@ def main(size: int = 128, num_samples: int = 400, out_prefix: str | None = None)
     rng = np.random.default_rng(0)
     sigma = 0.1
     noisy = clean + sigma * rng.standard_normal(clean.shape)
+    # the TV scale fixed at SURE's estimate; without sample_scale=False, restore() would
+    # sample it with the image (the hierarchical model: docs/hyperparameters.md)
     post = restore(noisy, "tv", sigma=sigma, method="mcmc", num_samples=num_samples,
-                   num_chains=2, generator=torch.Generator().manual_seed(0))
+                   num_chains=2, sampler="skrock", sample_scale=False,
+                   generator=torch.Generator().manual_seed(0))
     figures = [uncertainty_panel(post, noisy), error_vs_std(post, clean)]
     grad_mag = np.hypot(*np.gradient(clean))
     flat = np.unravel_index(np.argmin(grad_mag + (clean < 0.2)), clean.shape)
