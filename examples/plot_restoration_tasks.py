@@ -36,7 +36,10 @@ WEIGHTS = {"deblur": 1.2e-3, "sr2": 2.4e-3, "sr4": 1.2e-3, "inpaint": 2.4e-3}
 
 
 def _psnr(x, clean) -> float:
-    return float(10 * np.log10(1.0 / np.mean((np.asarray(x) - clean) ** 2)))
+    from skimage.metrics import peak_signal_noise_ratio
+
+    return float(peak_signal_noise_ratio(clean, np.asarray(x, dtype=clean.dtype),
+                                         data_range=1.0))
 
 
 def main(size: int = 192, out: str | None = "restoration_tasks.png",

@@ -35,7 +35,10 @@ def laplace_model(y: torch.Tensor, *, prior, b_l: float) -> torch.Tensor:
 
 
 def _psnr(x, clean) -> float:
-    return float(10 * np.log10(1.0 / np.mean((np.asarray(x) - clean) ** 2)))
+    from skimage.metrics import peak_signal_noise_ratio
+
+    return float(peak_signal_noise_ratio(clean, np.asarray(x, dtype=clean.dtype),
+                                         data_range=1.0))
 
 
 def main(size: int = 256, out: str | None = "salt_and_pepper.png",

@@ -303,6 +303,7 @@ def tv_map_pdhg(
         )
     return _finish(u.mul_(w), "pdhg", it, gap, objective, history, tol, max_iter, start)
 
+
 def tv_l1_pdhg(
     y: torch.Tensor,
     weight: float | torch.Tensor,
