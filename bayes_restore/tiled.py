@@ -328,8 +328,8 @@ def restore_tiled(
     Returns
     -------
     Posterior
-        As from :func:`~bayes_restore.restore`; ``info`` sums the time and reports the
-        worst gap and the most iterations over tiles; ``diagnostics["tiles"]`` describes
+        As from :func:`~bayes_restore.restore`; ``info`` has the wall time of the whole
+        call, the worst gap and the most iterations over tiles; ``diagnostics["tiles"]`` describes
         the tiling and ``diagnostics["parameters"]`` the shared parameters.
 
     Raises
