@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from operator import index as operator_index
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,27 @@ def check_positive(value: Any, name: str) -> None:
     t = t.detach()
     if t.numel() == 0 or not bool(torch.isfinite(t).all()) or not bool((t > 0).all()):
         raise ValueError(f"{name} must be finite and > 0, got {_short(value)}")
+
+
+def check_int(value: Any, name: str, minimum: int) -> int:
+    """``value`` as an int (numpy integers too) ``>= minimum``, else a ``ValueError``."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    try:
+        value = operator_index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def parse_device(device: Any, name: str = "device") -> torch.device:
+    """A ``torch.device`` from a string or device, else a ``ValueError`` naming it."""
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{name} must name a torch device, got {device!r}") from None
 
 
 def check_finite(t: torch.Tensor, name: str) -> None:

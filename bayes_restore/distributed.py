@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from bayes_restore._validation import check_int, parse_device
 from bayes_restore.operators import Identity, LinearOperator, Mask
 from bayes_restore.priors import GradientPrior
 from bayes_restore.restore import METHODS, restore
 from bayes_restore.tiled import (
     DEFAULT_TILE,
-    _check_int,
     auto_overlap,
     check_overlap,
     parameter_slices,
@@ -135,18 +135,15 @@ def restore_dask(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     overlap = check_overlap(overlap)
     if tile is not None:
-        tile = _check_int(tile, "tile", 1)
+        tile = check_int(tile, "tile", 1)
     if return_std and method == "map":
         raise ValueError("return_std needs method='exact', 'vi' or 'mcmc' (MAP has no std)")
     if threads is not None:
-        threads = _check_int(threads, "threads", 1)
+        threads = check_int(threads, "threads", 1)
     if engine_kwargs.get("generator") is not None:
         raise ValueError("generator: give seed= instead (each chunk derives its own stream)")
     if device is not None:
-        try:
-            torch.device(device)  # the workers may have a GPU that this process lacks
-        except (RuntimeError, TypeError):
-            raise ValueError(f"device must name a torch device, got {device!r}") from None
+        parse_device(device)  # the workers may have a GPU that this process lacks
     x = _as_dask(da, array, tile or DEFAULT_TILE)
     if tile is not None:
         x = x.rechunk({x.ndim - 2: tile, x.ndim - 1: tile})

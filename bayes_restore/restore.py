@@ -6,7 +6,13 @@ from typing import Any
 
 import torch
 
-from bayes_restore._validation import as_float, check_finite, check_positive, to_tensor
+from bayes_restore._validation import (
+    as_float,
+    check_finite,
+    check_positive,
+    parse_device,
+    to_tensor,
+)
 from bayes_restore.energy import scale_from_weight, weight_from_scale
 from bayes_restore.models import restoration_model
 from bayes_restore.operators import LinearOperator, as_operator
@@ -242,10 +248,7 @@ def _to_device(y: torch.Tensor, device: str | torch.device | None) -> torch.Tens
     """``y`` on ``device`` (checked: a clear error when CUDA is asked for and absent)."""
     if device is None:
         return y
-    try:
-        target = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must name a torch device, got {device!r}") from None
+    target = parse_device(device)
     if target.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but CUDA is not available")
     return y.to(target)

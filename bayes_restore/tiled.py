@@ -7,12 +7,11 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from operator import index as operator_index
 from typing import Any
 
 import torch
 
-from bayes_restore._validation import check_positive
+from bayes_restore._validation import check_int, check_positive
 from bayes_restore.energy import weight_from_scale
 from bayes_restore.operators import Identity, LinearOperator, Mask
 from bayes_restore.posterior import Posterior, SolverInfo
@@ -105,7 +104,7 @@ def tile_grid(shape: tuple[int, int], tile: int, overlap: int) -> list[Tile]:
 
 def check_overlap(overlap: Any) -> int | None:
     """``None`` (automatic) or a non-negative integer (returned), else a ``ValueError``."""
-    return None if overlap is None else _check_int(overlap, "overlap", 0)
+    return None if overlap is None else check_int(overlap, "overlap", 0)
 
 
 def parse_memory(value: int | float | str | None, name: str = "max_memory") -> int | None:
@@ -350,10 +349,10 @@ def restore_tiled(
     start = time.perf_counter()
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    tile = _check_int(tile, "tile", 1)
+    tile = check_int(tile, "tile", 1)
     overlap = check_overlap(overlap)
     if batch_size is not None:
-        batch_size = _check_int(batch_size, "batch_size", 1)
+        batch_size = check_int(batch_size, "batch_size", 1)
     budget = parse_memory(max_memory)
     y, as_numpy = check_observation(image)
     work_device = _to_device(y[..., :0, :0], device).device
@@ -423,19 +422,6 @@ def restore_tiled(
         },
         **fields,
     )
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    """``value`` as an int (numpy integers too) ``>= minimum``, else a ``ValueError``."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    try:
-        value = operator_index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
 
 
 def _as_stack(t: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ from pyro.infer.mcmc.util import initialize_model
 from pyro.poutine.util import site_is_subsample
 from tqdm.auto import tqdm
 
+from bayes_restore._validation import check_int
 from bayes_restore.differences import div, grad
 from bayes_restore.hyper import THETA_HYPERPRIOR, gibbs_theta
 from bayes_restore.models import X_SITE
@@ -251,24 +252,19 @@ def mcmc(
 # --- checks --------------------------------------------------------------------------------
 
 
-def _check_int(value: Any, name: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
 def _check_options(sampler, num_samples, warmup, num_chains, thin, max_memory, smoothing,
                    step_size, stages, prox_iter, generator, seed) -> None:
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
-    _check_int(num_samples, "num_samples", 1)
+    check_int(num_samples, "num_samples", 1)
     if warmup is not None:
-        _check_int(warmup, "warmup", 0)
-    _check_int(num_chains, "num_chains", 1)
-    _check_int(thin, "thin", 1)
-    _check_int(max_memory, "max_memory", 1)
-    _check_int(prox_iter, "prox_iter", 1)
+        check_int(warmup, "warmup", 0)
+    check_int(num_chains, "num_chains", 1)
+    check_int(thin, "thin", 1)
+    check_int(max_memory, "max_memory", 1)
+    check_int(prox_iter, "prox_iter", 1)
     if stages is not None:
-        _check_int(stages, "stages", 2)
+        check_int(stages, "stages", 2)
     if not (isinstance(smoothing, (int, float)) and 0 < smoothing < math.inf):
         raise ValueError(f"smoothing must be a positive number, got {smoothing!r}")
     if step_size is not None and not (
@@ -296,7 +292,7 @@ def _check_scale_options(sample_scale, scale_prior, scale_every, sampler) -> tup
         raise ValueError(
             f"scale_prior must be a pair (alpha, beta0) of positive numbers, got {scale_prior!r}"
         )
-    _check_int(scale_every, "scale_every", 1)
+    check_int(scale_every, "scale_every", 1)
     if sample_scale and sampler == "nuts":
         raise ValueError(
             "sample_scale=True runs inside the Langevin samplers, not NUTS: to sample the "
