@@ -38,6 +38,9 @@ class SolverInfo:
         Wall time in seconds.
     history : tuple of float
         Objective (or relative gap, for PDHG) recorded along the way.
+    backend : str or None
+        What ran the iterations of a fast solver: ``"numba"`` (fused CPU kernels) or
+        ``"torch"`` (eager tensor operations, any device); ``None`` elsewhere.
     """
 
     solver: str
@@ -47,6 +50,7 @@ class SolverInfo:
     gap: float | None = None
     objective: float | None = None
     history: tuple[float, ...] = ()
+    backend: str | None = None
 
 
 @dataclass(frozen=True)

@@ -5,15 +5,17 @@ Run from the repository root::
     python benchmarks/auto_params.py            # 7 images x 3 noise levels, ~7 min on 2 cores
     python benchmarks/auto_params.py --quick    # camera, sigma 0.1, no samplers (smoke test;
                                                 # writes results/auto_params_quick.json)
-    python benchmarks/auto_params.py --sigma-only   # noise estimators only, 5 seeds, seconds
+    python benchmarks/auto_params.py --sigma-only   # noise estimators only, 5 seeds, ~1 min
     python benchmarks/auto_params.py --markdown     # the tables of docs/hyperparameters.md
+    python benchmarks/auto_params.py --sigma-only --markdown   # ... and the noise tables
 
 For each grey 512 x 512 image that scikit-image ships (camera, astronaut in grey, coins
 reflect-padded from 303 x 384, moon, brick, gravel, and grass as a stress case: pixel-scale
 texture that no noise estimator tells from noise) and each noise level ``sigma`` in 0.05,
 0.1, 0.2 (Gaussian, seeded, not clipped), it reports:
 
-- the error of :func:`bayes_restore.hyper.estimate_sigma`;
+- the error of :func:`bayes_restore.hyper.estimate_sigma` (default ``method="auto"``, the
+  kurtosis estimator at this size), and that of ``method="blocks"`` for comparison;
 - the oracle: the PSNR-best TV weight (a 25-point log-grid of ``w / sigma`` in [0.15, 3],
   refined by 8 points around the best), knowing the clean image;
 - every parameter-free scheme, with the *estimated* sigma, then the TV MAP
@@ -58,6 +60,12 @@ IMAGES = ("camera", "astronaut", "coins", "moon", "brick", "gravel", "grass")
 STRESS = ("grass",)
 SIGMAS = (0.05, 0.1, 0.2)
 SCHEMES = ("sure", "sure*", "sapg", "hier", "gmrf", "skimage", "w0.1")
+#: noise estimators compared by --sigma-only ("auto" is "kurtosis" at 512 x 512), their noise
+#: levels, and scikit-image images never used to tune them (coloured ones in grey)
+SIGMA_METHODS = ("auto", "blocks", "mad")
+SIGMA_LEVELS = (0.02, 0.05, 0.1, 0.2)
+HELDOUT = ("chelsea", "coffee", "rocket", "hubble_deep_field", "retina",
+           "immunohistochemistry", "text", "page", "clock", "checkerboard")
 MAP_TOL = 1e-4
 OUT = Path(__file__).parent / "results" / "auto_params.json"
 OUT_SIGMA = Path(__file__).parent / "results" / "auto_params_sigma.json"
@@ -113,6 +121,7 @@ def run_pair(name: str, clean: np.ndarray, sigma: float, schemes: tuple[str, ...
     sigma_hat = float(estimate_sigma(noisy))
     t_sigma = time.perf_counter() - start
     rec.update(sigma_hat=sigma_hat, sigma_error=sigma_hat / sigma - 1, time_sigma=t_sigma)
+    rec["sigma_error_blocks"] = estimate_sigma(noisy, method="blocks") / sigma - 1
 
     start = time.perf_counter()
     w_or, p_or, n_or = oracle(y32, clean, sigma)
@@ -181,40 +190,80 @@ def print_row(r: dict, schemes: tuple[str, ...]) -> None:
           f"{r['sure']['w_over_sigma']:5.2f} | {cells} | {times}", flush=True)
 
 
-def sigma_table(images: tuple[str, ...], seeds: int = 5) -> None:
-    """Relative error of both noise estimators: mean and worst over ``seeds`` noise draws."""
+def sigma_table(images: tuple[str, ...], heldout: tuple[str, ...] = HELDOUT,
+                seeds: int = 5) -> None:
+    """Relative error of the noise estimators: mean and worst over ``seeds`` noise draws.
+
+    ``"auto"`` (the default, ``"kurtosis"`` at 512 x 512), ``"blocks"`` and ``"mad"``, on the
+    benchmark images and on scikit-image images never used to tune the estimator.
+    """
     rows = []
-    print(f"{'image':9s} sigma   blocks mean/worst    mad mean/worst   (relative error, %)")
-    for name in images:
-        clean = load(name)
-        for sigma in (0.02,) + SIGMAS:
-            errs = {"blocks": [], "mad": []}
-            for seed in range(seeds):
-                noisy = clean + sigma * np.random.default_rng(seed).standard_normal(clean.shape)
-                for method in errs:
-                    errs[method].append(estimate_sigma(noisy, method=method) / sigma - 1)
-            row = {"image": name, "sigma": sigma}
-            for method, e in errs.items():
-                e = np.asarray(e)
-                row[method] = {"mean": float(e.mean()), "worst": float(e[np.argmax(np.abs(e))])}
-            rows.append(row)
-            print(f"{name:9s} {sigma:4.2f}  " + "  ".join(
-                f"{100 * row[m]['mean']:+7.1f} {100 * row[m]['worst']:+7.1f}" for m in errs))
+    for group, names in (("benchmark", images), ("held-out", heldout)):
+        print(f"\n{group}: relative error %, mean / worst over {seeds} draws")
+        print(f"{'image':21s} sigma " + "".join(f"{m:>17s}" for m in SIGMA_METHODS)
+              + "   s/img " + " ".join(f"{m[:6]:>6s}" for m in SIGMA_METHODS))
+        for name in names:
+            clean = load(name)
+            for sigma in SIGMA_LEVELS:
+                errs: dict[str, list[float]] = {m: [] for m in SIGMA_METHODS}
+                secs = dict.fromkeys(SIGMA_METHODS, 0.0)
+                for seed in range(seeds):
+                    rng = np.random.default_rng(seed)
+                    noisy = clean + sigma * rng.standard_normal(clean.shape)
+                    for method in SIGMA_METHODS:
+                        start = time.perf_counter()
+                        est = estimate_sigma(noisy, method=method)
+                        secs[method] += (time.perf_counter() - start) / seeds
+                        errs[method].append(est / sigma - 1)
+                row: dict = {"set": group, "image": name, "sigma": sigma}
+                for method, e in errs.items():
+                    e = np.asarray(e)
+                    row[method] = {"mean": float(e.mean()),
+                                   "worst": float(e[np.argmax(np.abs(e))]),
+                                   "time": secs[method]}
+                rows.append(row)
+                print(f"{name:21s} {sigma:4.2f} " + "".join(
+                    f"{100 * row[m]['mean']:+8.1f} {100 * row[m]['worst']:+7.1f}"
+                    for m in SIGMA_METHODS)
+                    + "   " + " ".join(f"{secs[m]:6.3f}" for m in SIGMA_METHODS), flush=True)
     OUT_SIGMA.parent.mkdir(parents=True, exist_ok=True)
     OUT_SIGMA.write_text(json.dumps(
-        {"command": "python benchmarks/auto_params.py --sigma-only", "rows": rows}, indent=1))
+        {"command": "python benchmarks/auto_params.py --sigma-only", "seeds": seeds,
+         "methods": list(SIGMA_METHODS), "rows": rows}, indent=1))
     print(f"\nwrote {OUT_SIGMA}")
+
+
+def markdown_sigma(path: Path) -> None:
+    """Print the noise-estimator tables of ``docs/hyperparameters.md`` (means over the draws)."""
+    res = json.loads(path.read_text())
+    methods = res["methods"]
+    for group in dict.fromkeys(r["set"] for r in res["rows"]):
+        rows = [r for r in res["rows"] if r["set"] == group]
+        levels = list(dict.fromkeys(r["sigma"] for r in rows))
+        print(f"\n{group}: relative error, mean over {res['seeds']} draws, "
+              + " / ".join(methods) + "\n")
+        print("| image | " + " | ".join(f"sigma {s:g}" for s in levels) + " |")
+        print("|---" * (1 + len(levels)) + "|")
+        for name in dict.fromkeys(r["image"] for r in rows):
+            cells = [" / ".join(f"{100 * r[m]['mean']:+.1f}" for m in methods) + " %"
+                     for s in levels for r in rows if r["image"] == name and r["sigma"] == s]
+            print(f"| {name} | " + " | ".join(cells) + " |")
+    times = {m: np.mean([r[m]["time"] for r in res["rows"]]) for m in methods}
+    print("\nseconds per 512 x 512 image: "
+          + ", ".join(f"{m} {t:.3f}" for m, t in times.items()))
 
 
 def markdown(path: Path) -> None:
     """Print the tables of ``docs/hyperparameters.md`` from a results file."""
     res = json.loads(path.read_text())
     schemes = [s for s in SCHEMES if s in res["records"][0]]
-    print("| image | sigma | sigma err. | oracle PSNR | oracle w/sigma | SURE w/sigma | "
-          + " | ".join(schemes) + " |")
-    print("|---" * (6 + len(schemes)) + "|")
+    blocks = "sigma_error_blocks" in res["records"][0]
+    print("| image | sigma | sigma err. | " + ("blocks err. | " if blocks else "")
+          + "oracle PSNR | oracle w/sigma | SURE w/sigma | " + " | ".join(schemes) + " |")
+    print("|---" * (6 + blocks + len(schemes)) + "|")
     for r in res["records"]:
-        print(f"| {r['image']} | {r['sigma']:.2f} | {100 * r['sigma_error']:+.1f} % | "
+        err_b = f"{100 * r['sigma_error_blocks']:+.1f} % | " if blocks else ""
+        print(f"| {r['image']} | {r['sigma']:.2f} | {100 * r['sigma_error']:+.1f} % | {err_b}"
               f"{r['oracle']['psnr']:.2f} | {r['oracle']['w_over_sigma']:.2f} | "
               f"{r['sure']['w_over_sigma']:.2f} | "
               + " | ".join(f"{r[s]['delta']:+.2f}" for s in schemes) + " |")
@@ -241,6 +290,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.out is None:
         args.out = OUT_QUICK if args.quick else OUT
+    if args.markdown and args.sigma_only:
+        return markdown_sigma(OUT_SIGMA)
     if args.markdown:
         return markdown(args.out)
     if args.sigma_only:

@@ -10,9 +10,10 @@ to 2048x2048) with Gaussian noise ``sigma = 0.1`` (seeded), and for each weight 
 issue's ``w = 0.08`` at 512 and the PSNR-best weight of a grid at both sizes):
 
 - a converged reference ``P*``: our solver in float64 at a certified relative gap 1e-6;
-- ours (``tv_denoise_pdhg``, float32 and float64): wall time of the call that stops at a
-  *certified* relative gap ``<= tol`` for ``tol = 1e-3, 1e-4``, its iterations, and its
-  true gap ``(P(x) - P*) / P*``;
+- ours (``tv_denoise_pdhg``, float32 and float64, its default backend: the fused numba
+  kernels on a CPU): wall time of the call that stops at a *certified* relative gap
+  ``<= tol`` for ``tol = 1e-3, 1e-4``, its iterations, and its true gap
+  ``(P(x) - P*) / P*``; and the eager torch backend (float32, 1e-4) for comparison;
 - scikit-image (float32 and float64 input, ``eps=0``): the smallest ``max_num_iter`` whose
   output has a true relative gap ``<= target`` (a search: growth by 1.5 then bisection,
   to about 3 %), and the wall time of that call;
@@ -22,7 +23,8 @@ issue's ``w = 0.08`` at 512 and the PSNR-best weight of a grid at both sizes):
 - ratios ours / scikit-image; peak memory beyond the input (the peak resident set
   ``VmHWM`` of a fresh subprocess per configuration, reset by ``/proc/self/clear_refs``
   just before the call, minus the resident set then; and the solver's buffers counted); the bytes an
-  iteration moves against a measured bandwidth (a plain ``a * x + b`` pass).
+  iteration moves against a measured bandwidth (a plain ``a * x + b`` pass), with the
+  time of the fused iteration alone (no gap checks, no set-up).
 
 Torch runs on ``--threads`` threads (default 1, like numpy's scikit-image code, and immune
 to other processes competing for the two cores). Results go to
@@ -126,10 +128,10 @@ def bandwidth(shape, dtype, repeats=200) -> float:
 # n += p1^2 (r2 w1), clamp (r1 w1), rsqrt (r1 w1), p *= n (r3 w2) = 14; d = y + div p,
 # 4 passes (r2 w1) = 12; two lerps (r2 w1) = 6
 PASS_ARRAYS = 12 + 14 + 12 + 6
-# a single fused kernel: read u_bar, p (2), y, u; write p (2), u, u_bar
+# the fused sweep (numba backend): read u_bar, p (2), y, u; write p (2), u, u_bar
 FUSED_ARRAYS = 9
-# solver buffers: p, g (2 + 2 padded), norm (1 padded), u (the result), u_bar, d, y / w
-WORKSPACE_ARRAYS = 9
+# solver buffers of the fused path: p (2 padded), u (the result), u_bar, y / w
+WORKSPACE_ARRAYS = 5
 
 _CHILD = r"""
 import warnings, torch
@@ -158,6 +160,26 @@ print(max(0, status("VmHWM:") - current))
 """
 
 
+def fused_iteration_seconds(noisy, w, fused=10, repeats=5) -> float:
+    """One fused iteration alone (float32; ``fused`` iterations per pass, as between two
+    gap checks ``check_every=10`` apart; no gap check, no set-up): best of ``repeats``."""
+    from bayes_restore.infer import _rof_numba as k
+
+    y = (noisy / w).astype(np.float32)[None]
+    u, ubar = y.copy(), y.copy()
+    p = np.zeros((1, 2) + tuple(s + 1 for s in y.shape[1:]), np.float32)
+    plan = k.Plan(y, torch.get_num_threads(), 16)
+    steps = np.array([[0.05], [0.5], [0.9]], np.float32).repeat(fused, axis=1)
+    n = max(1, int(2e8 // (y.size * fused)))
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            k.iterate(plan, u, ubar, y, p, *steps, True)
+        best = min(best, (time.perf_counter() - t0) / (n * fused))
+    return best
+
+
 def peak_memory(size, w, kind, threads) -> int:
     """Peak resident bytes beyond the state before the call (a fresh process, float32)."""
     code = _CHILD.format(size=size, w=w, kind=kind, threads=threads)
@@ -184,6 +206,9 @@ def run_config(size, w, clean, noisy, args, skimage_targets, skimage_dtypes) -> 
         for tol in TARGETS:
             calls["ours", f"{dtype} {tol:g}"] = (
                 lambda y=y, tol=tol: tv_denoise_pdhg(y, w, tol=tol))
+    y32 = y64.float()
+    calls["ours", "torch-float32 0.0001"] = (
+        lambda: tv_denoise_pdhg(y32, w, tol=1e-4, backend="torch"))
     start = None
     iterations = {}
     for target in skimage_targets:
@@ -206,7 +231,8 @@ def run_config(size, w, clean, noisy, args, skimage_targets, skimage_dtypes) -> 
         seconds = statistics.median(times[kind, key])
         if kind == "ours":
             x, info = out
-            entry = {"iterations": info.iterations, "certified_gap": info.gap}
+            entry = {"iterations": info.iterations, "certified_gap": info.gap,
+                     "backend": info.backend}
         else:
             x, entry = out, {"iterations": iterations[key]}
         entry.update(seconds=seconds, min_seconds=min(times[kind, key]),
@@ -273,6 +299,10 @@ def main(argv=None) -> None:
                 "skimage_peak_rss_beyond_input_float32": peak_memory(size, w, "skimage", 1),
             }
             bw = bandwidth((size, size), torch.float32)
+            # the same pass over as many bytes as the fused iteration's working set (its
+            # five arrays): at 2048 one image (16 MiB) fits in the 32 MiB L3 cache, the
+            # working set does not, so this is the bandwidth the iteration can have
+            bw_ws = bandwidth((WORKSPACE_ARRAYS, size, size), torch.float32, repeats=20)
             per_it = row["ours"]["float32 0.0001"]["per_iteration_ms"] / 1e3
             row["bandwidth"] = {
                 "axpb_bytes_per_s": bw,
@@ -280,7 +310,11 @@ def main(argv=None) -> None:
                 "fused_bytes_per_iteration": FUSED_ARRAYS * size * size * 4,
                 "eager_bound_ms": 1e3 * PASS_ARRAYS * (size + 1) ** 2 * 4 / bw,
                 "fused_bound_ms": 1e3 * FUSED_ARRAYS * size * size * 4 / bw,
+                "axpb_working_set_bytes_per_s": bw_ws,
+                "fused_bound_working_set_ms": 1e3 * FUSED_ARRAYS * size * size * 4 / bw_ws,
                 "measured_ms": 1e3 * per_it,
+                "fused_iteration_ms": 1e3 * fused_iteration_seconds(noisy, w),
+                "eager_measured_ms": row["ours"]["torch-float32 0.0001"]["per_iteration_ms"],
             }
             results["configs"].append(row)
             print_row(row)
@@ -312,9 +346,13 @@ def print_row(row) -> None:
           f"(workspace {m['ours_workspace_bytes_float32'] / 2**20:.1f} MiB = "
           f"{m['ours_workspace_bytes_float32'] / m['image_bytes_float32']:.1f}x the image), "
           f"skimage {m['skimage_peak_rss_beyond_input_float32'] / 2**20:.1f} MiB")
-    print(f"  bandwidth (a*x+b) {b['axpb_bytes_per_s'] / 1e9:.1f} GB/s; per iteration: measured "
-          f"{b['measured_ms']:.3f} ms, eager-pass bound {b['eager_bound_ms']:.3f} ms, "
-          f"fused bound {b['fused_bound_ms']:.3f} ms")
+    print(f"  bandwidth (a*x+b) {b['axpb_bytes_per_s'] / 1e9:.1f} GB/s on one image, "
+          f"{b['axpb_working_set_bytes_per_s'] / 1e9:.1f} GB/s on the working set's bytes; "
+          f"per iteration: fused kernel alone {b['fused_iteration_ms']:.3f} ms, whole call "
+          f"{b['measured_ms']:.3f} ms, bound for its 9 arrays {b['fused_bound_ms']:.3f} ms "
+          f"(one image) or {b['fused_bound_working_set_ms']:.3f} ms (working set); "
+          f"eager torch {b['eager_measured_ms']:.3f} ms against its bound "
+          f"{b['eager_bound_ms']:.3f} ms")
 
 
 if __name__ == "__main__":
