@@ -61,6 +61,8 @@ THETA_SITE = "theta"
 #: default ``(alpha, beta0)`` of the Gamma hyperprior on ``theta = 1 / b``: an exponential of
 #: mean ``theta = 100`` (``b = 0.01``), weak against the ``N - 1`` of any real image
 THETA_HYPERPRIOR = (1.0, 0.01)
+#: seed of SURE's Monte Carlo probe when no generator is given
+_SURE_PROBE_SEED = 0
 #: accepted values of ``choose_tv_weight(..., method=...)``
 TV_METHODS = ("sure", "sapg", "hierarchical")
 
@@ -533,7 +535,8 @@ def tv_weight_sure(
     dtype : torch.dtype, default torch.float32
         Precision of the solves (float32 is twice as fast; the risk is summed in float64).
     generator : torch.Generator, optional
-        Source of the probe ``b``.
+        Source of the probe ``b``; by default a fixed seed, so that the same image always
+        gets the same weight (and ``restore`` / ``denoise`` the same result).
 
     Returns
     -------
@@ -598,6 +601,8 @@ class _SureProblem:
         self.eps = 2 * sigma / n**0.3 if eps is None else as_float(eps, "eps")
         check_positive(self.eps, "eps")
         check_positive(tol, "tol")
+        if generator is None:  # a fixed probe: the same image always gets the same weight
+            generator = torch.Generator().manual_seed(_SURE_PROBE_SEED)
         probe = torch.randint(0, 2, z.shape, generator=generator, dtype=torch.int8)
         self.probe = (2 * probe - 1).to(dtype=torch.float64, device=z.device)
         self.pair = torch.stack([z, z + self.eps * self.probe.to(z.dtype)])

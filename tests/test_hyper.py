@@ -22,6 +22,7 @@ from bayes_restore.hyper import (
     tv_weight_sure,
 )
 from bayes_restore.infer import gaussian_log_evidence, tv_denoise_pdhg
+from bayes_restore.restore import restore
 
 
 def _camera() -> np.ndarray:
@@ -347,3 +348,21 @@ def test_choose_tv_weight_errors():
         choose_tv_weight(np.zeros((16, 16)), -0.1)
     with pytest.raises(ValueError, match="noise"):
         choose_tv_weight(np.zeros((16, 16)))
+
+
+def test_sure_and_restore_are_reproducible_without_a_generator(gen):
+    # the Monte Carlo probe has a fixed default seed: same image, same weight, same MAP
+    clean = torch.zeros(48, 48, dtype=torch.float64)
+    clean[12:36, 8:30] = 1.0
+    noisy = clean + 0.1 * torch.randn(48, 48, generator=gen, dtype=torch.float64)
+    torch.manual_seed(1)
+    first = tv_weight_sure(noisy, 0.1)
+    torch.manual_seed(2)  # the global generator plays no part
+    assert tv_weight_sure(noisy, 0.1).skimage_weight == first.skimage_weight
+    a = restore(noisy.numpy(), "tv")
+    b = restore(noisy.numpy(), "tv")
+    weights = [p.diagnostics["parameters"]["weight_estimated"] for p in (a, b)]
+    assert weights[0] == weights[1]
+    np.testing.assert_array_equal(a.map, b.map)
+    other = tv_weight_sure(noisy, 0.1, generator=torch.Generator().manual_seed(5))
+    assert other.skimage_weight != first.skimage_weight  # the probe does matter
