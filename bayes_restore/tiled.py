@@ -41,9 +41,10 @@ DEFAULT_TILE = 1024
 DEFAULT_OVERLAP = 32
 #: the noise level and prior scale are estimated on at most this many pixels per image
 PARAMETER_PIXELS = 2048 * 2048
-#: on a CPU, batches of at most this many pixels: beyond about a megapixel the solver's
-#: arrays leave the caches and the cost per pixel doubles (``docs/scale.md``); small tiles
-#: are still batched together, which saves the per-call overhead
+#: on a CPU, batches of at most this many pixels: beyond about a megapixel the arrays of
+#: the eager (torch) engines leave the caches and the cost per pixel doubles
+#: (``docs/scale.md``; the TV MAP's fused kernels are immune); small tiles are still batched
+#: together, which saves the per-call overhead
 _CPU_BATCH_PIXELS = 2**20
 #: working memory of each engine, in values of the image's dtype per pixel (measured, with
 #: a margin: ``benchmarks/scale.py``); MCMC adds one value per kept draw
