@@ -231,6 +231,14 @@ def _sigma_blocks(z: torch.Tensor) -> torch.Tensor:
 
 def _sigma_kurtosis(z: torch.Tensor) -> torch.Tensor:
     """The blocks estimate, lowered to the Zoran-Weiss fit where the data clearly prefer it."""
+    # both estimates scale with the image: work at unit scale, where fourth powers of the
+    # coefficients cannot overflow (they would beyond values of ~1e75)
+    scale = z.abs().amax((-2, -1), keepdim=True)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return _sigma_kurtosis_unit(z / scale) * scale[..., 0, 0]
+
+
+def _sigma_kurtosis_unit(z: torch.Tensor) -> torch.Tensor:
     s2_blocks = _sigma_blocks(z).square()
     s2, rss, v_min = _zoran_weiss_profile(z)
     best = rss.argmin(-1, keepdim=True)
@@ -262,7 +270,7 @@ def _zoran_weiss_profile(z: torch.Tensor) -> tuple[torch.Tensor, ...]:
     # the second and fourth moments per band, a few block rows at a time: the coefficients
     # of all blocks would take 128 bytes per pixel (8 GiB for a 8192 x 8192 image)
     nh, nw = blocks.shape[-4], blocks.shape[-3]
-    rows = max(1, _ZW_CHUNK_BLOCKS // nw)
+    rows = max(1, _ZW_CHUNK_BLOCKS // (nw * math.prod(z.shape[:-2])))  # all slices at once
     m2 = m4 = 0.0
     for r in range(0, nh, rows):
         coeff = (c @ blocks[..., r : r + rows, :, :, :] @ c.T)[..., keep]  # (..., r, nw, bands)

@@ -75,6 +75,15 @@ def test_parallel_plans_give_the_serial_result(monkeypatch, shape, kind):
         assert torch.equal(x2, x1)
 
 
+def _objectives_torch(u, y, p, iso):
+    """``[P(u), D(p)]`` per image from the package's own TV and the padded layout's div."""
+    u, y, p = (torch.from_numpy(np.asarray(a, dtype=np.float64)) for a in (u, y, p))
+    primal = 0.5 * (u - y).square().sum((-2, -1)) + tv_energy(u, isotropic=iso)
+    e = p[:, 0, 1:, 1:] - p[:, 0, :-1, 1:] + p[:, 1, 1:, 1:] - p[:, 1, 1:, :-1]
+    dual = -(e * (y + 0.5 * e)).sum((-2, -1))
+    return torch.stack([primal, dual], -1).numpy()
+
+
 def _make_parallel_plan(y, threads):
     old = _rof_numba.PARALLEL_MIN_PIXELS, _rof_numba.STRIPS_MIN_PIXELS
     _rof_numba.PARALLEL_MIN_PIXELS = _rof_numba.STRIPS_MIN_PIXELS = 0
@@ -109,16 +118,12 @@ def test_many_iterations_per_pass_are_plain_iterations():
         assert plan.kind == plan_kind
         for iso in (True, False):
             sums = _rof_numba.iterate(plan, u, ubar, y, p, *steps, iso, certify=True)
-            direct = _rof_numba.objective_sums(u, y, p, iso, [(0, shape[0] * shape[1])])
-            np.testing.assert_allclose(sums, direct, rtol=1e-12)
+            np.testing.assert_allclose(sums, _objectives_torch(u, y, p, iso), rtol=1e-12)
     with pytest.raises(ValueError, match="at most 16"):
         _rof_numba.iterate(plan, *state[:2], y, state[2], *np.ones((3, 17)), True)
 
 
-def test_row_splits_stay_serial_for_small_images():
-    assert _rof_numba.row_splits(512, 512 * 512, 8) == [(0, 512)]
-    big = _rof_numba.row_splits(2048, 2048 * 2048, 2)
-    assert big == [(0, 1024), (1024, 2048)]
+def test_plans_stay_serial_for_small_images():
     assert _rof_numba.Plan(np.zeros((1, 512, 512), np.float32), 8, 16).kind == "serial"
     assert _rof_numba.Plan(np.zeros((1, 1024, 1024), np.float32), 8, 16).kind == "serial"
     assert _rof_numba.Plan(np.zeros((4, 512, 512), np.float32), 2, 16).kind == "images"
@@ -141,6 +146,37 @@ def test_auto_takes_numba_on_cpu_and_noncontiguous_input_works():
     assert info.backend == "numba"
     xr, _ = tv_denoise_pdhg(y.contiguous(), 0.1, backend="torch")
     assert (x - xr).abs().max() <= 1e-5
+
+
+def test_half_precision_runs_on_torch():
+    y = _noisy((24, 24), torch.float64)
+    for dtype in (torch.float16, torch.bfloat16):
+        x, info = tv_denoise_pdhg(y.to(dtype), 0.1, tol=1e-2)
+        assert info.backend == "torch" and x.dtype == dtype
+        with pytest.raises(ValueError, match="float32/float64"):
+            tv_denoise_pdhg(y.to(dtype), 0.1, backend="numba")
+
+
+def test_a_numba_that_fails_to_load_falls_back(monkeypatch):
+    # e.g. numba's "cannot cache function: no locator available" on a read-only install
+    import builtins
+
+    import bayes_restore.infer
+
+    real_import = builtins.__import__
+
+    def failing(name, globals=None, locals=None, fromlist=(), level=0):
+        if fromlist and "_rof_numba" in fromlist:
+            raise RuntimeError("cannot cache function: no locator available")
+        return real_import(name, globals, locals, fromlist, level)
+
+    monkeypatch.delattr(bayes_restore.infer, "_rof_numba")
+    monkeypatch.setattr(builtins, "__import__", failing)
+    y = _noisy((16, 16), torch.float64)
+    _, info = tv_denoise_pdhg(y, 0.1)
+    assert info.backend == "torch"
+    with pytest.raises(ImportError, match="no locator"):
+        tv_denoise_pdhg(y, 0.1, backend="numba")
 
 
 def test_vectorial_tv_stays_on_torch_and_backend_errors():

@@ -211,6 +211,15 @@ _POOL_PID = 0
 _POOL_LOCK = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()  # the parent's threads and lock stay behind
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _pool() -> ThreadPoolExecutor:
     """The worker threads (made on first use, and again in a forked child: a pool's
     threads do not survive ``fork``)."""
@@ -221,13 +230,6 @@ def _pool() -> ThreadPoolExecutor:
                                        thread_name_prefix="bayes_restore-rof")
             _POOL_PID = os.getpid()
         return _POOL
-
-
-def row_splits(rows: int, pixels: int, threads: int) -> list[tuple[int, int]]:
-    """``[r0, r1)`` ranges for ``threads`` workers; one range below ``PARALLEL_MIN_PIXELS``."""
-    k = max(1, min(int(threads), rows)) if pixels >= PARALLEL_MIN_PIXELS else 1
-    edges = [rows * t // k for t in range(k + 1)]
-    return [(edges[t], edges[t + 1]) for t in range(k)]
 
 
 class Plan:
@@ -294,16 +296,22 @@ def iterate(plan: Plan, u, ubar, y, p, s, c, a, isotropic: bool,
 
 
 def _run_all(tasks) -> None:
-    """Run ``fn(*args)`` for every task, the first on this thread, and wait for all."""
+    """Run ``fn(*args)`` for every task, the first on this thread, and wait for all (also
+    when one fails: no thread may still be writing into the arrays when this returns)."""
     futures = [_pool().submit(fn, *args) for fn, args in tasks[1:]]
     fn, args = tasks[0]
-    fn(*args)
+    try:
+        fn(*args)
+    finally:
+        for f in futures:
+            f.exception()  # waits
     for f in futures:
-        f.result()
+        f.result()  # raises the first failure
 
 
 def objective_sums(u, y, p, isotropic: bool, splits: list[tuple[int, int]]) -> np.ndarray:
-    """Per image, ``[P(u), D(p)]`` of the scaled ROF problem, shape ``(B, 2)``, float64."""
+    """Per image, ``[P(u), D(p)]`` of the scaled ROF problem, shape ``(B, 2)``, float64; the
+    ranges ``[r0, r1)`` of the ``B * H`` rows in ``splits`` are summed in parallel."""
     out = np.zeros((len(splits), u.shape[0], 2))
     if len(splits) == 1:
         objectives(u, y, p, isotropic, out[0], *splits[0])
