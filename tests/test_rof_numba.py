@@ -179,6 +179,13 @@ def test_a_numba_that_fails_to_load_falls_back(monkeypatch):
         tv_denoise_pdhg(y, 0.1, backend="numba")
 
 
+def test_auto_does_not_run_the_kernels_as_python(monkeypatch):
+    # NUMBA_DISABLE_JIT=1 (a debugging switch) would make the kernels pure Python loops
+    monkeypatch.setattr(_rof_numba, "jit_disabled", lambda: True)
+    _, info = tv_denoise_pdhg(_noisy((16, 16), torch.float64), 0.1)
+    assert info.backend == "torch"
+
+
 def test_vectorial_tv_stays_on_torch_and_backend_errors():
     y = _noisy((3, 16, 16), torch.float64)
     _, info = tv_denoise_pdhg(y, 0.1, vectorial=True, event_dim=3)

@@ -30,6 +30,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
 from numba import njit
 
@@ -202,6 +203,11 @@ def objectives(u, y, p, iso, out, r0, r1):  # pragma: no cover - compiled
     for r in range(r0, r1):
         b = r // h
         _objective_row(u, y, p, b, r - b * h, iso, out)
+
+
+def jit_disabled() -> bool:
+    """Whether numba runs these kernels as plain Python (``NUMBA_DISABLE_JIT=1``)."""
+    return bool(numba.config.DISABLE_JIT)
 
 
 # --- threads ----------------------------------------------------------------------------

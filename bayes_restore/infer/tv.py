@@ -527,6 +527,8 @@ def _fused_kernels(ys: torch.Tensor, ws: _Workspace, backend: str):
         if backend == "numba":
             raise ImportError(f"backend='numba' needs numba ({err})") from err
         return None
+    if backend == "auto" and _rof_numba.jit_disabled():  # NUMBA_DISABLE_JIT: Python loops
+        return None
     return _rof_numba
 
 
