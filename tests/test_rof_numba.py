@@ -63,7 +63,6 @@ def test_parallel_plans_give_the_serial_result(monkeypatch, shape, kind):
     y = _noisy(shape, torch.float64)
     x1, info1 = tv_denoise_pdhg(y, 0.1, tol=1e-6, backend="numba")
     monkeypatch.setattr(_rof_numba, "PARALLEL_MIN_PIXELS", 0)
-    monkeypatch.setattr(_rof_numba, "STRIPS_MIN_PIXELS", 0)
     for threads in (2, 3):
         monkeypatch.setattr(torch, "get_num_threads", lambda t=threads: t)
         flat = y.reshape(-1, *shape[-2:]).numpy()
@@ -85,12 +84,12 @@ def _objectives_torch(u, y, p, iso):
 
 
 def _make_parallel_plan(y, threads):
-    old = _rof_numba.PARALLEL_MIN_PIXELS, _rof_numba.STRIPS_MIN_PIXELS
-    _rof_numba.PARALLEL_MIN_PIXELS = _rof_numba.STRIPS_MIN_PIXELS = 0
+    old = _rof_numba.PARALLEL_MIN_PIXELS
+    _rof_numba.PARALLEL_MIN_PIXELS = 0
     try:
         return _rof_numba.Plan(y, threads, 16)
     finally:
-        _rof_numba.PARALLEL_MIN_PIXELS, _rof_numba.STRIPS_MIN_PIXELS = old
+        _rof_numba.PARALLEL_MIN_PIXELS = old
 
 
 def test_many_iterations_per_pass_are_plain_iterations():
@@ -118,14 +117,16 @@ def test_many_iterations_per_pass_are_plain_iterations():
         assert plan.kind == plan_kind
         for iso in (True, False):
             sums = _rof_numba.iterate(plan, u, ubar, y, p, *steps, iso, certify=True)
+            _rof_numba.finish(plan, u, ubar, p)  # strips: the state back in the image
             np.testing.assert_allclose(sums, _objectives_torch(u, y, p, iso), rtol=1e-12)
-    with pytest.raises(ValueError, match="at most 16"):
+    with pytest.raises(ValueError, match="at most 15"):
         _rof_numba.iterate(plan, *state[:2], y, state[2], *np.ones((3, 17)), True)
 
 
 def test_plans_stay_serial_for_small_images():
     assert _rof_numba.Plan(np.zeros((1, 512, 512), np.float32), 8, 16).kind == "serial"
-    assert _rof_numba.Plan(np.zeros((1, 1024, 1024), np.float32), 8, 16).kind == "serial"
+    assert _rof_numba.Plan(np.zeros((1, 1024, 1024), np.float32), 1, 16).kind == "serial"
+    assert _rof_numba.Plan(np.zeros((1, 1024, 1024), np.float32), 2, 16).kind == "strips"
     assert _rof_numba.Plan(np.zeros((4, 512, 512), np.float32), 2, 16).kind == "images"
     assert _rof_numba.Plan(np.zeros((1, 2048, 2048), np.float32), 2, 16).kind == "strips"
 

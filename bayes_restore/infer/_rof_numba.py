@@ -7,8 +7,8 @@ dual ascent with its projection (read ``u_bar``, ``p``; write ``p``) and then th
 prox with the extrapolation (read ``y``, ``p``, ``u``; write ``u``, ``u_bar``): 9 arrays
 per iteration. And it runs several iterations in the same pass, each one row behind
 the previous, so that a row goes through all of them while it is in cache: when the
-images outgrow the caches, memory traffic falls by that factor. A last kernel evaluates
-the primal and dual objectives of the gap certificate in one pass.
+images outgrow the caches, memory traffic falls by that factor. When a gap check
+follows, the primal and dual objectives of the certificate are summed in the same pass.
 
 The layout is the solver's own (see ``tv._Workspace``): images flattened to
 ``(B, H, W)``, the dual field ``p`` zero-padded to ``(B, 2, H + 1, W + 1)``, so these
@@ -36,13 +36,10 @@ from numba import njit
 
 _JIT = {"nogil": True, "cache": True, "fastmath": True, "boundscheck": False,
         "error_model": "numpy"}
-#: below this many pixels a call runs on one thread (a thread hand-off costs ~20 us)
+#: below this many pixels a call runs on one thread: a thread hand-off costs ~20 us, the
+#: strips' halos some more (two threads: no gain at 512 x 512, 1.13x at 724 x 724, 1.6x
+#: at 1024 x 1024 and 2048 x 2048)
 PARALLEL_MIN_PIXELS = 1 << 19
-#: one image is cut in strips from this size (the strips' copies and halos cost about
-#: what a second thread gains below it: 2048 x 2048 on two threads is 10 % faster)
-STRIPS_MIN_PIXELS = 1 << 22
-#: ... and for calls of at least this many iterations (fewer: one thread)
-STRIPS_MIN_FUSED = 6
 
 
 @njit(**_JIT)
@@ -102,7 +99,7 @@ def _primal_row(u, ubar, y, p, b, i, c, a):  # pragma: no cover - compiled
 
 
 @njit(**_JIT)
-def sweep_many(u, ubar, y, p, s, c, a, one, iso, out):  # pragma: no cover - compiled
+def sweep_many(u, ubar, y, p, s, c, a, one, iso, out, c0, c1):  # pragma: no cover
     """``len(s)`` iterations in one pass over the rows (one thread, all rows).
 
     Iteration ``k + j`` runs one row behind iteration ``k + j - 1``: at each step it
@@ -113,9 +110,10 @@ def sweep_many(u, ubar, y, p, s, c, a, one, iso, out):  # pragma: no cover - com
     ``len(s)`` iterations; the arithmetic, pixel by pixel, is that of ``len(s)`` plain
     iterations.
 
-    If ``out`` has a row per image, the objectives of the final state are added to it
-    on the way (:func:`_objective_row` of row ``r - 1`` once the last iteration has
-    updated row ``r``, the last row it reads), which saves the certificate's own pass.
+    If ``out`` has a row per image, the objectives of the final state of rows
+    ``[c0, c1)`` are added to it on the way (:func:`_objective_row` of row ``r - 1`` once
+    the last iteration has updated row ``r``, the last row it reads), which saves the
+    certificate's own pass.
     """
     h = u.shape[1]
     rows = u.shape[0] * h
@@ -134,33 +132,57 @@ def sweep_many(u, ubar, y, p, s, c, a, one, iso, out):  # pragma: no cover - com
                 else:
                     _dual_row_aniso(ubar, p, b, i, s[j], one)
                 _primal_row(u, ubar, y, p, b, i, c[j], a[j])
-                if certify and j == m - 1 and r > 0:
+                if certify and j == m - 1 and c0 < r <= c1:
                     q = r - 1
                     _objective_row(u, y, p, q // h, q - (q // h) * h, iso, out)
-    if certify:
+    if certify and c1 == rows:
         q = rows - 1
         _objective_row(u, y, p, q // h, q - (q // h) * h, iso, out)
 
 
 @njit(**_JIT)
-def strip_sweep(u, ubar, p, bu, bub, by, bp, s, c, a, one, iso, e0):  # pragma: no cover
-    """Copy rows ``[e0, e0 + n)`` of image 0 into a strip's buffers (``by`` holds them
-    already) and run :func:`sweep_many` there.
-
-    The strip's ends that are not the image's are wrong boundaries: the error they make
-    moves one row per iteration, so after ``len(s)`` iterations the rows at least
-    ``len(s)`` away from them are exact (and :func:`strip_store` keeps only those).
-    """
+def strip_load(u, ubar, p, bu, bub, bp, e0):  # pragma: no cover - compiled
+    """Copy rows ``[e0, e0 + n)`` of image 0 (and the padded ``p`` row above) into a strip."""
     n = bu.shape[1]
     bu[0] = u[0, e0 : e0 + n]
     bub[0] = ubar[0, e0 : e0 + n]
     bp[0] = p[0, :, e0 : e0 + n + 1]
-    sweep_many(bu, bub, by, bp, s, c, a, one, iso, np.empty((0, 2)))
+
+
+@njit(**_JIT)
+def strip_step(u, ubar, p, bu, bub, by, bp, s, c, a, one, iso, out, e0, r0, r1,
+               halo):  # pragma: no cover - compiled
+    """Iterate a strip in its own buffers, then publish its first and last ``halo``
+    exact rows into the image for its neighbours' halos (:func:`strip_pull`).
+
+    The strip's ends that are not the image's are wrong boundaries: the error they make
+    moves one row per iteration, so with fewer than ``halo`` iterations per call the rows
+    ``[r0, r1)``, ``halo`` away from them, stay exact, and so does the row below ``r1``
+    that the certificate of row ``r1 - 1`` reads.
+    """
+    sweep_many(bu, bub, by, bp, s, c, a, one, iso, out, r0 - e0, r1 - e0)
+    for a0, a1 in ((r0, min(r0 + halo, r1)), (max(r1 - halo, r0), r1)):
+        u[0, a0:a1] = bu[0, a0 - e0 : a1 - e0]
+        ubar[0, a0:a1] = bub[0, a0 - e0 : a1 - e0]
+        p[0, :, a0 + 1 : a1 + 1] = bp[0, :, a0 - e0 + 1 : a1 - e0 + 1]
+
+
+@njit(**_JIT)
+def strip_pull(u, ubar, p, bu, bub, bp, e0, r0, r1):  # pragma: no cover - compiled
+    """Refresh a strip's halo rows from the rows its neighbours published."""
+    n = bu.shape[1]
+    e1 = e0 + n
+    bu[0, : r0 - e0] = u[0, e0:r0]
+    bub[0, : r0 - e0] = ubar[0, e0:r0]
+    bp[0, :, 1 : r0 - e0 + 1] = p[0, :, e0 + 1 : r0 + 1]
+    bu[0, r1 - e0 :] = u[0, r1:e1]
+    bub[0, r1 - e0 :] = ubar[0, r1:e1]
+    bp[0, :, r1 - e0 + 1 :] = p[0, :, r1 + 1 : e1 + 1]
 
 
 @njit(**_JIT)
 def strip_store(u, ubar, p, bu, bub, bp, e0, r0, r1):  # pragma: no cover - compiled
-    """Copy the exact rows ``[r0, r1)`` of a strip back into the image."""
+    """Copy the rows ``[r0, r1)`` of a strip back into the image."""
     u[0, r0:r1] = bu[0, r0 - e0 : r1 - e0]
     ubar[0, r0:r1] = bub[0, r0 - e0 : r1 - e0]
     p[0, :, r0 + 1 : r1 + 1] = bp[0, :, r0 - e0 + 1 : r1 - e0 + 1]
@@ -193,16 +215,6 @@ def _objective_row(u, y, p, b, i, iso, out):  # pragma: no cover - compiled
         prim += 0.5 * res * res + tv
     out[b, 0] += prim
     out[b, 1] += dual
-
-
-@njit(**_JIT)
-def objectives(u, y, p, iso, out, r0, r1):  # pragma: no cover - compiled
-    """Per image ``b``, add rows ``[r0, r1)``'s ``P(u)`` to ``out[b, 0]`` and ``D(p)`` to
-    ``out[b, 1]`` (see :func:`_objective_row`)."""
-    h = u.shape[1]
-    for r in range(r0, r1):
-        b = r // h
-        _objective_row(u, y, p, b, r - b * h, iso, out)
 
 
 def jit_disabled() -> bool:
@@ -243,17 +255,19 @@ class Plan:
 
     - ``"serial"``: one thread (small problems, or one thread asked for);
     - ``"images"``: groups of whole images, one per thread (no boundaries to handle);
-    - ``"strips"``: one image (of at least ``STRIPS_MIN_PIXELS``) cut into horizontal
-      strips, each iterated in its own buffers with ``halo`` extra rows on each side
-      (:func:`strip_sweep`), then the exact rows copied back; up to ``halo`` iterations
-      per call, and calls of fewer than ``STRIPS_MIN_FUSED`` run on one thread.
+    - ``"strips"``: one image cut into horizontal strips that live in their own buffers,
+      with ``halo`` extra rows on each side, from the first call to :func:`finish`: each
+      call refreshes the halos from the neighbours' published rows (:func:`strip_pull`)
+      and iterates every strip (:func:`strip_step`); fewer than ``halo`` iterations per
+      call.
     """
 
     def __init__(self, y: np.ndarray, threads: int, halo: int):
         b, h, w = y.shape
         self.halo = int(halo)
+        self.loaded = False
         threads = max(1, int(threads)) if y.size >= PARALLEL_MIN_PIXELS else 1
-        if threads == 1 or (b == 1 and y.size < STRIPS_MIN_PIXELS):
+        if threads == 1:
             self.kind, self.parts = "serial", [(0, b)]
         elif b > 1:
             k = min(threads, b)
@@ -278,27 +292,40 @@ def iterate(plan: Plan, u, ubar, y, p, s, c, a, isotropic: bool,
             certify: bool = False) -> np.ndarray | None:
     """``len(s)`` accelerated iterations in place (steps ``s``, lerp weights ``c``, ``a``).
 
-    With ``certify``, returns the final ``[P(u), D(p)]`` per image, shape ``(B, 2)``.
+    With ``certify``, returns the final ``[P(u), D(p)]`` per image, shape ``(B, 2)``. With
+    the ``"strips"`` plan the image's arrays are up to date only after :func:`finish`.
     """
-    if len(s) > plan.halo:
-        raise ValueError(f"at most {plan.halo} iterations per call, got {len(s)}")
+    if len(s) >= plan.halo:
+        raise ValueError(f"at most {plan.halo - 1} iterations per call, got {len(s)}")
     one = y.dtype.type(1.0)
-    out = np.zeros((u.shape[0] if certify else 0, 2))
-    if plan.kind == "serial" or (plan.kind == "strips" and len(s) < STRIPS_MIN_FUSED):
-        sweep_many(u, ubar, y, p, s, c, a, one, isotropic, out)
-        return out if certify else None
-    if plan.kind == "images":
+    if plan.kind in ("serial", "images"):
+        out = np.zeros((u.shape[0] if certify else 0, 2))
         _run_all([(sweep_many, (u[b0:b1], ubar[b0:b1], y[b0:b1], p[b0:b1], s, c, a, one,
-                                isotropic, out[b0:b1] if certify else out))
+                                isotropic, out[b0:b1] if certify else out, 0,
+                                (b1 - b0) * u.shape[1]))
                   for b0, b1 in plan.parts])
         return out if certify else None
-    _run_all([(strip_sweep, (u, ubar, p, bu, bub, by, bp, s, c, a, one, isotropic, e0))
-              for e0, _, _, bu, bub, by, bp in plan.strips])
-    _run_all([(strip_store, (u, ubar, p, bu, bub, bp, e0, r0, r1))
-              for e0, r0, r1, bu, bub, _, bp in plan.strips])
-    if not certify:
-        return None
-    return objective_sums(u, y, p, isotropic, [(r0, r1) for _, r0, r1, *_ in plan.strips])
+    if not plan.loaded:
+        _run_all([(strip_load, (u, ubar, p, bu, bub, bp, e0))
+                  for e0, _, _, bu, bub, _, bp in plan.strips])
+        plan.loaded = True
+    else:
+        _run_all([(strip_pull, (u, ubar, p, bu, bub, bp, e0, r0, r1))
+                  for e0, r0, r1, bu, bub, _, bp in plan.strips])
+    outs = np.zeros((len(plan.strips), 1 if certify else 0, 2))
+    _run_all([(strip_step, (u, ubar, p, bu, bub, by, bp, s, c, a, one, isotropic, outs[t],
+                            e0, r0, r1, plan.halo))
+              for t, (e0, r0, r1, bu, bub, by, bp) in enumerate(plan.strips)])
+    return outs.sum(0) if certify else None
+
+
+def finish(plan: Plan, u, ubar, p) -> None:
+    """Bring the image's arrays up to date (the ``"strips"`` plan keeps the state in its
+    strips between calls to :func:`iterate`)."""
+    if plan.kind == "strips" and plan.loaded:
+        _run_all([(strip_store, (u, ubar, p, bu, bub, bp, e0, r0, r1))
+                  for e0, r0, r1, bu, bub, _, bp in plan.strips])
+        plan.loaded = False
 
 
 def _run_all(tasks) -> None:
@@ -313,17 +340,3 @@ def _run_all(tasks) -> None:
             f.exception()  # waits
     for f in futures:
         f.result()  # raises the first failure
-
-
-def objective_sums(u, y, p, isotropic: bool, splits: list[tuple[int, int]]) -> np.ndarray:
-    """Per image, ``[P(u), D(p)]`` of the scaled ROF problem, shape ``(B, 2)``, float64; the
-    ranges ``[r0, r1)`` of the ``B * H`` rows in ``splits`` are summed in parallel."""
-    out = np.zeros((len(splits), u.shape[0], 2))
-    if len(splits) == 1:
-        objectives(u, y, p, isotropic, out[0], *splits[0])
-    else:
-        futures = [_pool().submit(objectives, u, y, p, isotropic, out[k], r0, r1)
-                   for k, (r0, r1) in enumerate(splits)]
-        for f in futures:
-            f.result()
-    return out.sum(0)

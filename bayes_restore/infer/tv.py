@@ -545,7 +545,7 @@ def _rof_accelerated_fused(ys, ws, w2, *, tol, max_iter, check_every, tau0, kern
     p_np = ws.p.view(-1, 2, h + 1, w + 1).numpy()
     dtype = y_np.dtype
     threads = torch.get_num_threads()
-    plan = k.Plan(y_np, threads, _MAX_FUSED)
+    plan = k.Plan(y_np, threads, _MAX_FUSED + 1)
     lead = ys.shape[:-2]
     tau, sigma = tau0, 1.0 / (_GRAD_NORM2 * tau0)
     history: list[float] = []
@@ -572,6 +572,7 @@ def _rof_accelerated_fused(ys, ws, w2, *, tol, max_iter, check_every, tau0, kern
             if gap <= tol:
                 break
             next_check = it + _next_interval(it, gap, tol, check_every)
+    k.finish(plan, u_np, ubar_np, p_np)
     return u, gap, objective, it, history
 
 
