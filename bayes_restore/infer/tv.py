@@ -125,8 +125,8 @@ def tv_denoise_pdhg(
     backend : {"auto", "numba", "torch"}, default "auto"
         What runs the iterations. ``"numba"``: fused CPU kernels that run all the
         iterations between two gap checks in one pass over memory (3-6x faster than
-        eager torch; batches of at least half a megapixel, and single images from four,
-        are split across ``torch.get_num_threads()`` threads); float32 and float64 CPU
+        eager torch; from half a megapixel, images are split across
+        ``torch.get_num_threads()`` threads, by image or in strips); float32 and float64 CPU
         tensors and non-vectorial TV only; compiled once and cached on disk.
         ``"torch"``: eager tensor operations, any device and dtype. ``"auto"``: numba
         where it applies and loads, else torch. Both run the same iteration (tested to
