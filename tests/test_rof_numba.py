@@ -214,3 +214,9 @@ def test_cuda_input_runs_on_torch():
     y = _noisy((32, 32), torch.float32).cuda()
     x, info = tv_denoise_pdhg(y, 0.1)
     assert info.backend == "torch" and x.device == y.device
+
+
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_both_backends_check_tau0(backend):
+    with pytest.raises(ValueError, match="tau0 must be > 0"):
+        tv_denoise_pdhg(_noisy((8, 8), torch.float64), 0.1, tau0=0.0, backend=backend)

@@ -456,6 +456,25 @@ def tv_energy(
 # --------------------------------------------------------------------------------------
 
 
+def _accelerated_steps(tau0: float):
+    """Per iteration of Algorithm 2 (modulus ``_GAMMA``), ``(sigma, c, (1 + theta) c)``: the
+    dual step and the lerp weights of the new and the extrapolated primal iterates (see
+    :func:`_rof_accelerated`). Both backends draw their steps from here."""
+    if not tau0 > 0:
+        raise ValueError(f"tau0 must be > 0, got {tau0!r}")
+    return _step_sequence(tau0)
+
+
+def _step_sequence(tau0: float):
+    tau, sigma = tau0, 1.0 / (_GRAD_NORM2 * tau0)
+    while True:
+        c = tau / (1.0 + tau)
+        theta = 1.0 / math.sqrt(1.0 + 2.0 * _GAMMA * tau)
+        yield sigma, c, (1.0 + theta) * c
+        tau *= theta
+        sigma /= theta
+
+
 def _rof_accelerated(ys, ws, w2, *, tol, max_iter, check_every, tau0):
     """Chambolle-Pock Algorithm 2 on the scaled problem: 15 passes per iteration.
 
@@ -464,8 +483,7 @@ def _rof_accelerated(ys, ws, w2, *, tol, max_iter, check_every, tau0):
     ``u_new = lerp(u, d, c)`` with ``c = tau / (1 + tau)`` (the prox of the data
     term) and ``u_bar = u_new + theta (u_new - u) = lerp(u, d, (1 + theta) c)``.
     """
-    if not tau0 > 0:
-        raise ValueError(f"tau0 must be > 0, got {tau0!r}")
+    steps = _accelerated_steps(tau0)
     u = ys.clone()
     u_bar = ys.clone()
     d = torch.empty_like(ys)
@@ -477,11 +495,11 @@ def _rof_accelerated(ys, ws, w2, *, tol, max_iter, check_every, tau0):
     )
     p0, p0_prev, p1, p1_prev = ws.div_views(p)
     project = ws.project
-    tau, sigma = tau0, 1.0 / (_GRAD_NORM2 * tau0)
     history: list[float] = []
     gap, objective, it, next_check = math.inf, math.nan, 0, check_every
     while it < max_iter:
         it += 1
+        sigma, c, c_bar = next(steps)
         # dual: p <- proj(p + sigma grad u_bar), the differences added in place
         for target, ahead, here in grad_targets:
             target.add_(ahead, alpha=sigma).sub_(here, alpha=sigma)
@@ -490,12 +508,8 @@ def _rof_accelerated(ys, ws, w2, *, tol, max_iter, check_every, tau0):
         torch.sub(p0, p0_prev, out=d)
         d.add_(p1).sub_(p1_prev).add_(ys)
         # primal prox and extrapolation, both lerps of u towards d
-        c = tau / (1.0 + tau)
-        theta = 1.0 / math.sqrt(1.0 + 2.0 * _GAMMA * tau)
-        torch.lerp(u, d, (1.0 + theta) * c, out=u_bar)
+        torch.lerp(u, d, c_bar, out=u_bar)
         u.lerp_(d, c)
-        tau *= theta
-        sigma /= theta
         if it == next_check or it == max_iter:
             gap, objective = _relative_gap(*ws.rof_primal_dual(u, d, ys), w2)
             history.append(gap)
@@ -535,8 +549,7 @@ def _fused_kernels(ys: torch.Tensor, ws: _Workspace, backend: str):
 def _rof_accelerated_fused(ys, ws, w2, *, tol, max_iter, check_every, tau0, kernels):
     """:func:`_rof_accelerated` with the fused kernels: the same steps, the iterations
     between two gap checks (at most ``_MAX_FUSED``) in one pass over memory."""
-    if not tau0 > 0:
-        raise ValueError(f"tau0 must be > 0, got {tau0!r}")
+    steps = _accelerated_steps(tau0)
     k = kernels
     h, w = ws.h, ws.w
     ys = ys.contiguous()
@@ -547,20 +560,13 @@ def _rof_accelerated_fused(ys, ws, w2, *, tol, max_iter, check_every, tau0, kern
     threads = torch.get_num_threads()
     plan = k.Plan(y_np, threads, _MAX_FUSED + 1)
     lead = ys.shape[:-2]
-    tau, sigma = tau0, 1.0 / (_GRAD_NORM2 * tau0)
     history: list[float] = []
     gap, objective, it, next_check = math.inf, math.nan, 0, check_every
     while it < max_iter:
         m = min(_MAX_FUSED, next_check - it, max_iter - it)
-        steps = np.empty((3, m), dtype=dtype)  # sigma, c and (1 + theta) c per iteration
-        for j in range(m):
-            c = tau / (1.0 + tau)
-            theta = 1.0 / math.sqrt(1.0 + 2.0 * _GAMMA * tau)
-            steps[:, j] = sigma, c, (1.0 + theta) * c
-            tau *= theta
-            sigma /= theta
+        chunk = np.array([next(steps) for _ in range(m)], dtype=dtype).T  # (3, m)
         certify = it + m == next_check or it + m == max_iter
-        sums = k.iterate(plan, u_np, ubar_np, y_np, p_np, *steps, ws.isotropic, certify)
+        sums = k.iterate(plan, u_np, ubar_np, y_np, p_np, *chunk, ws.isotropic, certify)
         it += m
         if certify:
             sums = torch.from_numpy(sums)
