@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from operator import index as operator_index
 from typing import Any
 
@@ -11,8 +12,11 @@ import torch
 
 
 def check_positive(value: Any, name: str) -> None:
-    """Raise ``ValueError`` unless every entry of ``value`` is finite and > 0."""
-    t = torch.as_tensor(value)
+    """Raise ``ValueError`` unless every entry of ``value`` is finite and > 0.
+
+    A string, ``None`` or another non-number raises ``TypeError`` naming ``name``.
+    """
+    t = as_number_tensor(value, name)
     if t.is_complex() or t.dtype == torch.bool:
         raise ValueError(f"{name} must be real and positive, got {value!r}")
     t = t.detach()
@@ -41,6 +45,22 @@ def parse_device(device: Any, name: str = "device") -> torch.device:
         raise ValueError(f"{name} must name a torch device, got {device!r}") from None
 
 
+def as_number_tensor(value: Any, name: str) -> torch.Tensor:
+    """``value`` (a number, array or tensor of numbers) as a tensor, else a ``TypeError``."""
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (str, bytes)) or value is None:
+        raise TypeError(f"{name} must be a number, got {_short(value)}")
+    if isinstance(value, np.ndarray) and value.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a number, got an array of {value.dtype}")
+    try:
+        return torch.as_tensor(np.asarray(value, dtype=np.float64)
+                               if isinstance(value, np.ndarray) and value.dtype.kind == "f"
+                               and value.dtype.byteorder not in "=|" else value)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name} must be a number, got {_short(value)}") from None
+
+
 def check_finite(t: torch.Tensor, name: str) -> None:
     """Raise ``ValueError`` when ``t`` holds NaN or infinity."""
     if not bool(torch.isfinite(t).all()):
@@ -48,20 +68,59 @@ def check_finite(t: torch.Tensor, name: str) -> None:
 
 
 def to_tensor(image: Any, name: str) -> tuple[torch.Tensor, bool]:
-    """Convert a float numpy array or tensor to a tensor; say whether it was numpy."""
+    """A float tensor of ``image`` (numpy or torch) and whether it was numpy.
+
+    float32 and float64 are taken as they are (numpy: a zero-copy view where the array is
+    contiguous and native-endian); half precision is computed in float32; integer and
+    boolean images are scaled as scikit-image's ``img_as_float`` does (unsigned to
+    ``[0, 1]``, signed to ``[-1, 1]``). :func:`as_image` also records how to give the
+    result back in the input's dtype.
+    """
+    t, as_numpy, _ = _float_tensor(image, name)
+    return t, as_numpy
+
+
+def _float_tensor(image: Any, name: str) -> tuple[torch.Tensor, bool, Any]:
+    """``(tensor, as_numpy, result_dtype)``: ``result_dtype`` is None for float32/64."""
     if isinstance(image, torch.Tensor):
-        if not image.is_floating_point():
-            raise ValueError(
-                f"{name} must be a floating-point tensor (values in [0, 1]), got {image.dtype}"
-            )
-        return image, False
+        dtype = image.dtype
+        if dtype in (torch.float32, torch.float64):
+            return image, False, None
+        if dtype in (torch.float16, torch.bfloat16):
+            return image.to(torch.float32), False, dtype
+        if dtype == torch.bool:
+            return image.to(torch.get_default_dtype()), False, torch.get_default_dtype()
+        if dtype.is_complex:
+            raise ValueError(f"{name} must be a real image, got a {dtype} tensor")
+        if not dtype.is_floating_point:  # integers
+            info = torch.iinfo(dtype)
+            out = image.to(torch.float64)
+            out = out / (info.max if info.min == 0 else info.max)
+            out = out.clamp_min(-1.0) if info.min < 0 else out
+            return out.to(torch.get_default_dtype()), False, torch.get_default_dtype()
+        raise ValueError(f"{name} has an unsupported dtype {dtype}")
     if isinstance(image, np.ndarray):
-        if image.dtype not in (np.float32, np.float64):
-            raise ValueError(
-                f"{name} must be a float32 or float64 array (values in [0, 1]), got "
-                f"{image.dtype}; convert integers with skimage.util.img_as_float"
-            )
-        return torch.from_numpy(np.ascontiguousarray(image)), True
+        kind, dtype = image.dtype.kind, image.dtype
+        if kind == "f":
+            if dtype.itemsize > 8:
+                raise ValueError(
+                    f"{name}: {dtype} is not supported; convert it with .astype(np.float64)"
+                )
+            native = image.astype(dtype.newbyteorder("="), copy=False)
+            if dtype.itemsize == 2:  # float16: computed in float32, returned as float16
+                return torch.from_numpy(native.astype(np.float32)), True, np.float16
+            return torch.from_numpy(np.ascontiguousarray(native)), True, None
+        if kind == "b":
+            return torch.from_numpy(image.astype(np.float64)), True, np.float64
+        if kind in "ui":
+            info = np.iinfo(dtype)
+            out = image.astype(np.float64) / info.max
+            if info.min < 0:
+                out = np.maximum(out, -1.0)
+            return torch.from_numpy(out), True, np.float64
+        raise ValueError(
+            f"{name} must be a real numeric array (float, integer or bool), got {dtype}"
+        )
     raise ValueError(f"{name} must be a numpy array or a torch tensor, got {type(image).__name__}")
 
 
@@ -70,12 +129,100 @@ def from_tensor(t: torch.Tensor, as_numpy: bool) -> Any:
     return t.detach().cpu().numpy() if as_numpy else t
 
 
+#: channel counts that make a trailing axis look like channels-last colour
+_COLOUR_CHANNELS = (3, 4)
+
+
+@dataclass(frozen=True)
+class ImageLayout:
+    """How an image was given (array type, dtype, channel axis), to give results back so.
+
+    Made by :func:`as_image`; :meth:`give_back` turns a channels-first float tensor (or
+    draws of them, with leading dimensions) into the input's form.
+    """
+
+    as_numpy: bool
+    result_dtype: Any = None  # None: keep the computed float dtype
+    channel_axis: int | None = None  # negative, in the input's dimensions
+
+    def give_back(self, t: torch.Tensor | None) -> Any:
+        """``t`` with the channel axis where the input had it, in the input's dtype and type."""
+        if t is None:
+            return None
+        if self.channel_axis is not None:
+            t = t.movedim(-3, self.channel_axis)
+        if self.result_dtype is not None and not self.as_numpy:
+            t = t.to(self.result_dtype)
+        if not self.as_numpy:
+            return t
+        out = t.detach().cpu().numpy()
+        return out.astype(self.result_dtype) if self.result_dtype is not None else out
+
+
+def as_image(
+    image: Any, name: str = "image", *, channel_axis: Any = None, ndims: tuple = (2, 3, 4)
+) -> tuple[torch.Tensor, ImageLayout]:
+    """A finite, channels-first float tensor of ``image`` and its :class:`ImageLayout`.
+
+    ``channel_axis=None`` takes the package's layout, ``(H, W)``, ``(C, H, W)`` or
+    ``(N, C, H, W)``, but refuses a 3-D or 4-D image whose last axis has 3 or 4 entries
+    and whose would-be channel axis has more than 4: that is channels-last colour (what
+    imageio, Pillow and scikit-image give), which must be said with ``channel_axis=-1``.
+    An integer ``channel_axis`` (scikit-image's name and meaning) is moved to the
+    channels-first place; results are given back with it where it was.
+    """
+    t, as_numpy, result_dtype = _float_tensor(image, name)
+    if t.dim() not in ndims:
+        raise ValueError(
+            f"{name} must be " + ", ".join(_LAYOUTS[n] for n in ndims)
+            + f", got {t.dim()} dimensions (shape {tuple(t.shape)})"
+        )
+    axis = None
+    if channel_axis is not None:
+        if isinstance(channel_axis, bool):
+            raise TypeError(f"channel_axis must be an integer or None, got {channel_axis!r}")
+        try:
+            channel_axis = operator_index(channel_axis)
+        except TypeError:
+            raise TypeError(
+                f"channel_axis must be an integer or None, got {_short(channel_axis)}"
+            ) from None
+        if t.dim() < 3:
+            raise ValueError(
+                f"channel_axis={channel_axis} but {name} is 2-D {tuple(t.shape)}: a grey "
+                "image has no channel axis (give channel_axis=None)"
+            )
+        if not -t.dim() <= channel_axis < t.dim():
+            raise ValueError(
+                f"channel_axis={channel_axis} is out of range for a {t.dim()}-D {name}"
+            )
+        axis = channel_axis - t.dim() if channel_axis >= 0 else channel_axis
+        t = t.movedim(axis, -3)
+        if axis == -3:
+            axis = None
+    elif t.dim() >= 3 and t.shape[-1] in _COLOUR_CHANNELS and t.shape[-3] > 4:
+        raise ValueError(
+            f"{name} has shape {tuple(t.shape)}: channels-last colour? Give channel_axis=-1 "
+            "for (H, W, C) or (N, H, W, C) images, or channel_axis="
+            f"{t.dim() - 3} if the channels really come first"
+        )
+    if min(t.shape) < 1:
+        raise ValueError(f"{name} must not be empty, got shape {tuple(t.shape)}")
+    check_finite(t, name)
+    return t, ImageLayout(as_numpy, result_dtype, axis)
+
+
+_LAYOUTS = {2: "(H, W)", 3: "(C, H, W)", 4: "(N, C, H, W)"}
+
+
 def as_float(value: Any, name: str) -> float:
     """A Python float from a number or a one-element tensor/array."""
+    if isinstance(value, (str, bytes)) or value is None:
+        raise TypeError(f"{name} must be a number, got {_short(value)}")
     try:
         out = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {_short(value)}") from None
+        raise TypeError(f"{name} must be a number, got {_short(value)}") from None
     if math.isnan(out):
         raise ValueError(f"{name} must not be NaN")
     return out
@@ -84,3 +231,15 @@ def as_float(value: Any, name: str) -> float:
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) < 80 else text[:77] + "..."
+
+
+def check_seed(seed: Any, name: str = "seed") -> int | None:
+    """``seed`` as a non-negative int (numpy integers too) or None, else an error naming it."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer or None, got {_short(seed)}")
+    seed = int(seed)
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"{name} must be in [0, 2**63), got {seed}")
+    return seed

@@ -22,6 +22,8 @@ def denoise(
     tol: float | None = None,
     max_iter: int | None = None,
     progress: bool = False,
+    channel_axis: int | None = None,
+    seed: int | None = 0,
 ) -> Any:
     r"""MAP denoising under a gradient prior: the minimiser of ``|y - x|^2 + lambda R(x)``.
 
@@ -32,8 +34,11 @@ def denoise(
     Parameters
     ----------
     image : numpy.ndarray or torch.Tensor
-        Floating-point image(s): ``(H, W)`` grey, ``(C, H, W)`` colour (channels
-        first, each with its own gradient) or ``(N, C, H, W)`` a batch.
+        Image(s): ``(H, W)`` grey, ``(C, H, W)`` colour (channels first, each with its
+        own gradient) or ``(N, C, H, W)`` a batch; channels last with
+        ``channel_axis=-1``. Float32/64 as they are, half precision computed in float32,
+        integers scaled to ``[0, 1]`` as scikit-image does (float out): see
+        :func:`~bayes_restore.restore`.
     prior : str or GradientPrior, default "tv"
         ``"tv"``, ``"tv-anisotropic"``, ``"gaussian"`` (Gaussian-gradient / Tikhonov),
         ``"gradient"`` / ``"gradient-anisotropic"`` (order ``beta``), or a prior
@@ -56,18 +61,27 @@ def denoise(
         ``"gaussian"``, certified primal-dual for TV), else the generic Pyro path.
     tol, max_iter, progress
         Passed to :func:`~bayes_restore.infer.map_estimate`.
+    channel_axis : int, optional
+        The colour axis, as in scikit-image (``-1`` for ``(H, W, 3)``); ``None``:
+        channels first, and an ``(H, W, 3)``-like array is refused as ambiguous.
+    seed : int or None, default 0
+        Seeds the random probe of the automatic (SURE) weight: reruns are identical.
 
     Returns
     -------
     numpy.ndarray or torch.Tensor
-        The MAP image: same type, shape, float dtype (and device) as ``image``.
+        The MAP image: same type, shape, float dtype (and device) as ``image``. A
+        constant (noise-free) image with ``sigma=None`` comes back unchanged, with a
+        warning.
 
     Raises
     ------
     ValueError
-        Naming the argument: non-float, wrong ndim, NaN/inf image; ``sigma``,
-        ``scale`` or ``weight`` not > 0; unknown prior name; both ``scale`` and
-        ``weight`` given.
+        Naming the argument: wrong ndim, NaN/inf or ambiguous channels-last image;
+        ``sigma``, ``scale`` or ``weight`` not > 0; unknown prior name; both ``scale``
+        and ``weight`` given.
+    TypeError
+        A non-number where a number is expected (``sigma="0.1"``).
 
     Examples
     --------
@@ -80,5 +94,6 @@ def denoise(
     True
     """
     post = restore(image, prior, sigma=sigma, scale=scale, weight=weight, beta=beta,
-                   method="map", solver=solver, tol=tol, max_iter=max_iter, progress=progress)
+                   method="map", solver=solver, tol=tol, max_iter=max_iter, progress=progress,
+                   channel_axis=channel_axis, seed=seed)
     return post.map

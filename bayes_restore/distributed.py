@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 
-from bayes_restore._validation import check_int, parse_device
+from bayes_restore._validation import check_int, check_seed, parse_device
 from bayes_restore.operators import Identity, LinearOperator, Mask
 from bayes_restore.priors import GradientPrior
-from bayes_restore.restore import METHODS, restore
+from bayes_restore.restore import METHODS, check_engine_kwargs, restore
 from bayes_restore.tiled import (
     DEFAULT_TILE,
     auto_overlap,
@@ -54,6 +55,8 @@ def restore_dask(
     device: str | None = None,
     threads: int | None = None,
     return_parameters: bool = False,
+    channel_axis: int | None = None,
+    seed: int | None = 0,
     **engine_kwargs: Any,
 ) -> Any:
     r"""Restore a dask array chunk by chunk, with overlap: a lazy dask array of the MAP.
@@ -81,8 +84,7 @@ def restore_dask(
         with chunks of ``tile`` (default 1024) pixels a side. The channel axis is kept in
         one chunk; images of a stack may be chunked.
     prior, sigma, scale, weight, beta, method, **engine_kwargs
-        As in :func:`~bayes_restore.restore`. With ``method="mcmc"`` and ``seed=s``, chunk
-        ``k`` (in row-major order) uses seed ``s + k``.
+        As in :func:`~bayes_restore.restore`.
     overlap : int, optional
         Pixels borrowed from each neighbouring chunk; by default
         :func:`~bayes_restore.tiled.auto_overlap` (32 for TV; see ``docs/scale.md``).
@@ -104,6 +106,12 @@ def restore_dask(
     return_parameters : bool, default False
         Also return a dict of the shared parameters (``sigma``, ``scale`` or ``weight``,
         what was estimated, the ``overlap`` used).
+    channel_axis : int, optional
+        The colour axis (``-1`` for ``(H, W, 3)`` arrays), as in
+        :func:`~bayes_restore.restore`; the result keeps it there.
+    seed : int or None, default 0
+        Seeds every draw: chunk ``k`` (in row-major order) uses seed ``seed + k``, so
+        the result does not depend on the scheduler; ``None``: fresh entropy.
 
     Returns
     -------
@@ -133,6 +141,8 @@ def restore_dask(
     da = _import_dask()
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    seed = check_seed(seed)
+    check_engine_kwargs(method, engine_kwargs)
     overlap = check_overlap(overlap)
     if tile is not None:
         tile = check_int(tile, "tile", 1)
@@ -145,6 +155,9 @@ def restore_dask(
     if device is not None:
         parse_device(device)  # the workers may have a GPU that this process lacks
     x = _as_dask(da, array, tile or DEFAULT_TILE)
+    moved = _channel_axis(x, channel_axis)
+    if moved is not None:
+        x = da.moveaxis(x, moved, -3)
     if tile is not None:
         x = x.rechunk({x.ndim - 2: tile, x.ndim - 1: tile})
     if x.ndim >= 3:
@@ -166,7 +179,15 @@ def restore_dask(
 
     shared, estimated = resolve_shared_parameters(
         sample, prior, sigma=sigma, scale=scale, weight=weight, beta=beta, operator=None,
+        seed=seed,
     )
+    if shared["sigma"] == 0.0:  # estimated on a constant or noise-free image
+        warnings.warn("the estimated noise level is 0 (a constant or noise-free image): "
+                      "the array is returned unchanged; give sigma= to restore it",
+                      UserWarning, stacklevel=2)
+        out = x if moved is None else da.moveaxis(x, -3, moved)
+        out = (out, da.zeros_like(out)) if return_std else out
+        return (out, {**estimated, "sigma": 0.0}) if return_parameters else out
     if overlap is None:
         overlap = auto_overlap(shared, mask=None if mask2d is None
                                else torch.from_numpy(np.ascontiguousarray(mask2d)))
@@ -182,7 +203,8 @@ def restore_dask(
         args.append(da.overlap.overlap(m, depth={0: depth[x.ndim - 2], 1: depth[x.ndim - 1]},
                                        boundary="none"))
     func = partial(_restore_block, depth=(depth[x.ndim - 2], depth[x.ndim - 1]),
-                   kwargs={**shared, **engine_kwargs}, method=method, with_std=return_std,
+                   kwargs={**shared, **engine_kwargs}, seed=seed, method=method,
+                   with_std=return_std,
                    device=device, threads=threads, has_mask=mask2d is not None)
     if not return_std:
         out = da.map_blocks(func, *args, dtype=x.dtype, chunks=x.chunks,
@@ -191,6 +213,9 @@ def restore_dask(
         both = da.map_blocks(func, *args, dtype=x.dtype, chunks=((2,),) + x.chunks,
                              new_axis=0, meta=np.empty((0,) * (x.ndim + 1), x.dtype))
         out = (both[0], both[1])
+    if moved is not None:
+        out = (tuple(da.moveaxis(o, -3, moved) for o in out) if return_std
+               else da.moveaxis(out, -3, moved))
     if return_parameters:
         parameters = {k: v for k, v in shared.items() if k != "prior" and v is not None}
         return out, {**parameters, **estimated, "overlap": overlap}
@@ -218,6 +243,23 @@ def _as_dask(da, array: Any, chunk: int):
             f"array must be (H, W), (C, H, W) or (N, C, H, W), got {array.ndim} dimensions"
         )
     return array
+
+
+def _channel_axis(x, channel_axis: Any) -> int | None:
+    """The negative colour axis to move to the channels-first place, or None."""
+    if channel_axis is None:
+        if x.ndim >= 3 and x.shape[-1] in (3, 4) and x.shape[-3] > 4:
+            raise ValueError(
+                f"array has shape {tuple(x.shape)}: channels-last colour? Give "
+                f"channel_axis=-1, or channel_axis={x.ndim - 3} if the channels come first"
+            )
+        return None
+    if isinstance(channel_axis, bool) or not isinstance(channel_axis, (int, np.integer)):
+        raise TypeError(f"channel_axis must be an integer or None, got {channel_axis!r}")
+    if x.ndim < 3 or not -x.ndim <= channel_axis < x.ndim:
+        raise ValueError(f"channel_axis={channel_axis} does not fit a {x.ndim}-D array")
+    axis = int(channel_axis) - x.ndim if channel_axis >= 0 else int(channel_axis)
+    return None if axis == -3 else axis
 
 
 def _ensure_min_chunks(da, x, overlap: int):
@@ -250,15 +292,14 @@ def _check_mask(operator, shape) -> np.ndarray | None:
     return mask.reshape(mask.shape[-2:])
 
 
-def _restore_block(block, mask=None, *, depth, kwargs, method, with_std, device, threads,
+def _restore_block(block, mask=None, *, depth, kwargs, seed, method, with_std, device, threads,
                    has_mask, block_info=None):
     """Restore one overlapped chunk and trim it to the chunk's own pixels."""
     previous = torch.get_num_threads()
     info = block_info[0]
     location, counts = info["chunk-location"], info["num-chunks"]
-    kwargs = dict(kwargs)
-    if method in ("mcmc", "vi", "exact") and kwargs.get("seed") is not None:
-        kwargs["seed"] = int(kwargs["seed"]) + int(np.ravel_multi_index(location, counts))
+    chunk = int(np.ravel_multi_index(location, counts))
+    kwargs = {**kwargs, "seed": None if seed is None else seed + chunk}
     operator = Mask(np.ascontiguousarray(mask)) if has_mask else None
     with _PYRO_LOCK:
         if threads is not None:

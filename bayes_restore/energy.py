@@ -91,7 +91,7 @@ def weight_from_scale(sigma: Number, scale: Number, beta: float = 1.0) -> Number
     check_positive(sigma, "sigma")
     check_positive(scale, "scale")
     _check_beta(beta)
-    return 2 * sigma**2 / (beta * scale**beta)
+    return _in_range(lambda: 2 * sigma**2 / (beta * scale**beta), "weight", beta)
 
 
 def scale_from_weight(sigma: Number, weight: Number, beta: float = 1.0) -> Number:
@@ -105,7 +105,23 @@ def scale_from_weight(sigma: Number, weight: Number, beta: float = 1.0) -> Numbe
     check_positive(sigma, "sigma")
     check_positive(weight, "weight")
     _check_beta(beta)
-    return (2 * sigma**2 / (beta * weight)) ** (1.0 / beta)
+    return _in_range(lambda: (2 * sigma**2 / (beta * weight)) ** (1.0 / beta), "scale", beta)
+
+
+def _in_range(compute, what: str, beta: float) -> Number:
+    """``compute()``, or a ``ValueError`` when it leaves the float range (small ``beta``)."""
+    try:
+        out = compute()
+    except (OverflowError, ZeroDivisionError):
+        out = float("inf")
+    if not bool(torch.isfinite(torch.as_tensor(out)).all()) or not bool(
+        (torch.as_tensor(out) > 0).all()
+    ):
+        raise ValueError(
+            f"beta={beta!r}: the {what} it implies is out of the floating-point range "
+            "(its power 1/beta overflows); use a larger beta or give scale= directly"
+        )
+    return out
 
 
 def to_skimage_weight(weight: Number) -> Number:

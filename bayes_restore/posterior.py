@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,12 +198,25 @@ class Posterior:
 
     def as_numpy(self) -> Posterior:
         """A copy whose image fields are numpy arrays."""
-        return self._convert(lambda t: _as_torch(t).detach().cpu().numpy())
+        return self.map_images(lambda t: t.detach().cpu().numpy())
 
-    def _convert(self, fn) -> Posterior:
+    def map_images(self, fn: Callable[[torch.Tensor], Any]) -> Posterior:
+        """A copy with ``fn`` applied to each image field (``map``, ``mean``, ``std``, ``samples``).
+
+        ``fn`` gets a tensor (numpy fields are viewed as tensors) and works on the
+        trailing image dimensions: ``samples`` has two more leading ones.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> post = Posterior(method="map", map=np.ones((2, 2)))
+        >>> float(post.map_images(lambda t: 2 * t).map.sum())
+        8.0
+        """
         names = ("map", "mean", "std", "samples")
         return dataclasses.replace(
-            self, **{n: fn(getattr(self, n)) for n in names if getattr(self, n) is not None}
+            self, **{n: fn(_as_torch(getattr(self, n)))
+                     for n in names if getattr(self, n) is not None}
         )
 
     def __repr__(self) -> str:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
+import math
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from bayes_restore._validation import (
+    ImageLayout,
     as_float,
-    check_finite,
+    as_image,
     check_positive,
+    check_seed,
     parse_device,
-    to_tensor,
 )
 from bayes_restore.energy import scale_from_weight, weight_from_scale
 from bayes_restore.models import restoration_model
@@ -19,7 +24,8 @@ from bayes_restore.operators import LinearOperator, as_operator
 from bayes_restore.posterior import Posterior
 from bayes_restore.priors import GradientPrior, make_prior
 
-__all__ = ["restore", "METHODS", "build_prior", "resolve_parameters"]
+__all__ = ["restore", "METHODS", "build_prior", "resolve_parameters", "engine_options",
+           "check_operator", "check_engine_kwargs", "unchanged_posterior"]
 
 #: accepted values of ``restore(..., method=...)``
 METHODS = ("map", "exact", "vi", "mcmc")
@@ -76,6 +82,7 @@ def resolve_parameters(
     weight: float | None,
     beta: float | None,
     operator: LinearOperator | None = None,
+    seed: int | None = 0,
 ) -> tuple[float, float | None, float | None, dict]:
     """Fill in ``sigma`` and the prior scale when they are ``None``: parameter-free restoration.
 
@@ -84,15 +91,19 @@ def resolve_parameters(
     ``weight=None``: for TV, Stein's unbiased risk estimate
     (:func:`~bayes_restore.hyper.choose_tv_weight`); for the Gaussian-gradient prior, the
     exact empirical Bayes scale (:func:`~bayes_restore.hyper.gaussian_empirical_bayes`).
-    Returns ``(sigma, scale, weight, info)``; ``info`` says what was estimated.
+    Returns ``(sigma, scale, weight, info)``; ``info`` says what was estimated. An
+    estimated ``sigma`` of 0 (a constant or noise-free image) is returned as ``0.0``
+    with no scale: there is nothing to restore. ``seed`` seeds SURE's random probe.
     """
     from bayes_restore import hyper
 
     info: dict = {}
     op_is_identity = operator is None or type(operator).__name__ == "Identity"
     if sigma is None:
-        sigma = float(_rms(hyper.estimate_sigma(y)))
+        sigma = _rms(hyper.estimate_sigma(y))
         info["sigma_estimated"] = sigma
+        if sigma == 0.0:
+            return 0.0, None, None, info
     check_positive(sigma, "sigma")
     sigma = as_float(sigma, "sigma")
     if scale is not None or weight is not None or isinstance(prior, GradientPrior):
@@ -104,7 +115,13 @@ def resolve_parameters(
             "give scale= or weight=: the automatic choice is for denoising (operator=None)"
         )
     if probe.beta == 1.0:
-        _, weight, tv_info = hyper.choose_tv_weight(y, sigma, isotropic=probe.isotropic)
+        generator = torch.Generator()  # SURE's probe is drawn on the CPU
+        if seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(seed)
+        _, weight, tv_info = hyper.choose_tv_weight(y, sigma, isotropic=probe.isotropic,
+                                                    generator=generator)
         info.update(weight_method=tv_info["method"], weight_estimated=weight,
                     scale_estimated=tv_info["scale"])
         return sigma, None, weight, info
@@ -120,21 +137,20 @@ def resolve_parameters(
 
 
 def _rms(value) -> float:
-    t = torch.as_tensor(value, dtype=torch.float64)
-    return float(t.square().mean().sqrt())
+    """Root mean square, without overflow for values near the float range's end."""
+    t = torch.as_tensor(value, dtype=torch.float64).abs()
+    peak = float(t.max()) if t.numel() else 0.0
+    if peak == 0.0 or not math.isfinite(peak):
+        return peak
+    return peak * float((t / peak).square().mean().sqrt())
 
 
-def check_observation(image: Any) -> tuple[torch.Tensor, bool]:
-    """Tensor view of a float image of 2 to 4 dimensions, finite; and whether it was numpy."""
-    y, as_numpy = to_tensor(image, "image")
-    if y.dim() not in (2, 3, 4):
-        raise ValueError(
-            f"image must be (H, W), (C, H, W) or (N, C, H, W), got {y.dim()} dimensions"
-        )
-    if min(y.shape) < 1:
-        raise ValueError(f"image must not be empty, got shape {tuple(y.shape)}")
-    check_finite(y, "image")
-    return y, as_numpy
+def check_observation(image: Any, channel_axis: Any = None) -> tuple[torch.Tensor, ImageLayout]:
+    """A finite channels-first float tensor of ``image`` and how to give results back.
+
+    See :func:`~bayes_restore._validation.as_image` for the accepted layouts and dtypes.
+    """
+    return as_image(image, "image", channel_axis=channel_axis)
 
 
 def restore(
@@ -148,6 +164,8 @@ def restore(
     operator: LinearOperator | None = None,
     method: str = "map",
     device: str | torch.device | None = None,
+    channel_axis: int | None = None,
+    seed: int | None = 0,
     **engine_kwargs: Any,
 ) -> Posterior:
     r"""Restore an image and say how sure each pixel is: the posterior of ``y = A x + noise``.
@@ -170,7 +188,13 @@ def restore(
     Parameters
     ----------
     image : numpy.ndarray or torch.Tensor
-        Float observation: ``(H, W)``, ``(C, H, W)`` or ``(N, C, H, W)``.
+        Observation: ``(H, W)``, ``(C, H, W)`` or ``(N, C, H, W)`` (or channels last
+        with ``channel_axis=-1``). float32 and float64 are computed as they are; half
+        precision in float32 and returned in the input's dtype; integer and boolean
+        images are scaled as scikit-image's ``img_as_float`` does (``uint8`` by 1/255,
+        signed types to ``[-1, 1]``) and the result is float (float64 for numpy, torch's
+        default float dtype for tensors). ``sigma``, ``scale`` and ``weight`` are then in
+        those ``[0, 1]`` units.
     prior, sigma, scale, weight, beta
         As in :func:`~bayes_restore.denoise`; ``None`` means "estimate" (for denoising),
         and the estimates are in ``diagnostics["parameters"]``. With ``method="mcmc"``, a
@@ -185,13 +209,36 @@ def restore(
     device : str or torch.device, optional
         Where to compute (``"cuda"``, ``"cuda:1"``...); default the input's device. The
         result comes back on the input's device (numpy for numpy input).
+    channel_axis : int, optional
+        The axis of colour channels, as in scikit-image: ``-1`` for ``(H, W, 3)`` arrays
+        (what imageio, Pillow and scikit-image read) and ``(N, H, W, 3)`` stacks. The
+        results have the channels on the same axis. ``None``: channels first; a 3-D or
+        4-D image whose last axis has 3 or 4 entries is then refused as ambiguous.
+    seed : int or None, default 0
+        Seeds every random draw of the call (the engine's draws, the SURE probe of the
+        automatic weight): the same call gives bit-identical results every time. Give
+        another integer for another independent run, ``None`` for fresh entropy from the
+        operating system (not reproducible).
     **engine_kwargs
-        Passed to the engine (``num_samples``, ``guide``, ``sampler``, ``tol``, ...).
+        Passed to the engine (``num_samples``, ``guide``, ``sampler``, ``tol``, ...); a
+        keyword the engine does not take is a ``TypeError`` that lists those it takes.
 
     Returns
     -------
     Posterior
         Numpy fields for numpy input, tensors (on the input's device) for tensor input.
+        When ``sigma`` is estimated and the estimate is 0 (a constant or noise-free
+        image), there is no noise to remove: the image is returned unchanged (``std``
+        zero), with a ``UserWarning`` and ``diagnostics["parameters"]["reason"]``.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument: a bad image (wrong dimensions, NaN/inf, empty, ambiguous
+        channels-last colour), ``sigma``/``scale``/``weight`` not finite and > 0, an
+        unknown prior or method, an operator whose shape does not fit the image.
+    TypeError
+        A non-number where a number is expected; an unknown keyword.
 
     Examples
     --------
@@ -204,31 +251,106 @@ def restore(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    y, as_numpy = check_observation(image)
+    seed = check_seed(seed)
+    engine = _engine(method)
+    check_engine_kwargs(method, engine_kwargs)
+    y, layout = check_observation(image, channel_axis)
     home = y.device
     y = _to_device(y, device)
+    check_operator(operator, y)
+    if "generator" not in engine_kwargs and "seed" in inspect.signature(engine).parameters:
+        engine_kwargs = {**engine_kwargs, "seed": seed}
+    y, unit = _unit_scale(y, prior, scale, weight)
+    if unit != 1.0:  # extreme magnitudes: restore y / unit, the same model in other units
+        sigma, scale, weight = _rescale(unit, prior, sigma, scale, weight, beta)
     sigma, scale, weight, estimated = resolve_parameters(
-        y, prior, sigma=sigma, scale=scale, weight=weight, beta=beta, operator=operator
+        y, prior, sigma=sigma, scale=scale, weight=weight, beta=beta, operator=operator,
+        seed=seed,
     )
-    prior_obj = build_prior(
-        y, prior, sigma=sigma, scale=scale, weight=weight, beta=beta, operator=operator
-    )
-    model_kwargs = dict(
-        prior=prior_obj,
-        sigma=torch.tensor(sigma, dtype=y.dtype, device=y.device),
-        operator=operator,
-    )
-    if method == "mcmc" and "weight_method" in estimated and engine_kwargs.get("sampler") != "nuts":
-        engine_kwargs = {"sample_scale": True, **engine_kwargs}  # hierarchical, from SURE's b
-    post = _run(method, y, model_kwargs, engine_kwargs)
-    parameters = {"sigma": sigma, "scale": float(prior_obj.scale.double().mean()),
-                  "weight": float(prior_obj.weight(sigma).double().mean()), **estimated}
-    if "scale_samples" in post.diagnostics:  # the engine sampled b: report its posterior
-        parameters = _sampled_scale(post.diagnostics["scale"], sigma, parameters)
-    post = post.with_fields(diagnostics={**post.diagnostics, "parameters": parameters})
-    if as_numpy:
-        return post.as_numpy()
-    return post if y.device == home else post._convert(lambda t: t.to(home))
+    if sigma == 0.0:  # estimated, on a constant or noise-free image
+        post = unchanged_posterior(y, method, estimated)
+    else:
+        prior_obj = build_prior(
+            y, prior, sigma=sigma, scale=scale, weight=weight, beta=beta, operator=operator
+        )
+        model_kwargs = dict(
+            prior=prior_obj,
+            sigma=torch.tensor(sigma, dtype=y.dtype, device=y.device),
+            operator=operator,
+        )
+        if (method == "mcmc" and "weight_method" in estimated
+                and engine_kwargs.get("sampler") != "nuts"):
+            engine_kwargs = {"sample_scale": True, **engine_kwargs}  # hierarchical, from b
+        post = engine(restoration_model, y, **model_kwargs, **engine_kwargs)
+        parameters = {"sigma": sigma, "scale": float(prior_obj.scale.double().mean()),
+                      "weight": float(prior_obj.weight(sigma).double().mean()), **estimated}
+        if "scale_samples" in post.diagnostics:  # the engine sampled b: report its posterior
+            parameters = _sampled_scale(post.diagnostics["scale"], sigma, parameters)
+        post = post.with_fields(diagnostics={**post.diagnostics, "parameters": parameters})
+    if unit != 1.0:
+        post = _in_units(post, unit, _order(prior, beta))
+    return post.map_images(lambda t: layout.give_back(t.to(home)))
+
+
+def unchanged_posterior(y: torch.Tensor, method: str, estimated: dict) -> Posterior:
+    """The answer when the estimated noise is 0: the observation itself, with a warning.
+
+    ``estimated`` is the record of :func:`resolve_parameters`; the posterior is a point
+    mass at ``y`` (``std`` zero for the engines that give one).
+    """
+    reason = ("the estimated noise level is 0 (a constant or noise-free image): there is "
+              "nothing to remove, the image is returned unchanged; give sigma= to restore it")
+    warnings.warn(reason, UserWarning, stacklevel=4)
+    parameters = {"sigma": 0.0, "scale": None, "weight": None, **estimated, "reason": reason}
+    fields = {"map": y.clone()} if method == "map" else {"mean": y.clone(),
+                                                         "std": torch.zeros_like(y)}
+    return Posterior(method=method, diagnostics={"parameters": parameters, "gaussian": True},
+                     **fields)
+
+
+#: images whose largest magnitude lies outside [2^-LIMIT, 2^LIMIT] are restored in units of
+#: a power of two (exact), where the energies' squares cannot overflow or underflow
+_UNIT_LIMIT = 40
+
+
+def _unit_scale(y: torch.Tensor, prior, scale, weight) -> tuple[torch.Tensor, float]:
+    """``(y / unit, unit)`` with ``unit`` a power of two bringing extreme values near 1."""
+    if not isinstance(prior, str):  # a prior instance carries its scale in the input's units
+        return y, 1.0
+    peak = float(y.detach().abs().max())
+    if peak == 0.0 or 2.0**-_UNIT_LIMIT <= peak <= 2.0**_UNIT_LIMIT:
+        return y, 1.0
+    unit = 2.0 ** math.frexp(peak)[1]
+    return y / unit, unit
+
+
+def _rescale(unit, prior, sigma, scale, weight, beta):
+    """The parameters in units of ``unit``: sigma, b by unit; lambda by unit^(2 - beta)."""
+    order = _order(prior, beta)
+    if sigma is not None:
+        sigma = as_float(sigma, "sigma") / unit
+    if scale is not None:
+        scale = as_float(scale, "scale") / unit
+    if weight is not None:
+        weight = as_float(weight, "weight") / unit ** (2 - order)
+    return sigma, scale, weight
+
+
+def _order(prior: str, beta: float | None) -> float:
+    return make_prior(prior, 1.0, shape=(2, 2), beta=beta).beta  # validates name and beta
+
+
+def _in_units(post: Posterior, unit: float, order: float) -> Posterior:
+    """``post`` of ``y / unit`` turned back into the input's units (prior order ``order``)."""
+    params = dict(post.diagnostics.get("parameters", {}))
+    for key in ("sigma", "scale", "sigma_estimated", "scale_estimated", "scale_std"):
+        if isinstance(params.get(key), float):
+            params[key] *= unit
+    for key in ("weight", "weight_estimated"):
+        if isinstance(params.get(key), float):
+            params[key] *= unit ** (2 - order)
+    post = post.map_images(lambda t: t * unit)
+    return post.with_fields(diagnostics={**post.diagnostics, "parameters": params})
 
 
 def _sampled_scale(summary: dict, sigma: float, parameters: dict) -> dict:
@@ -254,13 +376,62 @@ def _to_device(y: torch.Tensor, device: str | torch.device | None) -> torch.Tens
     return y.to(target)
 
 
-def _run(method: str, y: torch.Tensor, model_kwargs: dict, engine_kwargs: dict) -> Posterior:
+def _engine(method: str) -> Callable[..., Posterior]:
     from bayes_restore import infer
 
-    if method == "map":
-        return infer.map_estimate(restoration_model, y, **model_kwargs, **engine_kwargs)
-    if method == "exact":
-        return infer.exact_posterior(restoration_model, y, **model_kwargs, **engine_kwargs)
-    if method == "vi":
-        return infer.variational(restoration_model, y, **model_kwargs, **engine_kwargs)
-    return infer.mcmc(restoration_model, y, **model_kwargs, **engine_kwargs)
+    return {"map": infer.map_estimate, "exact": infer.exact_posterior,
+            "vi": infer.variational, "mcmc": infer.mcmc}[method]
+
+
+#: what restore() passes to the engine itself: not the user's to give twice
+_RESERVED = ("prior", "sigma", "operator", "model", "seed")
+
+
+def engine_options(method: str) -> tuple[str, ...]:
+    """The keywords the engine of ``method`` takes (what ``restore(**engine_kwargs)`` accepts).
+
+    Examples
+    --------
+    >>> "num_samples" in engine_options("mcmc")
+    True
+    """
+    params = inspect.signature(_engine(method)).parameters.values()
+    return tuple(p.name for p in params
+                 if p.kind == p.KEYWORD_ONLY and p.name not in _RESERVED)
+
+
+def check_engine_kwargs(method: str, engine_kwargs: dict) -> None:
+    """Raise ``TypeError`` for a keyword that the engine of ``method`` does not take."""
+    allowed = engine_options(method)
+    for key in engine_kwargs:
+        if key in ("prior", "sigma", "operator", "seed"):
+            raise TypeError(f"restore() got {key}= twice (as its own argument and the engine's)")
+        if key not in allowed:
+            raise TypeError(
+                f"restore() got an unexpected keyword argument {key!r}: method={method!r} "
+                f"takes {', '.join(allowed)}"
+            )
+
+
+def check_operator(operator: Any, y: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless ``operator`` is a LinearOperator that fits the image ``y``."""
+    if operator is None:
+        return
+    if not isinstance(operator, LinearOperator):
+        raise TypeError(
+            f"operator must be a bayes_restore.operators.LinearOperator, got "
+            f"{type(operator).__name__}"
+        )
+    probe = torch.zeros_like(y)
+    try:
+        back = operator.forward(operator.adjoint(probe))
+    except (RuntimeError, ValueError, IndexError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(
+            f"operator {operator!r} does not fit the image of shape {tuple(y.shape)}: {first}"
+        ) from None
+    if tuple(back.shape) != tuple(y.shape):
+        raise ValueError(
+            f"operator {operator!r} does not fit the image: A A^T of an image of shape "
+            f"{tuple(y.shape)} has shape {tuple(back.shape)}"
+        )

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from bayes_restore._validation import check_int, check_positive
+from bayes_restore._validation import check_int, check_positive, check_seed
 from bayes_restore.energy import weight_from_scale
 from bayes_restore.operators import Identity, LinearOperator, Mask
 from bayes_restore.posterior import Posterior, SolverInfo
@@ -19,9 +19,11 @@ from bayes_restore.priors import GradientPrior, make_prior
 from bayes_restore.restore import (
     METHODS,
     _to_device,
+    check_engine_kwargs,
     check_observation,
     resolve_parameters,
     restore,
+    unchanged_posterior,
 )
 
 __all__ = [
@@ -176,6 +178,7 @@ def resolve_shared_parameters(
     weight: float | None,
     beta: float | None,
     operator: LinearOperator | None,
+    seed: int | None = 0,
 ) -> tuple[dict, dict]:
     """One ``sigma`` and prior scale for every tile; ``sample()`` gives the pixels to estimate
     them from, and is called only when something is to be estimated.
@@ -190,7 +193,8 @@ def resolve_shared_parameters(
     needed = sigma is None or (scale is None and weight is None)
     pixels = sample() if needed else torch.zeros(2, 2)
     sigma, scale, weight, info = resolve_parameters(
-        pixels, name, sigma=sigma, scale=scale, weight=weight, beta=beta, operator=operator
+        pixels, name, sigma=sigma, scale=scale, weight=weight, beta=beta, operator=operator,
+        seed=seed,
     )
     kwargs = {"prior": name, "sigma": sigma, "scale": scale, "weight": weight, "beta": beta}
     return kwargs, info
@@ -275,6 +279,8 @@ def restore_tiled(
     device: str | torch.device | None = None,
     keep_samples: bool = False,
     progress: bool = False,
+    channel_axis: int | None = None,
+    seed: int | None = 0,
     **engine_kwargs: Any,
 ) -> Posterior:
     r"""Restore an image (or a stack) tile by tile: :func:`~bayes_restore.restore` at scale.
@@ -299,8 +305,9 @@ def restore_tiled(
     Parameters
     ----------
     image : numpy.ndarray or torch.Tensor
-        Float observation ``(H, W)``, ``(C, H, W)`` or ``(N, C, H, W)``.
-    prior, sigma, scale, weight, beta, method, **engine_kwargs
+        Observation ``(H, W)``, ``(C, H, W)`` or ``(N, C, H, W)`` (dtypes as in
+        :func:`~bayes_restore.restore`).
+    prior, sigma, scale, weight, beta, method, channel_axis, **engine_kwargs
         As in :func:`~bayes_restore.restore`.
     tile : int, default 1024
         Largest side of a core tile.
@@ -324,6 +331,9 @@ def restore_tiled(
         joint statistics across tiles are not.
     progress : bool, default False
         A progress bar over batches (tqdm).
+    seed : int or None, default 0
+        Seeds every draw: batch ``k`` of tiles (in order) gets ``seed + k``'s stream,
+        so reruns are identical and batches independent; ``None``: fresh entropy.
 
     Returns
     -------
@@ -350,12 +360,14 @@ def restore_tiled(
     start = time.perf_counter()
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    seed = check_seed(seed)
+    check_engine_kwargs(method, engine_kwargs)
     tile = check_int(tile, "tile", 1)
     overlap = check_overlap(overlap)
     if batch_size is not None:
         batch_size = check_int(batch_size, "batch_size", 1)
     budget = parse_memory(max_memory)
-    y, as_numpy = check_observation(image)
+    y, layout = check_observation(image, channel_axis)
     work_device = _to_device(y[..., :0, :0], device).device
     stack = _as_stack(y)  # (N, C, H, W) view
     mask = _stack_mask(operator, y)
@@ -372,7 +384,10 @@ def restore_tiled(
 
     shared, estimated = resolve_shared_parameters(
         sample, prior, sigma=sigma, scale=scale, weight=weight, beta=beta, operator=operator,
+        seed=seed,
     )
+    if shared["sigma"] == 0.0:  # estimated on a constant or noise-free image
+        return unchanged_posterior(y, method, estimated).map_images(layout.give_back)
     if overlap is None:
         overlap = auto_overlap(shared, mask=None if mask is None else mask[0, 0])
     tiles = tile_grid(tuple(y.shape[-2:]), tile, overlap)
@@ -392,8 +407,8 @@ def restore_tiled(
     for batch in batches:
         windows_ = torch.stack([stack[n][(...,) + t.window] for n, t in batch]).to(work_device)
         kwargs = dict(engine_kwargs)
-        if method in ("mcmc", "vi", "exact") and kwargs.get("seed") is not None:
-            kwargs["seed"] = int(kwargs["seed"]) + done  # independent noise per batch
+        if "generator" not in kwargs:  # independent, reproducible noise per batch
+            kwargs["seed"] = None if seed is None else seed + done
         op = None
         if mask is not None:
             op = Mask(torch.stack([mask[n][(...,) + t.window] for n, t in batch]).to(work_device))
@@ -410,7 +425,7 @@ def restore_tiled(
     for name, value in out.items():
         value = value.reshape(value.shape[:2] + tuple(y.shape) if name == "samples"
                               else tuple(y.shape))
-        fields[name] = value.cpu().numpy() if as_numpy else value
+        fields[name] = layout.give_back(value)
     return Posterior(
         method=method,
         info=info,
