@@ -94,8 +94,7 @@ def _float_tensor(image: Any, name: str) -> tuple[torch.Tensor, bool, Any]:
             raise ValueError(f"{name} must be a real image, got a {dtype} tensor")
         if not dtype.is_floating_point:  # integers
             info = torch.iinfo(dtype)
-            out = image.to(torch.float64)
-            out = out / (info.max if info.min == 0 else info.max)
+            out = image.to(torch.float64) * (1.0 / info.max)
             out = out.clamp_min(-1.0) if info.min < 0 else out
             return out.to(torch.get_default_dtype()), False, torch.get_default_dtype()
         raise ValueError(f"{name} has an unsupported dtype {dtype}")
@@ -108,16 +107,16 @@ def _float_tensor(image: Any, name: str) -> tuple[torch.Tensor, bool, Any]:
                 )
             native = image.astype(dtype.newbyteorder("="), copy=False)
             if dtype.itemsize == 2:  # float16: computed in float32, returned as float16
-                return torch.from_numpy(native.astype(np.float32)), True, np.float16
+                return torch.from_numpy(np.asarray(native.astype(np.float32))), True, np.float16
             return torch.from_numpy(np.ascontiguousarray(native)), True, None
         if kind == "b":
-            return torch.from_numpy(image.astype(np.float64)), True, np.float64
+            return torch.from_numpy(np.asarray(image.astype(np.float64))), True, np.float64
         if kind in "ui":
             info = np.iinfo(dtype)
-            out = image.astype(np.float64) / info.max
+            out = np.asarray(image.astype(np.float64) * (1.0 / info.max))
             if info.min < 0:
                 out = np.maximum(out, -1.0)
-            return torch.from_numpy(out), True, np.float64
+            return torch.from_numpy(np.asarray(out)), True, np.float64
         raise ValueError(
             f"{name} must be a real numeric array (float, integer or bool), got {dtype}"
         )
@@ -213,6 +212,29 @@ def as_image(
 
 
 _LAYOUTS = {2: "(H, W)", 3: "(C, H, W)", 4: "(N, C, H, W)"}
+
+
+def optional_number(value: Any, name: str) -> float | None:
+    """``None``, or ``value`` as one real number (a Python, numpy or one-element tensor value).
+
+    Strings, booleans, sequences and anything else raise ``TypeError`` naming ``name``;
+    range checks are the caller's.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        if value.numel() if isinstance(value, torch.Tensor) else value.size != 1:
+            raise TypeError(f"{name} must be a single number, got shape {tuple(value.shape)}")
+        if value.dtype in (torch.bool, np.bool_) or (
+            isinstance(value, np.ndarray) and value.dtype.kind not in "iuf"
+        ) or (isinstance(value, torch.Tensor) and value.is_complex()):
+            raise TypeError(f"{name} must be a real number, got {value.dtype}")
+        return float(value.reshape(()).item())
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    raise TypeError(f"{name} must be a number, got {_short(value)}")
 
 
 def as_float(value: Any, name: str) -> float:

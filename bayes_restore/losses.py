@@ -14,6 +14,8 @@ leading dimensions are batch dimensions).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -52,6 +54,26 @@ def _image_event_dim(x: torch.Tensor, name: str) -> int:
     return 2 if x.dim() == 2 else 3
 
 
+def _channels_first(x: torch.Tensor, channel_axis: Any, name: str) -> torch.Tensor:
+    """``x`` with its colour axis moved to the channels-first place (-3)."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if channel_axis is None:
+        if x.dim() >= 3 and x.shape[-1] in (3, 4) and x.shape[-3] > 4:
+            raise ValueError(
+                f"{name} has shape {tuple(x.shape)}: channels-last colour (NHWC)? Give "
+                f"channel_axis=-1, or channel_axis={x.dim() - 3} if the channels come first"
+            )
+        return x
+    if isinstance(channel_axis, bool) or not isinstance(channel_axis, int):
+        raise TypeError(f"channel_axis must be an integer or None, got {channel_axis!r}")
+    if x.dim() < 3 or not -x.dim() <= channel_axis < x.dim():
+        raise ValueError(
+            f"channel_axis={channel_axis} does not fit {name} of shape {tuple(x.shape)}"
+        )
+    return x.movedim(channel_axis, -3)
+
+
 def _reduce(per_item: torch.Tensor, reduction: str) -> torch.Tensor:
     if reduction == "none":
         return per_item
@@ -69,6 +91,7 @@ def tv_loss(
     convention: str = "tensorflow",
     beta: float | None = None,
     reduction: str | None = None,
+    channel_axis: int | None = None,
 ) -> torch.Tensor:
     r"""Total-variation loss in the conventions of the reference notes.
 
@@ -114,6 +137,10 @@ def tv_loss(
         ``"isotropic"`` (the notes' ``tf.reduce_sum(tf.image.total_variation(images))``)
         and ``"mean"`` for ``"pytorch"`` (the notes' ``TVLoss``, which divides by the
         batch size).
+    channel_axis : int, optional
+        The colour axis when it is not third from the end: ``-1`` for TensorFlow's
+        ``(N, H, W, C)`` images. ``None``: channels first; a tensor whose last axis has
+        3 or 4 entries and whose third-last has more than 4 is then refused as ambiguous.
 
     Returns
     -------
@@ -142,6 +169,7 @@ def tv_loss(
         raise ValueError(f"convention='pytorch' is squared (beta = 2), got beta={beta!r}")
     if not float(beta) > 0:
         raise ValueError(f"beta must be > 0, got {beta!r}")
+    x = _channels_first(x, channel_axis, "x")
     event_dim = _image_event_dim(x, "x")
     if convention == "pytorch":
         per_image = _pytorch_tv(x, event_dim)
@@ -195,6 +223,7 @@ class TVLoss(nn.Module):
         convention: str = "pytorch",
         beta: float | None = None,
         reduction: str | None = None,
+        channel_axis: int | None = None,
     ) -> None:
         super().__init__()
         if convention not in TV_CONVENTIONS:
@@ -205,10 +234,12 @@ class TVLoss(nn.Module):
         self.convention = convention
         self.beta = beta
         self.reduction = reduction
+        self.channel_axis = channel_axis
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.weight * tv_loss(
-            x, convention=self.convention, beta=self.beta, reduction=self.reduction
+            x, convention=self.convention, beta=self.beta, reduction=self.reduction,
+            channel_axis=self.channel_axis,
         )
 
     def extra_repr(self) -> str:
@@ -313,7 +344,12 @@ class IntensityCrossEntropyLoss(nn.Module):
 
 
 def frequency_split_targets(
-    target: torch.Tensor, *, cutoff_sigma: float = 1.0, levels: int = 256, high_range: float = 1.0
+    target: torch.Tensor,
+    *,
+    cutoff_sigma: float = 1.0,
+    levels: int = 256,
+    high_range: float = 1.0,
+    channel_axis: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The two targets of the frequency-specific loss: the low-pass image and the high-pass classes.
 
@@ -323,7 +359,8 @@ def frequency_split_targets(
     ``round((g + r) / (2 r) (L - 1))`` with ``r = high_range``, clipped to ``0..L-1``;
     the class centres are ``-r + 2 r k / (L - 1)``. For targets in ``[0, 1]`` and
     ``r = 1`` no value clips (``|g| <= 1`` because the blur averages), at a step of
-    ``2 / (L - 1)``.
+    ``2 / (L - 1)``. The blur acts on the last two axes: give ``channel_axis=-1`` for
+    ``(N, H, W, C)`` targets (both results keep that layout).
 
     Returns
     -------
@@ -339,13 +376,16 @@ def frequency_split_targets(
     >>> high.unique().tolist(), round(float(low.mean()), 6)  # class of g = 0: round(255 / 2)
     ([128], 0.5)
     """
-    _image_event_dim(target, "target")
+    moved = _channels_first(target, channel_axis, "target")
+    _image_event_dim(moved, "target")
     _check_levels(levels)
     if not high_range > 0:
         raise ValueError(f"high_range must be > 0, got {high_range!r}")
-    low = gaussian_low_pass(cutoff_sigma).forward(target)
-    high = target - low
-    return low, to_levels((high + high_range) / (2 * high_range), levels)
+    low = gaussian_low_pass(cutoff_sigma).forward(moved)
+    high = to_levels((moved - low + high_range) / (2 * high_range), levels)
+    if channel_axis is None:
+        return low, high
+    return low.movedim(-3, channel_axis), high.movedim(-3, channel_axis)
 
 
 def combine_frequency_split(
@@ -406,6 +446,7 @@ def frequency_split_loss(
     levels: int = 256,
     high_range: float = 1.0,
     reduction: str = "mean",
+    channel_axis: int | None = None,
 ) -> torch.Tensor:
     r"""The frequency-specific loss (FCS): L2 on the low-pass part, cross-entropy on the high-pass.
 
@@ -454,6 +495,9 @@ def frequency_split_loss(
     high_range : float, default 1.0
         Half-width ``r`` of the interval of high-pass values the classes cover.
     reduction : {"mean", "sum", "none"}, default "mean"
+    channel_axis : int, optional
+        ``-1`` for channels-last tensors: ``low`` and ``target`` ``(N, H, W, C)``,
+        ``high_logits`` ``(N, L, H, W, C)``.
 
     Returns
     -------
@@ -471,6 +515,10 @@ def frequency_split_loss(
     _check_reduction(reduction)
     if not alpha >= 0:
         raise ValueError(f"alpha must be >= 0, got {alpha!r}")
+    if channel_axis is not None:  # the logits have the class axis first: not the colour one
+        low = _channels_first(low, channel_axis, "low")
+        target = _channels_first(target, channel_axis, "target")
+        high_logits = _channels_first(high_logits, channel_axis, "high_logits")
     _image_event_dim(low, "low")
     if low.shape != target.shape:
         raise ValueError(f"low {tuple(low.shape)} and target {tuple(target.shape)} differ")
@@ -501,10 +549,12 @@ class FrequencySplitLoss(nn.Module):
         levels: int = 256,
         high_range: float = 1.0,
         reduction: str = "mean",
+        channel_axis: int | None = None,
     ) -> None:
         super().__init__()
         _check_levels(levels)
         _check_reduction(reduction)
+        self.channel_axis = channel_axis
         self.cutoff_sigma = cutoff_sigma
         self.alpha = alpha
         self.levels = levels
@@ -523,6 +573,7 @@ class FrequencySplitLoss(nn.Module):
             levels=self.levels,
             high_range=self.high_range,
             reduction=self.reduction,
+            channel_axis=self.channel_axis,
         )
 
 

@@ -24,7 +24,7 @@ Y_SITE = "y"
 
 
 def restoration_model(
-    y: torch.Tensor,
+    y: torch.Tensor | None = None,
     *,
     prior: GradientPrior,
     sigma: float | torch.Tensor,
@@ -38,11 +38,13 @@ def restoration_model(
 
     Parameters
     ----------
-    y : torch.Tensor
+    y : torch.Tensor, optional
         The observation, shape ``batch + A(event)``, where the event is the prior's
         ``event_shape`` (``(H, W)`` or ``(C, H, W)``). Leading batch dimensions are
         independent images, each in its own ``pyro.plate`` (``"batch_0"`` the
-        rightmost).
+        rightmost). ``None`` (Pyro's convention for generative use, e.g.
+        ``Predictive`` of the prior predictive) leaves ``"y"`` latent: it is drawn
+        given ``x``, with the prior's ``batch_shape`` as the batch.
     prior : torch.distributions.Distribution
         Prior on the image: a :class:`~bayes_restore.priors.GradientPrior` or any
         distribution with the image as its event.
@@ -56,30 +58,46 @@ def restoration_model(
     torch.Tensor
         The value of the latent site ``"x"``.
 
+    Notes
+    -----
+    The model works with Pyro's inference as written in Pyro's tutorials:
+    ``AutoNormal(restoration_model)`` (and the other autoguides, whose default
+    initialisation draws from the prior), ``Predictive``, ``NUTS`` without
+    ``max_plate_nesting``. Sampling the improper prior draws its proper part (zero
+    mean per channel, see :meth:`~bayes_restore.priors.GradientPrior.sample`).
+
     Examples
     --------
     >>> import torch, pyro.poutine as poutine
+    >>> from pyro.infer import Predictive
     >>> from bayes_restore.priors import TotalVariation
     >>> y = torch.zeros(8, 8)
+    >>> prior = TotalVariation(0.1, shape=(8, 8))
     >>> tr = poutine.trace(poutine.condition(restoration_model, {"x": y})).get_trace(
-    ...     y, prior=TotalVariation(0.1, shape=(8, 8)), sigma=0.1)
+    ...     y, prior=prior, sigma=0.1)
     >>> sorted(name for name in tr.nodes if name in ("x", "y"))
     ['x', 'y']
+    >>> draws = Predictive(restoration_model, num_samples=3)(prior=prior, sigma=0.1)
+    >>> draws["x"].shape, draws["y"].shape  # the prior predictive: y=None
+    (torch.Size([3, 8, 8]), torch.Size([3, 8, 8]))
     """
-    if not isinstance(y, torch.Tensor):
-        raise ValueError(f"y must be a torch.Tensor, got {type(y).__name__}")
+    if y is not None and not isinstance(y, torch.Tensor):
+        raise ValueError(f"y must be a torch.Tensor or None, got {type(y).__name__}")
     op = as_operator(operator)
     event = tuple(prior.event_shape)
     event_dim = len(event)
     if event_dim not in (2, 3):
         raise ValueError(f"prior must have an image event shape (H, W) or (C, H, W), got {event}")
     expected = op.output_shape(event)
-    if y.dim() < event_dim or tuple(y.shape[y.dim() - event_dim :]) != tuple(expected):
+    if y is None:
+        batch = prior.batch_shape
+    elif y.dim() < event_dim or tuple(y.shape[y.dim() - event_dim :]) != tuple(expected):
         raise ValueError(
             f"y has shape {tuple(y.shape)}, but the prior's image {event} observed through "
             f"{op!r} has shape {tuple(expected)} (after any batch dimensions)"
         )
-    batch = y.shape[: y.dim() - event_dim]
+    else:
+        batch = y.shape[: y.dim() - event_dim]
     with contextlib.ExitStack() as stack:
         for i, size in enumerate(reversed(batch)):
             stack.enter_context(pyro.plate(f"batch_{i}", size, dim=-1 - i))

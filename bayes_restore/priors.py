@@ -9,19 +9,24 @@ channel), so the normaliser of the proper density on their complement is
 page. The additive constant ``log Z(1)``, which depends on neither ``x`` nor
 ``b``, is left out.
 
-The priors are improper along constant images: :meth:`GradientPrior.sample`
-raises. Initialise inference at the data instead.
+The priors are improper along constant images. :meth:`GradientPrior.sample` draws
+from their *proper part*: the law of the image given that the mean of every channel
+is 0 (exact for ``beta = 2``; for other orders a documented surrogate whose energy
+has the exact law, see :meth:`GradientPrior.sample`). This is what Pyro's
+``init_to_sample``, autoguides, ``Predictive`` and ``NUTS`` call; the package's own
+engines never sample the prior, they start at the data.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from pyro.distributions import TorchDistribution, constraints
 
 from ._validation import check_positive
-from .differences import gradient_energy
+from .differences import gradient_energy, idct2, laplacian_eigenvalues
 
 __all__ = ["GradientPrior", "GaussianGradient", "TotalVariation", "make_prior", "PRIOR_NAMES"]
 
@@ -47,7 +52,18 @@ class GradientPrior(TorchDistribution):
         Euclidean norm of the two differences at each pixel; ``False`` sums
         ``|dx|^beta + |dy|^beta``. Irrelevant for ``beta = 2``.
     validate_args : bool, optional
-        Passed to :class:`torch.distributions.Distribution`.
+        Passed to :class:`torch.distributions.Distribution`: whether ``log_prob``
+        checks that the value is in the support (no NaN). The shape of the value is
+        always checked.
+
+    Notes
+    -----
+    The density is improper: flat along the ``C`` constant images. :meth:`sample`
+    draws from its proper part, the law given that every channel has mean 0
+    (exact for ``beta = 2``, a documented surrogate otherwise); ``mean`` and
+    ``variance`` are undefined and raise, as for any improper law. Draws are
+    returned in the scale's dtype if the scale was given as a floating tensor,
+    else in torch's default dtype.
 
     Examples
     --------
@@ -56,12 +72,13 @@ class GradientPrior(TorchDistribution):
     >>> prior = GradientPrior(0.1, beta=1.5, shape=(8, 8))
     >>> prior.log_prob(torch.zeros(8, 8)).shape
     torch.Size([])
+    >>> prior.sample((5,)).shape  # draws with zero mean, for Pyro's init and Predictive
+    torch.Size([5, 8, 8])
     >>> def model():
     ...     return pyro.sample("x", prior)
     """
 
     arg_constraints = {"scale": constraints.positive}
-    has_rsample = False
 
     def __init__(
         self,
@@ -82,6 +99,10 @@ class GradientPrior(TorchDistribution):
         shape = tuple(int(s) for s in shape)
         if len(shape) not in (2, 3) or min(shape) < 1:
             raise ValueError(f"shape must be (H, W) or (C, H, W) with positive sizes, got {shape}")
+        if isinstance(scale, torch.Tensor) and scale.is_floating_point():
+            self._sample_dtype = scale.dtype
+        else:
+            self._sample_dtype = torch.get_default_dtype()
         if not isinstance(scale, torch.Tensor):
             # a Python number keeps its full precision; log_prob casts to the image's dtype
             scale = torch.as_tensor(scale, dtype=torch.float64)
@@ -121,7 +142,45 @@ class GradientPrior(TorchDistribution):
         """``lambda = 2 sigma^2 / (beta b^beta)``: the energy weight for noise level ``sigma``."""
         return 2 * torch.as_tensor(sigma) ** 2 / (self.beta * self.scale**self.beta)
 
+    @property
+    def has_rsample(self) -> bool:
+        """Reparameterised draws exist for ``beta = 2`` (the exact Gaussian sampler)."""
+        return self.beta == 2.0
+
+    def _check_value_shape(self, value: torch.Tensor) -> None:
+        """The shape checks of torch's ``_validate_sample``, run whatever ``validate_args`` is.
+
+        The value must end with the event shape and broadcast with
+        ``batch_shape + event_shape``; a wrong image shape is a bug, never a
+        value-domain question, so it is refused even with validation off.
+        """
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(
+                f"the value argument to log_prob must be a torch.Tensor, got {type(value).__name__}"
+            )
+        event = tuple(self.event_shape)
+        actual = tuple(value.shape)
+        if len(actual) < len(event) or actual[len(actual) - len(event) :] != event:
+            raise ValueError(
+                f"value of shape {actual} does not end with the event shape {event} of "
+                f"{type(self).__name__}: the right-most size of value must match event_shape"
+            )
+        expected = tuple(self.batch_shape) + event
+        for i, j in zip(reversed(actual), reversed(expected), strict=False):
+            if i != 1 and j != 1 and i != j:
+                raise ValueError(
+                    f"value of shape {actual} is not broadcastable with batch_shape + "
+                    f"event_shape {expected} of {type(self).__name__}"
+                )
+
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """``log p(value | b)`` without the constant ``log Z(1)``, shape ``batch`` broadcast.
+
+        Raises ``ValueError`` if ``value`` does not end with the event shape or does
+        not broadcast with ``batch_shape + event_shape`` (always), or holds NaN
+        (when ``validate_args``).
+        """
+        self._check_value_shape(value)
         if self._validate_args:
             self._validate_sample(value)
         scale = self.scale.to(device=value.device, dtype=value.dtype)
@@ -129,11 +188,97 @@ class GradientPrior(TorchDistribution):
             self.degrees_of_freedom * torch.log(scale)
         )
 
-    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
-        raise NotImplementedError(
-            f"{type(self).__name__} is improper (flat along constant images) and cannot be "
-            "sampled; initialise inference at the data, e.g. init_to_value(values={'x': y})"
+    def sample(
+        self, sample_shape: torch.Size = torch.Size(), *, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        r"""Draws from the proper part of the prior: every channel has mean exactly 0.
+
+        The prior is flat along constant images, so it has no draws; conditioning
+        on the per-channel mean leaves a proper law on the zero-mean subspace of
+        dimension ``N - C``, and that is what is sampled (channels are independent).
+
+        - ``beta = 2`` (exact): a Gaussian with precision ``grad^T grad / b^2`` on the
+          non-constant modes. In the orthonormal DCT-II basis that diagonalises
+          ``grad^T grad`` (Neumann boundary, :func:`~bayes_restore.differences.dct2`),
+          coefficient ``(k, l) != (0, 0)`` is ``N(0, b^2 / mu_kl)`` with
+          ``mu_kl = 4 sin^2(pi k / 2H) + 4 sin^2(pi l / 2W)``, and ``(0, 0)`` is 0.
+        - other ``beta`` (a surrogate, *not* an exact prior draw): no closed-form
+          sampler exists. Because ``phi_beta`` is ``beta``-homogeneous, the prior
+          splits into a radius and a direction: ``phi_beta(x_c) / (beta b^beta)``
+          of each channel is exactly ``Gamma((HW - 1) / beta, 1)``, independent of
+          the direction ``x_c / phi_beta(x_c)^(1/beta)``. The draw takes the
+          direction of the unit-scale Gaussian draw above and rescales it so that
+          its energy is an exact draw of that Gamma law. So the energy (and
+          every scale-only statistic: ``E phi_beta = (HW - 1) b^beta`` per channel)
+          has the prior's law, while the shape of the image is Gaussian-smooth,
+          not piecewise constant as TV images are. Use these draws to initialise
+          inference or to check shapes and scales, not as TV prior samples.
+
+        Every random number comes from torch's generator (``generator`` if given,
+        else the global one), so ``pyro.set_rng_seed`` makes draws reproducible.
+
+        Parameters
+        ----------
+        sample_shape : torch.Size, default ()
+            Leading shape of the draws.
+        generator : torch.Generator, optional
+            Source of the random numbers (default: torch's global generator).
+
+        Returns
+        -------
+        torch.Tensor
+            Shape ``sample_shape + batch_shape + event_shape``, no gradient.
+
+        Examples
+        --------
+        >>> import torch
+        >>> x = GaussianGradient(0.1, shape=(3, 16, 16)).sample((4,))
+        >>> x.shape, bool(x.mean((-2, -1)).abs().max() < 1e-5)
+        (torch.Size([4, 3, 16, 16]), True)
+        """
+        with torch.no_grad():
+            return self._draw(torch.Size(sample_shape), generator)
+
+    def rsample(
+        self, sample_shape: torch.Size = torch.Size(), *, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Reparameterised :meth:`sample` (differentiable in the scale): ``beta = 2`` only.
+
+        The draw is ``b`` times a draw at unit scale. For other orders the sampler
+        is a surrogate (see :meth:`sample`), so a gradient through it would be
+        the gradient of another law: ``NotImplementedError``.
+        """
+        if not self.has_rsample:
+            raise NotImplementedError(
+                f"{type(self).__name__} with beta={self.beta:g} has no exact sampler, hence no "
+                "reparameterised one; sample() draws a documented surrogate"
+            )
+        return self._draw(torch.Size(sample_shape), generator)
+
+    def _draw(self, sample_shape: torch.Size, generator: torch.Generator | None) -> torch.Tensor:
+        device = self.scale.device
+        dtype = self._sample_dtype
+        event_dim = len(self.event_shape)
+        batch = tuple(self.batch_shape)
+        shape = torch.Size(sample_shape) + self.batch_shape + self.event_shape
+        h, w = self.event_shape[-2:]
+        # unit-scale Gaussian on the non-constant DCT modes (the (0, 0) mode stays 0)
+        mu = laplacian_eigenvalues(h, w, dtype=dtype, device=device)
+        inv_sqrt_mu = torch.where(mu > 0, mu.clamp_min(1e-300).rsqrt(), torch.zeros_like(mu))
+        z = torch.randn(shape, generator=generator, dtype=dtype, device=device)
+        unit = idct2(z * inv_sqrt_mu)
+        b = self.scale.to(dtype=dtype).expand(self.batch_shape)
+        if self.beta == 2.0:
+            return unit * b.reshape(batch + (1,) * event_dim)
+        # radius of each channel: phi_beta(x_c) = beta b^beta Gamma((HW - 1) / beta)
+        phi = gradient_energy(unit, self.beta, isotropic=self.isotropic, event_dim=2)
+        energy = _standard_gamma((h * w - 1) / self.beta, phi.shape, generator, dtype, device)
+        target = self.beta * b.reshape(batch + (1,) * (event_dim - 2)) ** self.beta * energy
+        positive = phi > 0
+        factor = torch.where(
+            positive, (target / torch.where(positive, phi, 1.0)) ** (1 / self.beta), 0.0
         )
+        return unit * factor[..., None, None]
 
     def expand(self, batch_shape, _instance=None):
         batch_shape = torch.Size(batch_shape)
@@ -141,6 +286,7 @@ class GradientPrior(TorchDistribution):
         new.scale = self.scale.expand(batch_shape)
         new.beta = self.beta
         new.isotropic = self.isotropic
+        new._sample_dtype = self._sample_dtype
         TorchDistribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
         new._validate_args = self._validate_args
         return new
@@ -151,6 +297,44 @@ class GradientPrior(TorchDistribution):
             f"{type(self).__name__}(scale: {tuple(self.scale.shape) or float(self.scale)}, "
             f"beta={self.beta:g}, shape={tuple(self.event_shape)}, {kind})"
         )
+
+
+def _standard_gamma(
+    concentration: float,
+    shape: torch.Size,
+    generator: torch.Generator | None,
+    dtype: torch.dtype,
+    device,
+) -> torch.Tensor:
+    """``Gamma(concentration, 1)`` draws from torch's generator (Marsaglia and Tsang, 2000).
+
+    Exact rejection sampling from normal and uniform draws, so an explicit
+    ``generator`` works (``torch._standard_gamma`` takes none). Concentrations
+    below 1 use ``Gamma(a) = Gamma(a + 1) U^(1/a)``; 0 gives 0.
+    """
+    if concentration <= 0:
+        return torch.zeros(shape, dtype=dtype, device=device)
+    a = concentration if concentration >= 1 else concentration + 1
+    d = a - 1.0 / 3.0
+    c = 1.0 / math.sqrt(9.0 * d)
+    numel = math.prod(shape)
+    out = torch.empty(numel, dtype=dtype, device=device)
+    pending = torch.arange(numel, device=device)
+    while pending.numel():
+        n = pending.numel()
+        x = torch.randn(n, generator=generator, dtype=dtype, device=device)
+        u = torch.rand(n, generator=generator, dtype=dtype, device=device)
+        v = (1 + c * x) ** 3
+        ok = v > 0
+        log_v = torch.log(torch.where(ok, v, torch.ones_like(v)))
+        accept = ok & (torch.log(u) < 0.5 * x * x + d - d * v + d * log_v)
+        out[pending[accept]] = (d * v)[accept]
+        pending = pending[~accept]
+    out = out.reshape(shape)
+    if concentration < 1:
+        u = torch.rand(shape, generator=generator, dtype=dtype, device=device)
+        out = out * u ** (1.0 / concentration)
+    return out
 
 
 class GaussianGradient(GradientPrior):

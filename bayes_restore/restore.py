@@ -16,6 +16,7 @@ from bayes_restore._validation import (
     as_image,
     check_positive,
     check_seed,
+    optional_number,
     parse_device,
 )
 from bayes_restore.energy import scale_from_weight, weight_from_scale
@@ -252,6 +253,8 @@ def restore(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     seed = check_seed(seed)
+    sigma, scale, weight, beta = (optional_number(v, n) for v, n in (
+        (sigma, "sigma"), (scale, "scale"), (weight, "weight"), (beta, "beta")))
     engine = _engine(method)
     check_engine_kwargs(method, engine_kwargs)
     y, layout = check_observation(image, channel_axis)

@@ -127,9 +127,21 @@ def test_expand_keeps_the_class_and_parameters():
         assert big.log_prob(torch.zeros(4, 4)).shape == (5, 2)
 
 
-def test_sample_is_refused_because_the_prior_is_improper():
-    with pytest.raises(NotImplementedError, match="improper"):
-        TotalVariation(0.1, shape=(4, 4)).sample()
+@pytest.mark.parametrize("shape", [(4, 5), (3, 4, 5)])
+def test_sample_draws_the_proper_part_with_zero_channel_means(shape):
+    """Improper along constants: the draws fix every channel's mean at 0 (the documented value)."""
+    for prior in (TotalVariation(0.1, shape=shape), GaussianGradient(0.1, shape=shape)):
+        x = prior.sample((6,))
+        assert x.shape == (6,) + shape and x.dtype == torch.get_default_dtype()
+        assert float(x.mean((-2, -1)).abs().max()) < 1e-6
+        assert float(x.std()) > 0.01
+
+
+def test_log_prob_refuses_a_wrong_image_shape_even_without_validation():
+    for validate in (True, False):
+        prior = TotalVariation(0.2, shape=(6, 7), validate_args=validate)
+        with pytest.raises(ValueError, match=r"\(7, 7\).*\(6, 7\)"):
+            prior.log_prob(torch.ones(7, 7))
 
 
 def test_usable_in_a_user_pyro_model_with_plates():
