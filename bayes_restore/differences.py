@@ -1,6 +1,6 @@
 """Finite differences (``grad``, ``div``) and the orthonormal DCT that diagonalises them.
 
-Conventions (``shared/design.md`` section 1): forward differences with a Neumann
+Conventions (the Derivations page of the documentation): forward differences with a Neumann
 (replicate) boundary, so the last difference along each axis is zero, and
 ``div = -grad^T`` exactly. Every function acts on the last two dimensions of a
 tensor of shape ``(..., H, W)``; leading dimensions are batch dimensions.

@@ -87,7 +87,8 @@ def restore_dask(
         As in :func:`~bayes_restore.restore`.
     overlap : int, optional
         Pixels borrowed from each neighbouring chunk; by default
-        :func:`~bayes_restore.tiled.auto_overlap` (32 for TV; see ``docs/scale.md``).
+        :func:`~bayes_restore.tiled.auto_overlap` (32 for TV; see the Large images page of
+        the documentation).
     tile : int, optional
         Rechunk the two image axes to this size first.
     operator : Mask, optional

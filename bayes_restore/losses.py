@@ -1,9 +1,9 @@
-"""Training losses of the reference notes, each the negative log of a density of the package.
+"""Common training losses, each the negative log of a density of the package.
 
 For people who train networks: total variation (the TensorFlow, PyTorch and
 isotropic / order-``beta`` conventions), cross-entropy over intensity classes, the
 frequency-specific loss of super-resolution, L1 and L2. Each docstring names the
-density it is the negative log of (``shared/design.md`` section 5), and each is
+density it is the negative log of (the Derivations page of the documentation), and each is
 computed by the code of that density (:func:`~bayes_restore.differences.grad`,
 :func:`~bayes_restore.differences.gradient_energy`, the likelihoods' helpers) or by
 torch's own function, never by a second copy of a formula.
@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .differences import grad, gradient_energy
-from .likelihoods import _check_levels, from_levels, gaussian_low_pass, to_levels
+from .likelihoods import check_levels as _check_levels
+from .likelihoods import from_levels, gaussian_low_pass, to_levels
 
 __all__ = [
     "tv_loss",
@@ -93,7 +94,7 @@ def tv_loss(
     reduction: str | None = None,
     channel_axis: int | None = None,
 ) -> torch.Tensor:
-    r"""Total-variation loss in the conventions of the reference notes.
+    r"""Total-variation loss in the conventions of training code (TensorFlow, PyTorch ``TVLoss``).
 
     ``x`` is channels-first: ``(H, W)`` or ``(C, H, W)`` is one image, ``(N, C, H,
     W)`` a batch. Differences are taken within each channel, along ``H`` and ``W``
@@ -107,7 +108,7 @@ def tv_loss(
       (:class:`~bayes_restore.priors.TotalVariation` with ``isotropic=False``); with
       another ``beta``, ``sum |dx|^beta + |dy|^beta``. Default reduction ``"sum"``.
     - ``"pytorch"``: ``2 (sum dy^2 / n_h + sum dx^2 / n_w)`` with ``n_h = C (H-1) W``
-      and ``n_w = C H (W-1)``; its batch mean is the notes' ``TVLoss``. A
+      and ``n_w = C H (W-1)``; its batch mean is the ``TVLoss`` of PyTorch super-resolution code. A
       Gaussian-gradient prior with one weight per direction. Default ``"mean"``.
     - ``"isotropic"``: ``sum (dx^2 + dy^2)^(beta/2)``, the energy ``phi_beta`` of the
       generalized gradient prior of order ``beta``
@@ -134,8 +135,8 @@ def tv_loss(
     reduction : {"none", "sum", "mean"}, optional
         Over images. ``"none"`` gives one value per image (shape ``x.shape[:-3]``, or
         ``()`` for a single image). Default: ``"sum"`` for ``"tensorflow"`` and
-        ``"isotropic"`` (the notes' ``tf.reduce_sum(tf.image.total_variation(images))``)
-        and ``"mean"`` for ``"pytorch"`` (the notes' ``TVLoss``, which divides by the
+        ``"isotropic"`` (TensorFlow's ``tf.reduce_sum(tf.image.total_variation(images))``)
+        and ``"mean"`` for ``"pytorch"`` (PyTorch's ``TVLoss``, which divides by the
         batch size).
     channel_axis : int, optional
         The colour axis when it is not third from the end: ``-1`` for TensorFlow's
@@ -153,7 +154,7 @@ def tv_loss(
     >>> x = torch.tensor([[[[1., 2., 3.], [2., 3., 4.], [3., 4., 5.]]] * 2])  # (1, 2, 3, 3)
     >>> tv_loss(x)  # 2 channels x (6 + 6) unit differences
     tensor(24.)
-    >>> tv_loss(x, convention="pytorch")  # the notes' TVLoss example: 2 (12/12 + 12/12) / 1
+    >>> tv_loss(x, convention="pytorch")  # the TVLoss example: 2 (12/12 + 12/12) / 1
     tensor(4.)
     >>> round(float(tv_loss(x, convention="isotropic")), 4)  # 2 x (4 sqrt 2 + 4)
     19.3137
@@ -193,9 +194,9 @@ def _pytorch_tv(x: torch.Tensor, event_dim: int) -> torch.Tensor:
 
 
 class TVLoss(nn.Module):
-    """``weight * tv_loss(x, ...)`` as a module; by default the PyTorch ``TVLoss`` of the notes.
+    """``weight * tv_loss(x, ...)`` as a module; by default PyTorch's common ``TVLoss``.
 
-    The reference notes' class ``TVLoss(TVLoss_weight=1)`` (squared differences, each
+    The ``TVLoss(TVLoss_weight=1)`` of super-resolution code (squared differences, each
     direction divided by its count, times 2, divided by the batch) is
     ``TVLoss(weight)``. The negative log of a Gaussian-gradient prior: see
     :func:`tv_loss` for the other conventions and their densities.
@@ -203,10 +204,10 @@ class TVLoss(nn.Module):
     Parameters
     ----------
     weight : float, default 1.0
-        Multiplies the loss (the notes' ``TVLoss_weight``).
+        Multiplies the loss (that class's ``TVLoss_weight``).
     convention, beta, reduction
         As in :func:`tv_loss`; ``convention`` defaults to ``"pytorch"`` here, the
-        convention the notes' class is named after.
+        convention that class is named after.
 
     Examples
     --------
@@ -464,7 +465,7 @@ def frequency_split_loss(
 
     It is the negative log of the product of a categorical likelihood of the
     quantised high-pass and a Gaussian ``N(f(t); y_L, 1 / (2 alpha))`` of the
-    low-pass, up to the Gaussian's constant (``shared/design.md`` section 5).
+    low-pass, up to the Gaussian's constant (the Derivations page of the documentation).
 
     What the paper leaves open, and what is assumed here:
 

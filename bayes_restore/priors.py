@@ -1,13 +1,12 @@
 """The generalized gradient prior family as Pyro distributions (TV, Gaussian-gradient, order beta).
 
 ``log p(x | b) = -phi_beta(x) / (beta b^beta) - (N - C) log b + const`` with
-``phi_beta(x) = sum |grad x|^beta`` (see ``shared/design.md`` section 1). ``N`` is
-the number of values of one image and ``C`` its number of channels: ``phi_beta``
-is ``beta``-homogeneous and flat along the ``C`` constant images (one per
-channel), so the normaliser of the proper density on their complement is
-``b^(N - C) Z(1)``. For a grey image this is the ``(N - 1) log b`` of the design
-page. The additive constant ``log Z(1)``, which depends on neither ``x`` nor
-``b``, is left out.
+``phi_beta(x) = sum |grad x|^beta`` (derived on the Derivations page of the
+documentation). ``N`` is the number of values of one image and ``C`` its number of
+channels: ``phi_beta`` is ``beta``-homogeneous and flat along the ``C`` constant images
+(one per channel), so the normaliser of the proper density on their complement is
+``b^(N - C) Z(1)``; for a grey image, ``(N - 1) log b``. The additive constant
+``log Z(1)``, which depends on neither ``x`` nor ``b``, is left out.
 
 The priors are improper along constant images. :meth:`GradientPrior.sample` draws
 from their *proper part*: the law of the image given that the mean of every channel

@@ -39,17 +39,17 @@ __all__ = [
 
 #: default core tile side (pixels)
 DEFAULT_TILE = 1024
-#: default overlap on each side of a tile (pixels) for TV; see ``docs/scale.md``
+#: default overlap on each side of a tile (pixels) for TV; see the Large images page
 DEFAULT_OVERLAP = 32
 #: the noise level and prior scale are estimated on at most this many pixels per image
 PARAMETER_PIXELS = 2048 * 2048
 #: on a CPU, batches of at most this many pixels: beyond about a megapixel the arrays of
 #: the eager (torch) engines leave the caches and the cost per pixel doubles
-#: (``docs/scale.md``; the TV MAP's fused kernels are immune); small tiles are still batched
+#: (Large images page; the TV MAP's fused kernels are immune); small tiles are still batched
 #: together, which saves the per-call overhead
 _CPU_BATCH_PIXELS = 2**20
 #: working memory of each engine, in values of the image's dtype per pixel (measured, with
-#: a margin: ``benchmarks/scale.py``); MCMC adds one value per kept draw
+#: a margin by the package's scale benchmark); MCMC adds one value per kept draw
 _VALUES_PER_PIXEL = {"map": 16, "exact": 12, "vi": 48, "mcmc": 24}
 
 
@@ -201,7 +201,7 @@ def resolve_shared_parameters(
 
 
 def auto_overlap(shared: dict, mask: torch.Tensor | None = None) -> int:
-    """The default overlap for the shared parameters (see ``docs/scale.md``).
+    """The default overlap for the shared parameters (see the Large images page of the docs).
 
     TV (and orders ``beta < 2``): :data:`DEFAULT_OVERLAP`, 32 pixels, where the tiling
     error measured below 1e-4 at sigma 0.05-0.2. The Gaussian-gradient prior smooths over
@@ -289,7 +289,7 @@ def restore_tiled(
     with ``overlap`` extra pixels on every side that is not the image border, and only the
     core is kept. TV's and the Gaussian prior's influence decays fast with distance (a cut
     changes the TV MAP by less than 1e-4 at 32 pixels from it on natural images at
-    ``sigma`` 0.05-0.2: ``docs/scale.md``), so the stitched result has no seams and equals
+    ``sigma`` 0.05-0.2: see the Large images page), so the stitched result has no seams and equals
     the whole-image result up to the solvers' own tolerance. Tiles of equal shape are
     restored together as one batch, as many as fit in ``max_memory`` (and, on a CPU, in
     about a megapixel, where the caches still hold the solver's arrays); stacks
