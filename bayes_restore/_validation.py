@@ -53,6 +53,8 @@ def as_number_tensor(value: Any, name: str) -> torch.Tensor:
         raise TypeError(f"{name} must be a number, got {_short(value)}")
     if isinstance(value, np.ndarray) and value.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a number, got an array of {value.dtype}")
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        return torch.tensor(float(value), dtype=torch.float64)  # 1e-300 is not 0
     try:
         return torch.as_tensor(np.asarray(value, dtype=np.float64)
                                if isinstance(value, np.ndarray) and value.dtype.kind == "f"
