@@ -140,14 +140,11 @@ def _number_or_auto(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
-    from bayes_restore._validation import check_positive
-
-    try:  # the library's own check: its parameters are float32 tensors
-        check_positive(value, "value")
-    except (ValueError, TypeError):
+    # the images are computed in float32: a parameter must be a float32 number too
+    if not 1.2e-38 <= value <= 3.4e38:
         raise argparse.ArgumentTypeError(
-            f"must be a number > 0 that float32 can hold (about 1e-45 to 3e38), got {text!r}"
-        ) from None
+            f"must be a number > 0 that float32 can hold (about 1e-38 to 3e38), got {text!r}"
+        )
     return value
 
 
@@ -255,7 +252,7 @@ def _check_outputs(inputs: list[tuple[str, Path]], outputs: list[tuple[str, Path
 
 def _check_options(args: argparse.Namespace) -> None:
     """Combinations of options that cannot work, before any file is read."""
-    from bayes_restore.priors import make_prior
+    from bayes_restore.priors import PRIOR_NAMES, make_prior
 
     if (args.std or args.interval) and args.method == "map":
         raise UserError("--std and --interval need --method exact, vi or mcmc (MAP has no std)")
@@ -276,20 +273,24 @@ def _check_options(args: argparse.Namespace) -> None:
     scale = None if args.scale == "auto" else args.scale
     if scale is not None and args.weight is not None:
         raise UserError("--scale and --weight: give one of them, not both")
+    if args.prior not in PRIOR_NAMES:
+        raise UserError(f"--prior {args.prior!r}: unknown; expected one of "
+                        f"{', '.join(sorted(PRIOR_NAMES))}")
     try:
         probe = make_prior(args.prior, 1.0, shape=(2, 2), beta=args.beta)
     except ValueError as err:
         raise UserError(f"--beta {args.beta} with --prior {args.prior}: {err}") from None
-    if args.method == "exact" and probe.beta != 2.0:
+    order = getattr(probe, "gradient_order", None)
+    if args.method == "exact" and order != 2.0:
         raise UserError(f"--method exact needs --prior gaussian (a Gaussian posterior), not "
                         f"--prior {args.prior}: use --method vi or mcmc")
     if scale is None and args.weight is None:
         if args.command != "denoise":
             raise UserError(f"{args.command}: give --scale or --weight (the automatic choice "
                             "is for denoise)")
-        if probe.beta not in (1.0, 2.0):
-            raise UserError(f"--prior gradient --beta {args.beta}: give --scale or --weight "
-                            "(the automatic choice is for TV and gaussian)")
+        if order not in (1.0, 2.0):
+            raise UserError(f"--prior {args.prior}: give --scale or --weight (the automatic "
+                            "choice is for TV and gaussian)")
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -543,9 +544,10 @@ def _add_restore_arguments(p: argparse.ArgumentParser) -> None:
                         "where the format allows)")
     p.add_argument("--page", type=_nonnegative_int, default=None, metavar="N",
                    help="page of a multi-page TIFF input, from 0 (required for such files)")
-    p.add_argument("--prior", default="tv", choices=PRIORS,
-                   help="image prior: total variation (default), anisotropic TV, Gaussian "
-                        "gradients, or gradients of order --beta")
+    p.add_argument("--prior", default="tv", metavar="NAME",
+                   help="image prior: " + ", ".join(PRIORS) + " (total variation by default, "
+                        "anisotropic TV, Gaussian gradients, gradients of order --beta), or a "
+                        "name registered with bayes_restore.priors.register_prior")
     p.add_argument("--beta", type=_positive, default=None, help="order of --prior gradient")
     p.add_argument("--sigma", type=_number_or_auto, default="auto",
                    help="noise std in [0, 1] intensity units, or 'auto' (default)")
