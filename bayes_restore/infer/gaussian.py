@@ -15,6 +15,8 @@ from bayes_restore.exceptions import ConvergenceWarning
 from bayes_restore.operators import Blur, Identity
 from bayes_restore.posterior import Posterior, SolverInfo
 
+from .generic import DEFAULT_SEED, make_generator
+
 __all__ = [
     "dct_map",
     "gaussian_posterior_std",
@@ -150,6 +152,7 @@ def exact_posterior(
     *args: Any,
     num_samples: int = 0,
     generator: torch.Generator | None = None,
+    seed: int | None = DEFAULT_SEED,
     solver: str = "auto",
     tol: float | None = None,
     max_iter: int = 1000,
@@ -199,7 +202,14 @@ def exact_posterior(
     num_samples : int, default 0
         Posterior draws to keep (one chain).
     generator : torch.Generator, optional
-        Source of randomness for the draws.
+        Source of randomness for the draws, instead of ``seed`` (giving both is a
+        ``ValueError``); on any device, the draws are moved to the data's.
+    seed : int or None, default 0
+        Seeds every random draw (the samples, the perturb-and-optimise draws of the std):
+        the same call gives bit-identical results every time; another integer gives
+        another independent run. ``None``: fresh entropy from the operating system (not
+        reproducible). The draws come from a generator of their own, on the data's device:
+        the global RNG state is left untouched.
     solver : {"auto", "dct", "pcg"}, default "auto"
         ``"pcg"`` also runs for ``A = I`` (a check of the iterative path).
     tol : float, optional
@@ -253,7 +263,7 @@ def exact_posterior(
     (torch.Size([16, 16]), 'exact')
     >>> post = exact_posterior(restoration_model, y, prior=GaussianGradient(0.1, shape=(16, 16)),
     ...                        sigma=0.1, operator=Blur(gaussian_psf(5, 1.0)), num_samples=8,
-    ...                        generator=torch.Generator().manual_seed(0))
+    ...                        seed=0)
     >>> post.info.solver, post.info.converged, post.samples.shape
     ('pcg', True, torch.Size([1, 8, 16, 16]))
     >>> post.diagnostics["std_method"], post.diagnostics["num_draws"]
@@ -278,13 +288,14 @@ def exact_posterior(
             "method='exact' needs the Gaussian-gradient prior (beta = 2) with the Gaussian "
             "likelihood: its posterior is Gaussian. For TV or other priors use 'vi' or 'mcmc'"
         )
+    gen = make_generator(seed, generator, problem.y.device)
     identity = isinstance(problem.operator, Identity)
     if solver == "dct" and not identity:
         raise ValueError(
             f"solver='dct' diagonalises A = I only, not {problem.operator!r}; use solver='pcg'"
         )
     if solver == "pcg" or not identity:
-        return _pcg_posterior(problem, num_samples, generator, tol, max_iter, num_draws,
+        return _pcg_posterior(problem, num_samples, gen, tol, max_iter, num_draws,
                               precondition, start)
     y = problem.y.detach()
     sigma, scale = problem.sigma, problem.scale  # one value per image, broadcast shape
@@ -296,7 +307,8 @@ def exact_posterior(
     std = _marginal_std(d)
     samples = None
     if num_samples:
-        z = torch.randn((num_samples,) + tuple(y.shape), generator=generator, dtype=y.dtype)
+        z = torch.randn((num_samples,) + tuple(y.shape), generator=gen, dtype=y.dtype,
+                        device=gen.device)
         samples = (mean + idct2(torch.sqrt(d) * z.to(y.device))).to(torch.float32).unsqueeze(0)
     info = SolverInfo(solver="dct", iterations=0, converged=True,
                       time=time.perf_counter() - start, gap=0.0)
@@ -461,7 +473,7 @@ def _pcg_posterior(problem, num_samples, generator, tol, max_iter, num_draws, pr
 
     n = max(num_draws, num_samples)
     block = max(1, _DRAW_BLOCK // max(1, math.prod(shape)))
-    noise_device = generator.device if generator is not None else y.device
+    noise_device = generator.device
     obs_shape, grad_shape = tuple(y.shape), shape[:-2] + (2,) + shape[-2:]
     sq = torch.zeros(shape, dtype=y.dtype, device=y.device)
     kept, draw_iterations, draw_residual = [], 0, 0.0

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import pyro.poutine as poutine
@@ -15,37 +16,168 @@ from pyro.poutine.util import site_is_subsample
 from torch.distributions import biject_to
 from tqdm.auto import tqdm
 
+from bayes_restore._validation import check_seed
 from bayes_restore.exceptions import ConvergenceWarning
 from bayes_restore.models import X_SITE
 from bayes_restore.posterior import SolverInfo
 
-__all__ = ["generic_map", "initial_trace"]
+__all__ = [
+    "generic_map",
+    "initial_trace",
+    "make_generator",
+    "check_random_source",
+    "draw_seed",
+    "seeded_global_rng",
+    "data_device",
+    "DEFAULT_SEED",
+]
 
 _LBFGS_INNER = 5
 
 
+# --- randomness: one seed per run, no global side effects -----------------------------------
+
+
+class _DefaultSeed(int):
+    """The engines' default ``seed=0``: the integer 0, told apart from an explicit ``seed=0``.
+
+    ``generator=`` with the default seed is fine; with a seed the caller gave, even 0, it is
+    an error (two sources of randomness).
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "0"
+
+    def __reduce__(self):
+        return (_default_seed, ())
+
+
+def _default_seed() -> _DefaultSeed:
+    return DEFAULT_SEED
+
+
+#: default ``seed`` of every engine (an ``int`` equal to 0)
+DEFAULT_SEED = _DefaultSeed(0)
+
+
+def make_generator(
+    seed: Any, generator: torch.Generator | None, device: torch.device | str | None
+) -> torch.Generator:
+    """The run's source of randomness: ``generator`` itself, or a new one seeded by ``seed``.
+
+    The new generator lives on ``device`` (the data's: CUDA draws need a CUDA generator);
+    ``seed=None`` seeds it from the operating system's entropy. ``seed`` is checked
+    (``TypeError``/``ValueError`` naming it); giving ``generator`` with a ``seed`` other than
+    the default (or ``None``) is a ``ValueError``.
+    """
+    checked = check_random_source(seed, generator)
+    if generator is not None:
+        return generator
+    gen = torch.Generator(device=torch.device("cpu" if device is None else device))
+    if checked is None:
+        gen.seed()
+    else:
+        gen.manual_seed(checked)
+    return gen
+
+
+def check_random_source(seed: Any, generator: Any) -> int | None:
+    """``seed`` checked (an int >= 0 or None), and not given together with ``generator``."""
+    checked = check_seed(seed)
+    if generator is not None:
+        if seed is not None and seed is not DEFAULT_SEED:
+            raise ValueError(
+                f"give generator= or seed=, not both (got seed={checked} and a generator)"
+            )
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    return checked
+
+
+def draw_seed(gen: torch.Generator) -> int:
+    """An integer seed drawn from ``gen`` (for a sub-stream: a chain, Pyro's global RNG)."""
+    return int(torch.randint(0, 2**62, (1,), generator=gen, device=gen.device))
+
+
+@contextmanager
+def seeded_global_rng(seed: int, device: torch.device | str | None = None) -> Iterator[None]:
+    """Run a block with torch's global RNG seeded by ``seed``, restored afterwards.
+
+    For code that draws from the global RNG (Pyro's SVI, NUTS, ``init_to_median``): the
+    CPU generator and, for a CUDA (or other accelerator) ``device``, that device's default
+    generator are saved, seeded, and restored on exit, so the caller's global state is
+    untouched and other devices are neither seeded nor initialised.
+    """
+    device = torch.device("cpu" if device is None else device)
+    with ExitStack() as stack:
+        if device.type == "cpu":
+            stack.enter_context(torch.random.fork_rng(devices=[]))
+            torch.default_generator.manual_seed(seed)
+        else:
+            module = torch.get_device_module(device.type)
+            index = device.index if device.index is not None else module.current_device()
+            stack.enter_context(
+                torch.random.fork_rng(devices=[index], device_type=device.type)
+            )
+            torch.default_generator.manual_seed(seed)
+            if device.type == "cuda":
+                with torch.cuda.device(index):
+                    torch.cuda.manual_seed(seed)  # this device only, not manual_seed_all
+            else:
+                module.manual_seed(seed)
+        yield
+
+
+def data_device(args: tuple, kwargs: dict) -> torch.device:
+    """The device of the first tensor among the model's arguments (the data's), else CPU."""
+    for value in (*args, *kwargs.values()):
+        if torch.is_tensor(value):
+            return value.device
+    return torch.device("cpu")
+
+
+# --- tracing and the generic MAP ------------------------------------------------------------
+
+
 def initial_trace(
-    model: Callable, args: tuple, kwargs: dict, init: torch.Tensor | None = None
+    model: Callable,
+    args: tuple,
+    kwargs: dict,
+    init: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
 ) -> poutine.Trace:
     """Trace ``model`` once without calling ``sample()`` on the image site.
 
     The image ``"x"`` starts at ``init`` if given, else at ``A^T y`` (for a
     :class:`~bayes_restore.likelihoods.GaussianLikelihood`), else at an observed
     value of the same shape, else at zero. Other latent sites start at their
-    prior median (or a feasible point).
+    prior median (or a feasible point), estimated from prior draws: those come from
+    ``generator`` (a fixed seed when ``None``) through a seeded and restored global RNG
+    (:func:`seeded_global_rng`), so the trace is reproducible and leaves the caller's
+    global state alone. A model with no other latent site draws nothing.
     """
     fallback = init_to_median(fallback=init_to_feasible)
 
-    def init_fn(site):
-        if site["name"] == X_SITE:
-            shape = site["fn"].shape()
-            if init is not None:
-                return torch.as_tensor(init).expand(shape).clone()
-            return torch.zeros(shape)
-        return fallback(site)
+    with ExitStack() as stack:
+        seeded = []
 
-    with poutine.block():
-        trace = poutine.trace(InitMessenger(init_fn)(model)).get_trace(*args, **kwargs)
+        def init_fn(site):
+            if site["name"] == X_SITE:
+                shape = site["fn"].shape()
+                if init is not None:
+                    return torch.as_tensor(init).expand(shape).clone()
+                return torch.zeros(shape)
+            if not seeded:  # the first random draw of the trace: seed the global RNG now
+                gen = torch.Generator().manual_seed(0) if generator is None else generator
+                device = gen.device if generator is not None else data_device(args, kwargs)
+                stack.enter_context(seeded_global_rng(draw_seed(gen), device))
+                seeded.append(True)
+            return fallback(site)
+
+        with poutine.block():
+            trace = poutine.trace(InitMessenger(init_fn)(model)).get_trace(*args, **kwargs)
     if X_SITE not in trace.nodes or trace.nodes[X_SITE]["type"] != "sample":
         raise ValueError(f"the model has no sample site named {X_SITE!r} (the latent image)")
     if trace.nodes[X_SITE]["is_observed"]:
@@ -89,6 +221,7 @@ def generic_map(
     max_iter: int = 2000,
     progress: bool = False,
     lr: float | None = None,
+    seed: int | None = DEFAULT_SEED,
 ) -> tuple[dict[str, torch.Tensor], SolverInfo]:
     """Maximise ``log p(latents, observations)`` of a Pyro model by gradient methods.
 
@@ -117,6 +250,11 @@ def generic_map(
         Show a progress bar.
     lr : float, optional
         Learning rate (L-BFGS: 1; Adam: 1e-2 by default).
+    seed : int or None, default 0
+        Seeds the only random step, the starting point of the latent sites other than the
+        image (their prior median, estimated from prior draws): the same call gives the
+        same result every time. ``None``: fresh entropy from the operating system. The
+        caller's global RNG state is left untouched.
 
     Returns
     -------
@@ -127,8 +265,9 @@ def generic_map(
     kwargs = {} if kwargs is None else kwargs
     if optimizer not in ("lbfgs", "adam"):
         raise ValueError(f"optimizer must be 'lbfgs' or 'adam', got {optimizer!r}")
+    gen = make_generator(seed, None, data_device(args, kwargs))
     start = time.perf_counter()
-    trace = initial_trace(model, args, kwargs, init)
+    trace = initial_trace(model, args, kwargs, init, generator=gen)
     latent = [
         name
         for name, site in trace.nodes.items()

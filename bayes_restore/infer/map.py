@@ -11,6 +11,7 @@ import pyro.poutine as poutine
 import torch
 from pyro.poutine.util import site_is_subsample
 
+from bayes_restore._validation import check_seed
 from bayes_restore.likelihoods import GaussianLikelihood, LaplaceLikelihood
 from bayes_restore.models import X_SITE, Y_SITE
 from bayes_restore.operators import Identity, LinearOperator
@@ -18,7 +19,7 @@ from bayes_restore.posterior import Posterior, SolverInfo
 from bayes_restore.priors import GradientPrior
 
 from .gaussian import dct_map
-from .generic import generic_map, initial_trace
+from .generic import DEFAULT_SEED, generic_map, initial_trace
 from .tv import tv_l1_pdhg, tv_map_pdhg
 
 __all__ = ["map_estimate", "SOLVERS"]
@@ -116,6 +117,7 @@ def map_estimate(
     progress: bool = False,
     init: torch.Tensor | None = None,
     optimizer: str = "lbfgs",
+    seed: int | None = DEFAULT_SEED,
     **kwargs: Any,
 ) -> Posterior:
     """Maximum a posteriori image of a Pyro model whose latent image site is ``"x"``.
@@ -158,6 +160,11 @@ def map_estimate(
         Starting image of the generic path (default: the data, ``A^T y``).
     optimizer : {"lbfgs", "adam"}, default "lbfgs"
         Optimiser of the generic path.
+    seed : int or None, default 0
+        The fast solvers draw nothing (deterministic). The generic path draws the starting
+        point of latent sites other than the image (their prior median, from prior draws)
+        from this seed: the same call gives the same result every time. ``None``: fresh
+        entropy from the operating system. The global RNG state is left untouched.
 
     Returns
     -------
@@ -183,6 +190,7 @@ def map_estimate(
         raise ValueError(f"tol must be > 0, got {tol!r}")
     if max_iter is not None and (not isinstance(max_iter, int) or max_iter < 1):
         raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+    check_seed(seed)  # on every path, drawing or not
     if solver != "generic":
         problem = _match_linear_gaussian(model, args, kwargs)
         fast = _fast_solver(problem)
@@ -201,6 +209,7 @@ def map_estimate(
         tol=1e-9 if tol is None else tol,
         max_iter=2000 if max_iter is None else max_iter,
         progress=progress,
+        seed=seed,
     )
     x = values.pop(X_SITE)
     return Posterior(method="map", map=x, info=info, diagnostics={"latents": values})

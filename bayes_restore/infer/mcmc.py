@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,15 @@ from bayes_restore.models import X_SITE
 from bayes_restore.operators import Identity
 from bayes_restore.posterior import Posterior
 
-from .generic import initial_trace
+from .generic import (
+    DEFAULT_SEED,
+    check_random_source,
+    data_device,
+    draw_seed,
+    initial_trace,
+    make_generator,
+    seeded_global_rng,
+)
 from .map import _LinearGaussianProblem, _match_linear_gaussian
 from .prox import tv_prox_dual
 
@@ -36,6 +45,16 @@ SAMPLERS = ("auto", "skrock", "myula", "lm", "nuts")
 _ETA = 0.05
 #: default SK-ROCK step in units of ``1 / L_f`` (the weakest curvature of a denoising posterior)
 _SKROCK_STEP = 0.25
+#: largest SK-ROCK step (units of ``1 / L_f``): the TV std is already 11 % low at 1 (16 x 16
+#: TV denoising, against Leimkuhler-Matthews: -2 % at 0.25, -4 % at 0.5, -11 % at 1, -16 % at
+#: 2), and the cost per step grows like the stages, ``~ 7 sqrt(step_size)`` at the default
+#: smoothing (a step of 1e6 needed 7229 stages and gave a std 2-3 times too large)
+_SKROCK_MAX_STEP = 1.0
+#: most SK-ROCK stages per step: a stable step of ``ell_100 = 19140 / L``, enough for the
+#: default step down to ``smoothing ~ 1.3e-5``; each stage costs one gradient (and TV prox)
+_MAX_STAGES = 100
+#: deepest NUTS tree (up to ``2^depth - 1`` gradients per draw); Pyro's default is 10
+_MAX_TREE_DEPTH = 15
 _DEFAULT_MAX_MEMORY = 1 << 30
 
 
@@ -48,7 +67,7 @@ def mcmc(
     num_chains: int = 2,
     thin: int = 1,
     generator: torch.Generator | None = None,
-    seed: int | None = None,
+    seed: int | None = DEFAULT_SEED,
     max_memory: int = _DEFAULT_MAX_MEMORY,
     progress: bool = False,
     smoothing: float = 0.01,
@@ -132,13 +151,21 @@ def mcmc(
     thin : int, default 1
         Keep every ``thin``-th step as a draw.
     generator : torch.Generator, optional
-        Source of randomness (on the data's device). Give this or ``seed``; with
-        neither a fresh non-deterministic generator is used.
-    seed : int, optional
-        Seed of a new generator.
+        Source of randomness instead of ``seed`` (giving both is a ``ValueError``); on the
+        data's device for the Langevin samplers.
+    seed : int or None, default 0
+        Seeds every random draw of the run (Langevin noise, Gibbs draws of the scale, each
+        NUTS chain): the same call gives bit-identical results every time; another integer
+        gives another independent run. ``None``: fresh entropy from the operating system
+        (not reproducible). The draws come from a generator of their own on the data's
+        device; NUTS, which draws from torch's global RNG, runs with it seeded and restores
+        it afterwards (CPU and the data's device): the caller's global RNG state is left
+        untouched.
     max_memory : int, default 1 GiB
         Bound in bytes on the stored draws (float32). When all draws do not fit,
-        every ``k``-th draw is stored; ``mean`` and ``std`` still use all draws.
+        every ``k``-th draw is stored; ``mean`` and ``std`` still use all draws. One draw
+        of all chains must fit (this bounds ``num_chains``). NUTS keeps every draw of
+        its chains (Pyro stores them): ``num_samples * (thin + num_chains)`` images must fit.
     progress : bool, default False
         Show a progress bar.
     smoothing : float, default 0.01
@@ -150,15 +177,24 @@ def mcmc(
         (Gaussian) the Lipschitz constant of the smoothed potential. SK-ROCK's std
         comes out low, on TV by up to about ``0.15 * step_size`` relative (measured
         against NUTS: -4 % at 0.3 for ``b = sigma / 2``, -2 % for ``b = sigma``).
+        Bounds, beyond which the step is reduced with a ``UserWarning`` that gives the
+        step used: SK-ROCK 1 (its accuracy limit: the std was 11 % low at 1, 2-3 times
+        too high at 1e6, whose 7229 stages per step ran for minutes), MYULA ``1 / L`` and
+        LM ``1.9 / L`` (their stability limits, ``1 / (1 + 1 / smoothing)`` and
+        ``1.9 / (1 + 1 / smoothing)`` in units of ``1 / L_f`` for TV denoising).
     stages : int, optional
-        SK-ROCK only: number of stages ``s >= 2`` (gradient evaluations per step);
-        by default the fewest that keep the step stable.
+        SK-ROCK only: number of stages ``2 <= s <= 100`` (gradient evaluations per step);
+        by default the fewest that keep the step stable. When those would exceed 100 (a
+        ``smoothing`` below about ``1.3e-5`` at the default step, or a Gaussian prior
+        scale below about ``sigma / 100``) it is a ``ValueError``: with the step that 100
+        stages keep stable, the chains would barely move (measured: ``smoothing=1e-9``
+        gave a step of ``1.9e-5 / L_f``).
     prox_iter : int, default 5
         Langevin/TV only: dual iterations of each warm-started TV prox.
     target_accept : float, default 0.8
-        NUTS only: target acceptance probability of the step-size adaptation.
+        NUTS only: target acceptance probability of the step-size adaptation, in (0, 1).
     max_tree_depth : int, default 10
-        NUTS only.
+        NUTS only: at most 15 (up to ``2^depth - 1`` gradient evaluations per draw).
     sample_scale : bool, default False
         Langevin/TV only: sample ``theta = 1 / b`` jointly with the image (above).
         ``theta`` is often weakly identified (``theta E[TV(x) | y, theta] / (N - 1)``, whose
@@ -194,6 +230,8 @@ def mcmc(
     ------
     ValueError
         For a bad option, or a Langevin sampler forced on a model it does not fit.
+    TypeError
+        For a ``seed`` that is not an integer (or ``None``).
 
     Examples
     --------
@@ -214,7 +252,7 @@ def mcmc(
     ((2, 100), ['interval', 'mean', 'prob'])
     """
     _check_options(sampler, num_samples, warmup, num_chains, thin, max_memory, smoothing,
-                   step_size, stages, prox_iter, generator, seed)
+                   step_size, stages, prox_iter, generator, seed, target_accept, max_tree_depth)
     scale_prior = _check_scale_options(sample_scale, scale_prior, scale_every, sampler)
     problem = None
     if sampler != "nuts":
@@ -253,7 +291,8 @@ def mcmc(
 
 
 def _check_options(sampler, num_samples, warmup, num_chains, thin, max_memory, smoothing,
-                   step_size, stages, prox_iter, generator, seed) -> None:
+                   step_size, stages, prox_iter, generator, seed, target_accept,
+                   max_tree_depth) -> None:
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     check_int(num_samples, "num_samples", 1)
@@ -263,20 +302,26 @@ def _check_options(sampler, num_samples, warmup, num_chains, thin, max_memory, s
     check_int(thin, "thin", 1)
     check_int(max_memory, "max_memory", 1)
     check_int(prox_iter, "prox_iter", 1)
-    if stages is not None:
-        check_int(stages, "stages", 2)
+    if stages is not None and check_int(stages, "stages", 2) > _MAX_STAGES:
+        raise ValueError(
+            f"stages must be an integer in [2, {_MAX_STAGES}], got {stages!r} (each stage is "
+            f"a gradient evaluation; the step is bounded by {_SKROCK_MAX_STEP:g} / L_f anyway)"
+        )
+    if check_int(max_tree_depth, "max_tree_depth", 1) > _MAX_TREE_DEPTH:
+        raise ValueError(
+            f"max_tree_depth must be an integer in [1, {_MAX_TREE_DEPTH}], got "
+            f"{max_tree_depth!r} (up to 2^depth - 1 gradient evaluations per draw)"
+        )
+    if not (isinstance(target_accept, (int, float)) and not isinstance(target_accept, bool)
+            and 0 < target_accept < 1):
+        raise ValueError(f"target_accept must be a number in (0, 1), got {target_accept!r}")
     if not (isinstance(smoothing, (int, float)) and 0 < smoothing < math.inf):
         raise ValueError(f"smoothing must be a positive number, got {smoothing!r}")
     if step_size is not None and not (
         isinstance(step_size, (int, float)) and 0 < step_size < math.inf
     ):
         raise ValueError(f"step_size must be a positive number, got {step_size!r}")
-    if generator is not None and seed is not None:
-        raise ValueError("give generator= or seed=, not both")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+    check_random_source(seed, generator)
 
 
 def _check_scale_options(sample_scale, scale_prior, scale_every, sampler) -> tuple[float, float]:
@@ -325,13 +370,11 @@ def _langevin_misfit(problem: _LinearGaussianProblem | None) -> str | None:
 
 
 def _make_generator(generator, seed, device: torch.device) -> torch.Generator:
-    if generator is not None:
-        return generator
-    gen = torch.Generator(device=device)
-    if seed is None:
-        gen.seed()
-    else:
-        gen.manual_seed(seed)
+    """The run's generator (``seed``'s on ``device``, or ``generator``, checked to be there)."""
+    gen = make_generator(seed, generator, device)
+    if gen.device != torch.device(device):
+        raise ValueError(f"generator is on {gen.device} but the data are on {device}: the "
+                         "Langevin draws need a generator on the data's device")
     return gen
 
 
@@ -456,9 +499,13 @@ def skrock_coefficients(stages: int, eta: float = _ETA) -> dict[str, Any]:
 
 
 def _stages_for(ratio: float) -> int:
-    """The fewest SK-ROCK stages (>= 2) whose stable range ``ell_s`` covers ``ratio``."""
-    s = 2
-    while skrock_coefficients(s)["ell"] < ratio:
+    """The fewest SK-ROCK stages (>= 2) whose stable range ``ell_s`` covers ``ratio``.
+
+    From the closed form of ``ell_s`` (no loop over ``s``: any ``ratio`` is answered at once).
+    """
+    c = 2 - 4 * _ETA / 3
+    s = max(2, math.ceil(0.5 + math.sqrt(max(ratio + 1.5, 0.0) / c)) - 1)
+    while (s - 0.5) ** 2 * c - 1.5 < ratio:  # at most a step or two of rounding
         s += 1
     return s
 
@@ -481,16 +528,24 @@ def _run_langevin(problem: _LinearGaussianProblem, sampler: str, *, num_samples,
     lip = l_f + l_g
     ratio = float((lip / l_f).max())  # condition bound L / L_f
     if sampler == "skrock":
-        rel = _SKROCK_STEP if step_size is None else float(step_size)
-        s = stages if stages is not None else _stages_for(rel * ratio)
-        coef = skrock_coefficients(s)
-        delta = torch.minimum(rel / l_f, coef["ell"] / lip)
+        s, coef, delta = _skrock_schedule(step_size, stages, l_f, lip, ratio, lambda_my,
+                                          smoothing)
     else:
         s = 1
         coef = None
         limit = (1.0 if sampler == "myula" else 1.9) / lip
         default = (1.0 if sampler == "myula" else 1.5) / lip
         delta = default if step_size is None else torch.minimum(step_size / l_f, limit)
+        if step_size is not None and bool((step_size / l_f > limit).any()):
+            used = _scalar_or_list(delta * l_f)
+            warnings.warn(
+                f"step_size={step_size:g} is beyond {sampler.upper()}'s stability limit "
+                f"({'1' if sampler == 'myula' else '1.9'} / L, L = {ratio:.4g} L_f the "
+                f"Lipschitz constant of the smoothed potential); used step_size={used!r} "
+                "(units of 1 / L_f)",
+                UserWarning,
+                stacklevel=3,
+            )
     delta = delta.to(dtype)
     sqrt_2delta = torch.sqrt(2 * delta)
     potential = _Potential(problem, lambda_my, prox_iter)
@@ -499,11 +554,12 @@ def _run_langevin(problem: _LinearGaussianProblem, sampler: str, *, num_samples,
 
     x0 = _initial_x(problem)
     shape = tuple(x0.shape)  # the image's, not the observation's (decimation)
+    # before the chains exist: an absurd num_chains is refused, not allocated
+    store = _DrawStore(num_chains, num_samples, shape, device, max_memory)
     x = x0.expand((num_chains,) + shape).clone()
     if lambda_my is not None:  # a converged dual at the start; later calls warm-start from it
         potential.dual = tv_prox_dual(x, potential.prox_weight.to(dtype),
                                       isotropic=prior.isotropic, num_iter=50)
-    store = _DrawStore(num_chains, num_samples, shape, device, max_memory)
     thetas: list[torch.Tensor] = []
     if scale_prior is not None:  # Gibbs: theta per chain and image, from the model's 1 / b
         batch = tuple(problem.scale.shape[: problem.scale.dim() - problem.event_dim])
@@ -593,6 +649,55 @@ def _scale_summary(theta: torch.Tensor, every: int, scale_prior, scale_every,
     return {"scale_samples": b[:, ::every].cpu(), "scale": summary}
 
 
+def _skrock_schedule(step_size, stages, l_f, lip, ratio, lambda_my, smoothing):
+    """SK-ROCK's stages, coefficients and step ``delta`` (per image), within the bounds.
+
+    The step is at most ``_SKROCK_MAX_STEP / L_f`` (accuracy: a larger one warns and uses
+    the bound) and the stages at most ``_MAX_STAGES`` (cost: a potential so stiff that the
+    step needs more is a ``ValueError``).
+    """
+    rel = _SKROCK_STEP if step_size is None else float(step_size)
+    if rel > _SKROCK_MAX_STEP:
+        warnings.warn(
+            f"step_size={rel:g} is beyond SK-ROCK's accuracy limit: used step_size="
+            f"{_SKROCK_MAX_STEP:g} (units of 1 / L_f; the TV std was 11 % low at 1 and 2-3 "
+            "times too high at 1e6)",
+            UserWarning,
+            stacklevel=4,
+        )
+        rel = _SKROCK_MAX_STEP
+    if stages is not None:
+        s = stages
+    else:
+        s = _stages_for(rel * ratio)
+        if s > _MAX_STAGES:  # capping would leave a chain that barely moves: refuse
+            ell = skrock_coefficients(_MAX_STAGES)["ell"]
+            if lambda_my is not None:
+                fix = (f"use smoothing >= {1 / (ell / rel - 1):.2g}"
+                       + ("" if step_size is None else " or a smaller step_size")
+                       + " (or sampler='lm')")
+                what = f"smoothing={smoothing:g}"
+            else:
+                fix = "use sampler='lm' (exact on this Gaussian model) or a smaller step_size"
+                what = "the prior scale (far below sigma)"
+            raise ValueError(
+                f"{what} makes the potential too stiff for SK-ROCK (L = {ratio:.3g} L_f): a "
+                f"step of {rel:g} / L_f needs {s} stages per step, more than {_MAX_STAGES}; "
+                + fix
+            )
+    coef = skrock_coefficients(s)
+    delta = torch.minimum(rel / l_f, coef["ell"] / lip)
+    if step_size is not None and stages is not None and bool((rel / l_f > coef["ell"] / lip).any()):
+        warnings.warn(
+            f"step_size={rel:g} is not stable with stages={s}: used step_size="
+            f"{_scalar_or_list(delta * l_f)!r} (units of 1 / L_f), the largest it keeps "
+            "stable; give more stages or omit stages",
+            UserWarning,
+            stacklevel=4,
+        )
+    return s, coef, delta
+
+
 def _skrock_step(x, potential, delta, q, coef, s):
     """One SK-ROCK step; ``q = sqrt(2 delta) z``."""
     mu, nu, kappa = coef["mu"], coef["nu"], coef["kappa"]
@@ -625,10 +730,10 @@ def _scalar_or_list(t: torch.Tensor) -> float | list:
 def _run_nuts(model, args, kwargs, *, num_samples, warmup, num_chains, thin, generator, seed,
               max_memory, progress, target_accept, max_tree_depth) -> Posterior:
     start = time.perf_counter()
-    trace = initial_trace(model, args, kwargs)
+    gen = make_generator(seed, generator, data_device(args, kwargs))
+    trace = initial_trace(model, args, kwargs, generator=gen)
     x0 = trace.nodes[X_SITE]["value"].detach()
     device, dtype = x0.device, x0.dtype
-    gen = _make_generator(generator, seed, device)
     latent = {
         name: site["value"].detach()
         for name, site in trace.nodes.items()
@@ -639,14 +744,22 @@ def _run_nuts(model, args, kwargs, *, num_samples, warmup, num_chains, thin, gen
     if warmup is None:
         warmup = num_samples
     shape = tuple(x0.shape)
+    # Pyro keeps every draw of a chain (num_samples * thin), and the chains' thinned draws
+    # are stacked before the store sees them: both are in memory at the end of a run
+    held = sum(v.numel() * v.element_size() for v in latent.values())
+    need = num_samples * (thin + num_chains) * held
+    if need > max_memory:
+        raise ValueError(
+            f"NUTS keeps every draw: num_samples={num_samples} with thin={thin} and "
+            f"num_chains={num_chains} needs {need} bytes for the latent sites, beyond "
+            f"max_memory={max_memory}; lower num_samples or thin, or raise max_memory"
+        )
     store = _DrawStore(num_chains, num_samples, shape, device, max_memory)
     per_chain: list[torch.Tensor] = []
     others: dict[str, list[torch.Tensor]] = {n: [] for n in latent if n != X_SITE}
     step_sizes, accept, divergences, evaluations = [], [], 0, 0
     for _ in range(num_chains):
-        chain_seed = int(torch.randint(0, 2**62, (1,), generator=gen, device=device))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(chain_seed)
+        with seeded_global_rng(draw_seed(gen), device):  # Pyro draws from the global RNG
             init_params, potential_fn, transforms, _ = initialize_model(
                 model, model_args=args, model_kwargs=kwargs,
                 init_strategy=init_to_value(values=latent), max_plate_nesting=plates,
@@ -664,7 +777,11 @@ def _run_nuts(model, args, kwargs, *, num_samples, warmup, num_chains, thin, gen
         per_chain.append(xs)
         for name in others:
             others[name].append(samples[name][thin - 1 :: thin])
-        diag = runner.diagnostics()
+        # Pyro's diagnostics() also computes R-hat, which needs 4 draws: read its per-chain
+        # acceptance rate and divergences directly (the same numbers) for shorter runs
+        diag = runner.diagnostics() if num_samples * thin >= 4 else {
+            name: {"chain 0": value} for name, value in runner._diagnostics[0].items()  # noqa: SLF001
+        }
         step_sizes.append(float(kernel.step_size))
         rate = diag.get("acceptance rate", {})
         accept.extend(float(v) for v in rate.values())

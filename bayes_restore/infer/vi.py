@@ -17,7 +17,14 @@ from pyro.infer.autoguide.initialization import init_to_median, init_to_value
 from tqdm.auto import tqdm
 
 from bayes_restore.exceptions import ConvergenceWarning
-from bayes_restore.infer.generic import initial_trace
+from bayes_restore.infer.generic import (
+    DEFAULT_SEED,
+    data_device,
+    draw_seed,
+    initial_trace,
+    make_generator,
+    seeded_global_rng,
+)
 from bayes_restore.models import X_SITE
 from bayes_restore.posterior import Posterior, SolverInfo
 
@@ -40,6 +47,7 @@ def variational(
     num_samples: int = 100,
     init_scale: float | None = None,
     generator: torch.Generator | None = None,
+    seed: int | None = DEFAULT_SEED,
     progress: bool = False,
     **kwargs: Any,
 ) -> Posterior:
@@ -49,7 +57,7 @@ def variational(
     ``"lowrank"`` is ``AutoLowRankMultivariateNormal`` (diagonal plus rank ``rank``
     covariance). The guide's mean starts at the MAP (``init="map"``, computed by
     :func:`~bayes_restore.infer.map_estimate`, fast for the package's own models), or at
-    the data (``"data"``: ``A^T y``); the priors are improper and cannot be sampled.
+    the data (``"data"``: ``A^T y``); the priors are improper, so the guide starts at the data.
     Optimisation: Adam on the ELBO, its learning rate decaying to a tenth over
     ``max_steps``, until the mean loss of the last ``window`` steps improves on the
     window before by less than ``tol`` times the improvement since the first window.
@@ -69,7 +77,7 @@ def variational(
     rank : int, default 10
         Rank of the low-rank guide.
     max_steps : int, default 5000
-    lr : float, default 0.02
+    lr : float, default 0.01
         Adam's learning rate.
     tol : float, default 0.02
         Stop when the last window improves the mean loss by less than ``tol`` times the
@@ -82,8 +90,16 @@ def variational(
     init_scale : float, optional
         Initial std of the guide (default: a tenth of the data's std).
     generator : torch.Generator, optional
-        Seeds Pyro's randomness for this run (SVI draws from the global RNG, so the
-        global state is saved and restored around the run).
+        Source of randomness instead of ``seed`` (giving both is a ``ValueError``).
+    seed : int or None, default 0
+        Seeds every random draw of the run (the ELBO's Monte Carlo draws, the guide's
+        draws, a generic MAP's starting point): the same call gives bit-identical results
+        every time; another integer gives another independent run. ``None``: fresh entropy
+        from the operating system (not reproducible). Pyro's SVI draws from torch's global
+        RNG: it is seeded for the run and restored afterwards (CPU and the data's device),
+        and the run uses a parameter store of its own, so neither the caller's global RNG
+        state nor the caller's Pyro parameter store is changed. (Calling the returned
+        ``diagnostics["guide"]`` later runs in the caller's store.)
     progress : bool, default False
         Progress bar over SVI steps.
 
@@ -101,8 +117,7 @@ def variational(
     >>> from bayes_restore.priors import GaussianGradient
     >>> y = torch.rand(8, 8, dtype=torch.float64)
     >>> post = variational(restoration_model, y, prior=GaussianGradient(0.1, shape=(8, 8)),
-    ...                    sigma=0.1, max_steps=2000, window=50, num_samples=10,
-    ...                    generator=torch.Generator().manual_seed(0))
+    ...                    sigma=0.1, max_steps=2000, window=50, num_samples=10, seed=0)
     >>> post.std.shape, post.samples.shape
     (torch.Size([8, 8]), torch.Size([1, 10, 8, 8]))
     """
@@ -117,6 +132,8 @@ def variational(
         raise ValueError("lr and tol must be > 0")
 
     start = time.perf_counter()
+    gen = make_generator(seed, generator, data_device(args, kwargs))
+    svi_seed = draw_seed(gen)  # the first draw: the stream of the former generator= runs
     trace = initial_trace(model, args, kwargs)
     if isinstance(init, torch.Tensor):
         x0 = init.detach()
@@ -125,7 +142,7 @@ def variational(
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            x0 = map_estimate(model, *args, **kwargs).map.detach()
+            x0 = map_estimate(model, *args, seed=draw_seed(gen), **kwargs).map.detach()
     elif init == "data":
         x0 = trace.nodes[X_SITE]["value"].detach()
     else:
@@ -137,11 +154,7 @@ def variational(
         init_scale = max(spread / 10, 1e-4)
     init_loc = init_to_value(values={X_SITE: x0}, fallback=init_to_median())
 
-    saved_state = torch.get_rng_state()
-    if generator is not None:
-        torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
-    try:
-        pyro.clear_param_store()
+    with seeded_global_rng(svi_seed, device), pyro.get_param_store().scope():
         if guide == "normal":
             g = AutoNormal(model, init_loc_fn=init_loc, init_scale=init_scale)
         else:
@@ -180,9 +193,6 @@ def variational(
                     for _ in range(num_samples)
                 ]
             samples = torch.stack(draws).to(torch.float32).unsqueeze(0)
-    finally:
-        if generator is not None:
-            torch.set_rng_state(saved_state)
     if not converged:
         warnings.warn(
             f"SVI stopped at max_steps={max_steps} before the ELBO settled (tol={tol:.1e})",
