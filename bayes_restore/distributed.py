@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.distributions import Distribution
 
 from bayes_restore._validation import check_int, check_seed, parse_device
-from bayes_restore.operators import Identity, LinearOperator, Mask
-from bayes_restore.priors import GradientPrior
+from bayes_restore.operators import Diagonal, LinearOperator, as_operator
 from bayes_restore.restore import METHODS, check_engine_kwargs, restore
 from bayes_restore.tiled import (
     DEFAULT_TILE,
@@ -41,7 +41,7 @@ def _import_dask():
 
 def restore_dask(
     array: Any,
-    prior: str | GradientPrior = "tv",
+    prior: str | Distribution = "tv",
     *,
     overlap: int | None = None,
     tile: int | None = None,
@@ -91,9 +91,10 @@ def restore_dask(
         the documentation).
     tile : int, optional
         Rechunk the two image axes to this size first.
-    operator : Mask, optional
-        Inpainting: the mask (in memory, shape ``(H, W)`` or the array's) is chunked and
-        overlapped with the image. Other operators couple chunks and are refused.
+    operator : LinearOperator, optional
+        A pixel-diagonal operator (``tileable``): inpainting's :class:`Mask` or a
+        pointwise gain. Its ``(H, W)`` gains (in memory) are chunked and overlapped with
+        the image. Other operators couple chunks and are refused.
     return_std : bool, default False
         Also return the per-pixel posterior std (needs ``method`` "exact", "vi" or
         "mcmc"). Both arrays come from one task graph: compute them together
@@ -191,7 +192,7 @@ def restore_dask(
         return (out, {**estimated, "sigma": 0.0}) if return_parameters else out
     if overlap is None:
         overlap = auto_overlap(shared, mask=None if mask2d is None
-                               else torch.from_numpy(np.ascontiguousarray(mask2d)))
+                               else torch.from_numpy(np.ascontiguousarray(mask2d != 0)))
     x = _ensure_min_chunks(da, x, overlap)
     # depth per image axis: none along an axis in one chunk (nothing to borrow), and never
     # more than the axis
@@ -275,22 +276,24 @@ def _ensure_min_chunks(da, x, overlap: int):
 
 
 def _check_mask(operator, shape) -> np.ndarray | None:
-    """The 2-D mask of a :class:`Mask` (None for the identity); ``ValueError`` for operators
-    that couple chunks and for masks that vary along the leading axes."""
-    if operator is None or isinstance(operator, Identity):
+    """The 2-D gains of a pixel-diagonal operator (masks: 0/1; None for the identity); a
+    ``ValueError`` for operators that couple chunks and for gains that vary along the
+    leading axes."""
+    op = as_operator(operator)
+    if op.is_identity:
         return None
-    if not isinstance(operator, Mask):
+    if not op.tileable:
         raise ValueError(
-            f"operator: restore_dask supports Identity and Mask, got {type(operator).__name__} "
-            "(a blur or decimation couples pixels across chunks)"
+            f"operator: restore_dask needs an operator that acts on each pixel alone (masks, "
+            f"pointwise gains), got {op!r} (a blur or decimation couples pixels across chunks)"
         )
-    mask = operator.mask.detach().cpu().numpy()
-    if tuple(mask.shape[-2:]) != tuple(shape[-2:]) or any(d != 1 for d in mask.shape[:-2]):
+    gains = op.structure().d.detach().cpu().to(torch.float64).numpy()
+    if tuple(gains.shape[-2:]) != tuple(shape[-2:]) or any(d != 1 for d in gains.shape[:-2]):
         raise ValueError(
-            f"operator: restore_dask takes one (H, W) mask for all images, got shape "
-            f"{mask.shape} for an array of shape {tuple(shape)}"
+            f"operator: restore_dask takes one (H, W) mask or gain map for all images, got "
+            f"shape {gains.shape} for an array of shape {tuple(shape)}"
         )
-    return mask.reshape(mask.shape[-2:])
+    return gains.reshape(gains.shape[-2:])
 
 
 def _restore_block(block, mask=None, *, depth, kwargs, seed, method, with_std, device, threads,
@@ -301,7 +304,7 @@ def _restore_block(block, mask=None, *, depth, kwargs, seed, method, with_std, d
     location, counts = info["chunk-location"], info["num-chunks"]
     chunk = int(np.ravel_multi_index(location, counts))
     kwargs = {**kwargs, "seed": None if seed is None else seed + chunk}
-    operator = Mask(np.ascontiguousarray(mask)) if has_mask else None
+    operator = Diagonal(np.ascontiguousarray(mask)) if has_mask else None
     with _PYRO_LOCK:
         if threads is not None:
             torch.set_num_threads(threads)

@@ -2,13 +2,28 @@
 
 An operator acts on the last two dimensions of ``(..., H, W)`` tensors and is
 batched over the leading ones. It provides ``forward`` (``A x``), ``adjoint``
-(``A^T y``), ``normal`` (``A^T A x``), ``output_shape`` and an upper bound
-``norm_bound`` on its operator norm (used for solver step sizes).
+(``A^T y``), ``normal`` (``A^T A x``), ``output_shape`` / ``input_shape`` and an upper
+bound ``norm_bound`` on its operator norm (used for solver step sizes).
+
+Operators also *describe themselves*, so that solvers ask them what they can do
+instead of testing their class: :meth:`LinearOperator.structure` returns one of the
+spectral structures below (or ``None`` for a general operator), from which the base
+class derives the exact normal-equation solve :meth:`LinearOperator.solve_normal` and
+the restriction to a window of the image :meth:`LinearOperator.restrict` (tiling).
+An operator written outside the package that declares a structure gets both, and
+the solvers' fast paths, without any change to the package:
+
+- :class:`PixelDiagonal` ``(d)``: ``A = diag(d)`` (masks, pointwise gains);
+- :class:`FourierDiagonal` ``(transfer)``: a periodic convolution, diagonal in the
+  2-D discrete Fourier basis;
+- :class:`BlockMean` ``(factor)``: the mean of each ``factor x factor`` block
+  (``A A^T = I / factor^2``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -18,16 +33,170 @@ __all__ = [
     "Blur",
     "Downsample",
     "Mask",
+    "Diagonal",
+    "PixelDiagonal",
+    "FourierDiagonal",
+    "BlockMean",
     "gaussian_psf",
     "box_psf",
 ]
+
+
+# --------------------------------------------------------------------------------------
+# structures: what an operator is, spectrally
+# --------------------------------------------------------------------------------------
+
+
+def _check_rho(rho) -> None:
+    if isinstance(rho, torch.Tensor):
+        if not bool((rho > 0).all()):
+            raise ValueError("rho must be > 0")
+    elif not rho > 0:
+        raise ValueError(f"rho must be > 0, got {rho!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class PixelDiagonal:
+    """``A = diag(d)``: every pixel scaled by its own gain.
+
+    Masks (``d`` in ``{0, 1}``), pointwise gains (vignetting, per-pixel sensitivity),
+    the identity (``d = 1``). Observation and image have the same shape.
+
+    Parameters
+    ----------
+    d : torch.Tensor
+        The diagonal, broadcastable to the images: ``(H, W)``, ``(C, H, W)``, a scalar,
+        ... Booleans count as 0 and 1.
+
+    Examples
+    --------
+    >>> import torch
+    >>> s = PixelDiagonal(torch.tensor([[1.0, 0.0], [1.0, 1.0]]))
+    >>> s.binary
+    True
+    >>> s.solve_normal(torch.ones(2, 2), 1.0)  # (d^2 + 1)^-1
+    tensor([[0.5000, 1.0000],
+            [0.5000, 0.5000]])
+    """
+
+    d: torch.Tensor
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "d", torch.as_tensor(self.d))
+
+    @property
+    def binary(self) -> bool:
+        """Whether every entry of ``d`` is 0 or 1 (a mask)."""
+        d = self.d
+        return d.dtype == torch.bool or bool(((d == 0) | (d == 1)).all())
+
+    def diagonal(self, like: torch.Tensor) -> torch.Tensor:
+        """``d`` in the dtype and on the device of ``like`` (not expanded)."""
+        return self.d.to(dtype=like.dtype, device=like.device)
+
+    def window(self, rows: slice, cols: slice) -> PixelDiagonal:
+        """The diagonal of the image window ``[..., rows, cols]`` (broadcast axes kept)."""
+        d = self.d
+        if d.dim() >= 1 and d.shape[-1] > 1:
+            d = d[..., cols]
+        if d.dim() >= 2 and d.shape[-2] > 1:
+            d = d[..., rows, :]
+        return PixelDiagonal(d)
+
+    def solve_normal(self, v: torch.Tensor, rho: float | torch.Tensor) -> torch.Tensor:
+        """``(A^T A + rho I)^{-1} v = v / (d^2 + rho)``."""
+        _check_rho(rho)
+        return v / (self.diagonal(v).square() + rho)
+
+
+@dataclass(frozen=True, eq=False)
+class FourierDiagonal:
+    """A periodic (circular) convolution: ``A = F^-1 diag(H) F`` with ``F`` the 2-D DFT.
+
+    Parameters
+    ----------
+    transfer : callable
+        ``transfer(h, w, like)`` returns the transfer function ``H`` of an ``(h, w)``
+        image as ``torch.fft.rfft2`` lays it out, shape ``(h, w // 2 + 1)``, complex,
+        in ``like``'s precision and on its device; ``A x = irfft2(rfft2(x) * H)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> s = Blur(gaussian_psf(3, 1.0)).structure()
+    >>> s.transfer(8, 8, torch.zeros(1, dtype=torch.float64)).shape
+    torch.Size([8, 5])
+    >>> v = torch.rand(8, 8, dtype=torch.float64)
+    >>> op = Blur(gaussian_psf(3, 1.0))
+    >>> x = s.solve_normal(v, 0.1)
+    >>> bool(torch.allclose(op.normal(x) + 0.1 * x, v))
+    True
+    """
+
+    transfer: Callable[[int, int, torch.Tensor], torch.Tensor]
+
+    def solve_normal(self, v: torch.Tensor, rho: float | torch.Tensor) -> torch.Tensor:
+        """``(A^T A + rho I)^{-1} v = F^-1 [F v / (|H|^2 + rho)]``."""
+        _check_rho(rho)
+        h, w = v.shape[-2:]
+        h2 = self.transfer(h, w, v).abs().square()
+        return torch.fft.irfft2(torch.fft.rfft2(v) / (h2 + rho), s=(h, w))
+
+
+@dataclass(frozen=True)
+class BlockMean:
+    """Box decimation: ``(A x)_ij`` is the mean of the ``factor x factor`` block ``(i, j)``.
+
+    ``A A^T = I / factor^2``, so ``A^T A = M / factor^2`` with ``M`` the projection that
+    replaces each block by its mean. Rows and columns beyond ``factor * (H // factor)``
+    are not observed (``A^T A`` is zero there).
+
+    Parameters
+    ----------
+    factor : int
+        The block size, >= 2.
+
+    Examples
+    --------
+    >>> import torch
+    >>> BlockMean(2).solve_normal(torch.ones(2, 2), 0.75)  # (1/4 + 3/4)^-1 on constants
+    tensor([[1., 1.],
+            [1., 1.]])
+    """
+
+    factor: int
+
+    def solve_normal(self, v: torch.Tensor, rho: float | torch.Tensor) -> torch.Tensor:
+        """``(A^T A + rho I)^{-1} v = v / rho + (1 / (f^-2 + rho) - 1 / rho) M v``."""
+        _check_rho(rho)
+        f = self.factor
+        h, w = (v.shape[-2] // f) * f, (v.shape[-1] // f) * f
+        out = v / rho
+        if h and w:
+            lead = v.shape[:-2]
+            means = v[..., :h, :w].reshape(lead + (h // f, f, w // f, f)).mean(
+                (-3, -1), keepdim=True)
+            coef = 1.0 / (1.0 / f**2 + rho) - 1.0 / rho
+            if isinstance(coef, torch.Tensor):
+                coef = coef.reshape(coef.shape + (1, 1))
+            block = out[..., :h, :w].view(lead + (h // f, f, w // f, f))
+            block.add_(means * coef)
+        return out
+
+
+# --------------------------------------------------------------------------------------
+# the interface
+# --------------------------------------------------------------------------------------
 
 
 class LinearOperator:
     """Interface of the linear operators: subclass and implement ``forward`` and ``adjoint``.
 
     Subclasses whose output has another spatial shape (decimation) override
-    :meth:`output_shape`. ``norm_bound`` must be an upper bound of ``||A||_2``.
+    :meth:`output_shape` and :meth:`input_shape`. ``norm_bound`` must be an upper bound
+    of ``||A||_2``. A subclass that declares its :meth:`structure` gets
+    :meth:`solve_normal` (and, for a :class:`PixelDiagonal`, :meth:`restrict`) from it,
+    and the solvers' fast paths.
 
     Examples
     --------
@@ -37,14 +206,23 @@ class LinearOperator:
     ...         return 2 * x
     ...     def adjoint(self, y):
     ...         return 2 * y
+    ...     def structure(self):
+    ...         return PixelDiagonal(torch.tensor(2.0))
     ...     norm_bound = 2.0
     >>> Scale().normal(torch.ones(2, 2))
     tensor([[4., 4.],
             [4., 4.]])
+    >>> Scale().solve_normal(torch.full((2, 2), 5.0), 1.0)  # (4 + 1)^-1 * 5
+    tensor([[1., 1.],
+            [1., 1.]])
+    >>> Scale().tileable, Scale().restrict(slice(0, 1), slice(0, 2))
+    (True, Diagonal(d shape ()))
     """
 
     #: an upper bound on the operator norm ``||A||_2``
     norm_bound: float = 1.0
+    #: whether ``A = I`` (solvers then run the denoising path)
+    is_identity: bool = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply ``A`` to images of shape ``(..., H, W)``."""
@@ -62,11 +240,79 @@ class LinearOperator:
         """Shape of ``A x`` for ``x`` of the given shape (same shape by default)."""
         return tuple(shape)
 
+    def input_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
+        """Shape of ``x`` for an observation ``A x`` of the given shape.
+
+        The same shape by default; a subclass that overrides :meth:`output_shape` must
+        override this too.
+        """
+        if type(self).output_shape is not LinearOperator.output_shape:
+            raise NotImplementedError(
+                f"{type(self).__name__} overrides output_shape but not input_shape"
+            )
+        return tuple(shape)
+
+    def structure(self) -> PixelDiagonal | FourierDiagonal | BlockMean | None:
+        """The operator's spectral structure, or ``None`` for a general operator.
+
+        Solvers use it for closed-form steps (the data term's proximal step); the base
+        class derives :meth:`solve_normal` and :meth:`restrict` from it.
+        """
+        return None
+
+    @property
+    def can_solve_normal(self) -> bool:
+        """Whether :meth:`solve_normal` is available (exact, no iterations)."""
+        return (self.structure() is not None
+                or type(self).solve_normal is not LinearOperator.solve_normal)
+
+    def solve_normal(self, v: torch.Tensor, rho: float | torch.Tensor) -> torch.Tensor:
+        """``(A^T A + rho I)^{-1} v`` for images ``v`` of shape ``(..., H, W)``, ``rho > 0``.
+
+        Exact, from :meth:`structure`; raises ``NotImplementedError`` for a general
+        operator (see :attr:`can_solve_normal`). A tensor ``rho`` gives one value per
+        image (shape ``batch``).
+        """
+        structure = self.structure()
+        if structure is None:
+            raise NotImplementedError(
+                f"{self!r} has no closed-form (A^T A + rho I)^-1: it declares no structure() "
+                "(PixelDiagonal, FourierDiagonal or BlockMean); use an iterative solver"
+            )
+        return structure.solve_normal(v, rho)
+
+    @property
+    def tileable(self) -> bool:
+        """Whether :meth:`restrict` is available: ``A`` acts on each pixel alone."""
+        return isinstance(self.structure(), PixelDiagonal)
+
+    def restrict(self, rows: slice, cols: slice) -> LinearOperator:
+        """The operator on the image window ``x[..., rows, cols]`` (for tiling).
+
+        ``A.restrict(rows, cols).forward(x[..., rows, cols]) == A.forward(x)[..., rows,
+        cols]``. Available for pixel-diagonal operators (:attr:`tileable`); the base
+        class returns a :class:`Diagonal` of the window's gains, subclasses their own
+        type. Raises ``NotImplementedError`` otherwise.
+        """
+        _check_window(rows, cols)
+        structure = self.structure()
+        if not isinstance(structure, PixelDiagonal):
+            raise NotImplementedError(
+                f"{self!r} is not tileable: only pixel-diagonal operators restrict to a "
+                "window (a convolution or a decimation couples neighbouring pixels)"
+            )
+        return Diagonal(structure.window(rows, cols).d)
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def _check_window(rows, cols) -> None:
+    if not (isinstance(rows, slice) and isinstance(cols, slice)):
+        raise TypeError(f"rows and cols must be slices, got {rows!r}, {cols!r}")
 
 
 class Identity(LinearOperator):
@@ -78,9 +324,12 @@ class Identity(LinearOperator):
     >>> x = torch.ones(2, 3)
     >>> bool(torch.equal(Identity().forward(x), x))
     True
+    >>> Identity().is_identity, Identity().tileable
+    (True, True)
     """
 
     norm_bound = 1.0
+    is_identity = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
@@ -90,6 +339,13 @@ class Identity(LinearOperator):
 
     def normal(self, x: torch.Tensor) -> torch.Tensor:
         return x
+
+    def structure(self) -> PixelDiagonal:
+        return PixelDiagonal(torch.ones((), dtype=torch.float64))
+
+    def restrict(self, rows: slice, cols: slice) -> Identity:
+        _check_window(rows, cols)
+        return self
 
 
 def gaussian_psf(size: int, sigma: float, *, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -161,7 +417,20 @@ class Blur(LinearOperator):
         self.norm_bound = float(psf.abs().sum())
         self._cache: dict = {}
 
-    def _transfer(self, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+    def transfer(self, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+        """The periodic transfer function of an ``(h, w)`` image, ``rfft2`` layout.
+
+        ``rfft2`` of the kernel wrapped around an ``(h, w)`` grid with its centre at
+        ``(0, 0)``, in ``like``'s dtype and on its device (cached): the periodic
+        convolution is ``irfft2(rfft2(x) * transfer(h, w, x), s=(h, w))``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> t = Blur(box_psf(3)).transfer(6, 6, torch.zeros(1, dtype=torch.float64))
+        >>> t.shape, round(float(t[0, 0].real), 12)  # the DC gain is the kernel's sum
+        (torch.Size([6, 4]), 1.0)
+        """
         key = (h, w, like.dtype, like.device)
         if key not in self._cache:
             kh, kw = self.psf.shape
@@ -185,7 +454,7 @@ class Blur(LinearOperator):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        out = torch.fft.irfft2(torch.fft.rfft2(x) * self._transfer(h, w, x), s=(h, w))
+        out = torch.fft.irfft2(torch.fft.rfft2(x) * self.transfer(h, w, x), s=(h, w))
         if self.boundary == "valid":
             rows, cols = self._valid_slices(h, w)
             out = out[..., rows, cols]
@@ -200,22 +469,26 @@ class Blur(LinearOperator):
             full[..., rows, cols] = y
             y = full
         h, w = y.shape[-2:]
-        return torch.fft.irfft2(torch.fft.rfft2(y) * self._transfer(h, w, y).conj(), s=(h, w))
+        return torch.fft.irfft2(torch.fft.rfft2(y) * self.transfer(h, w, y).conj(), s=(h, w))
 
-    def output_shape(self, shape):
+    def output_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
         shape = tuple(shape)
         if self.boundary == "periodic":
             return shape
         kh, kw = self.psf.shape
         return shape[:-2] + (shape[-2] - kh + 1, shape[-1] - kw + 1)
 
-    def input_shape(self, shape):
-        """Shape of ``x`` for an observation of the given shape."""
+    def input_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
+        """Shape of ``x`` for an observation of the given shape (``"valid"``: larger)."""
         shape = tuple(shape)
         if self.boundary == "periodic":
             return shape
         kh, kw = self.psf.shape
         return shape[:-2] + (shape[-2] + kh - 1, shape[-1] + kw - 1)
+
+    def structure(self) -> FourierDiagonal | None:
+        """:class:`FourierDiagonal` for the periodic boundary, ``None`` for ``"valid"``."""
+        return FourierDiagonal(self.transfer) if self.boundary == "periodic" else None
 
     def __repr__(self) -> str:
         return f"Blur(psf {tuple(self.psf.shape)}, boundary={self.boundary!r})"
@@ -278,9 +551,18 @@ class Downsample(LinearOperator):
         out[..., f // 2 : y.shape[-2] * f : f, f // 2 : y.shape[-1] * f : f] = y
         return self._blur.adjoint(out)
 
-    def output_shape(self, shape):
+    def output_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
         shape = tuple(shape)
         return shape[:-2] + (shape[-2] // self.factor, shape[-1] // self.factor)
+
+    def input_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
+        """Shape of ``x`` for an observation of the given shape: ``factor`` times larger."""
+        shape = tuple(shape)
+        return shape[:-2] + (shape[-2] * self.factor, shape[-1] * self.factor)
+
+    def structure(self) -> BlockMean | None:
+        """:class:`BlockMean` for the box kernel, ``None`` for the Gaussian one."""
+        return BlockMean(self.factor) if self.kernel == "box" else None
 
     def __repr__(self) -> str:
         return f"Downsample({self.factor}, kernel={self.kernel!r})"
@@ -326,8 +608,59 @@ class Mask(LinearOperator):
     adjoint = forward
     normal = forward
 
+    def structure(self) -> PixelDiagonal:
+        """:class:`PixelDiagonal` of the mask (binary)."""
+        return PixelDiagonal(self.mask)
+
+    def restrict(self, rows: slice, cols: slice) -> Mask:
+        """The mask of the window ``[..., rows, cols]``."""
+        _check_window(rows, cols)
+        return Mask(PixelDiagonal(self.mask).window(rows, cols).d)
+
     def __repr__(self) -> str:
         return f"Mask({float(self.mask.double().mean()):.0%} observed)"
+
+
+class Diagonal(LinearOperator):
+    """A pointwise gain ``A = diag(d)``: vignetting, per-pixel sensitivity, soft masks.
+
+    Parameters
+    ----------
+    d : array or torch.Tensor
+        Finite real gains, broadcastable to the images (``(H, W)``, ``(C, H, W)``, ...).
+
+    Examples
+    --------
+    >>> import torch
+    >>> op = Diagonal(torch.tensor([[1.0, 0.5], [0.25, 2.0]]))
+    >>> op.forward(torch.ones(2, 2))
+    tensor([[1.0000, 0.5000],
+            [0.2500, 2.0000]])
+    >>> op.restrict(slice(1, 2), slice(0, 2)).d
+    tensor([[0.2500, 2.0000]])
+    """
+
+    def __init__(self, d) -> None:
+        d = torch.as_tensor(d)
+        if not d.is_floating_point() or not bool(torch.isfinite(d).all()):
+            raise ValueError("d must hold finite floating-point values")
+        self.d = d
+        self.norm_bound = float(d.abs().max()) if d.numel() else 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.d.to(device=x.device, dtype=x.dtype)
+
+    adjoint = forward
+
+    def normal(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.d.to(device=x.device, dtype=x.dtype).square()
+
+    def structure(self) -> PixelDiagonal:
+        """:class:`PixelDiagonal` of the gains."""
+        return PixelDiagonal(self.d)
+
+    def __repr__(self) -> str:
+        return f"Diagonal(d shape {tuple(self.d.shape)})"
 
 
 def as_operator(operator: LinearOperator | None) -> LinearOperator:

@@ -19,7 +19,7 @@ engines never sample the prior, they start at the data.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from pyro.distributions import TorchDistribution, constraints
@@ -27,7 +27,14 @@ from pyro.distributions import TorchDistribution, constraints
 from ._validation import check_positive
 from .differences import gradient_energy, idct2, laplacian_eigenvalues
 
-__all__ = ["GradientPrior", "GaussianGradient", "TotalVariation", "make_prior", "PRIOR_NAMES"]
+__all__ = [
+    "GradientPrior",
+    "GaussianGradient",
+    "TotalVariation",
+    "make_prior",
+    "register_prior",
+    "PRIOR_NAMES",
+]
 
 
 class GradientPrior(TorchDistribution):
@@ -140,6 +147,32 @@ class GradientPrior(TorchDistribution):
     def weight(self, sigma: float | torch.Tensor) -> torch.Tensor:
         """``lambda = 2 sigma^2 / (beta b^beta)``: the energy weight for noise level ``sigma``."""
         return 2 * torch.as_tensor(sigma) ** 2 / (self.beta * self.scale**self.beta)
+
+    def with_shape(self, shape: Sequence[int]) -> GradientPrior:
+        """The same prior (scale, order, isotropy) on images of another ``shape``.
+
+        What tiled and chunked restoration ask of a prior instance: each tile gets the
+        prior at its own size.
+
+        Examples
+        --------
+        >>> TotalVariation(0.1, shape=(64, 64)).with_shape((3, 16, 16)).event_shape
+        torch.Size([3, 16, 16])
+        """
+        new = type(self).__new__(type(self))
+        GradientPrior.__init__(new, self.scale, self.beta, shape=shape,
+                               isotropic=self.isotropic, validate_args=self._validate_args)
+        new._sample_dtype = self._sample_dtype
+        return new
+
+    @property
+    def gradient_order(self) -> float:
+        """``beta``: the capability the engines ask for to run their gradient-prior fast paths.
+
+        A prior of another family simply has no such attribute (engines then take the
+        generic Pyro path); a subclass that changes the law should return ``None``.
+        """
+        return self.beta
 
     @property
     def has_rsample(self) -> bool:
@@ -385,13 +418,48 @@ class TotalVariation(GradientPrior):
 
 
 #: prior names understood by :func:`make_prior` (and ``denoise(prior=...)``): (beta, isotropic)
-PRIOR_NAMES = {
+#: for the gradient family; names added by :func:`register_prior` are listed as (None, None)
+PRIOR_NAMES: dict[str, tuple[float | None, bool | None]] = {
     "tv": (1.0, True),
     "tv-anisotropic": (1.0, False),
     "gaussian": (2.0, True),
     "gradient": (None, True),
     "gradient-anisotropic": (None, False),
 }
+
+#: factories of the priors registered by name beyond the gradient family
+_REGISTERED: dict[str, Callable[..., TorchDistribution]] = {}
+
+
+def register_prior(name: str, factory: Callable[..., TorchDistribution]) -> None:
+    """Make ``name`` a prior name of :func:`make_prior`, hence of ``denoise``, ``restore``,
+    ``restore_tiled``, ``restore_dask`` and the command line's ``--prior``.
+
+    ``factory(scale, *, shape, beta=None)`` returns a Pyro distribution over images of
+    event shape ``shape``. The engines use what the distribution provides: its
+    ``log_prob`` always (generic MAP, NUTS), ``energy(x)`` and ``weight(sigma)`` if it
+    has them (``weight=`` given instead of ``scale=`` needs a
+    ``scale_from_weight(sigma, weight)`` static method on the factory's result class, or
+    is refused), and a ``gradient_order`` only if it is exactly a gradient prior.
+
+    Examples
+    --------
+    >>> import torch
+    >>> class Huber(GradientPrior):  # any TorchDistribution over images works
+    ...     gradient_order = None  # not the gradient family: the generic engines run
+    >>> register_prior("my-huber", lambda scale, *, shape, beta=None: Huber(scale, shape=shape))
+    >>> make_prior("my-huber", 0.1, shape=(4, 4)).event_shape
+    torch.Size([4, 4])
+    >>> _ = PRIOR_NAMES.pop("my-huber"), _REGISTERED.pop("my-huber")  # undo the example
+    """
+    if not isinstance(name, str) or not name or name.lower() != name:
+        raise ValueError(f"name must be a non-empty lower-case string, got {name!r}")
+    if name in PRIOR_NAMES:
+        raise ValueError(f"prior name {name!r} is taken")
+    if not callable(factory):
+        raise TypeError(f"factory must be callable, got {type(factory).__name__}")
+    _REGISTERED[name] = factory
+    PRIOR_NAMES[name] = (None, None)
 
 
 def make_prior(
@@ -400,13 +468,14 @@ def make_prior(
     *,
     shape: Sequence[int],
     beta: float | None = None,
-) -> GradientPrior:
-    """Build a prior of the family from its name.
+) -> TorchDistribution:
+    """Build a prior from its name.
 
     Parameters
     ----------
-    name : {"tv", "tv-anisotropic", "gaussian", "gradient", "gradient-anisotropic"}
-        ``"gradient"`` is the general order ``beta`` (default 1).
+    name : {"tv", "tv-anisotropic", "gaussian", "gradient", "gradient-anisotropic"} or str
+        ``"gradient"`` is the general order ``beta`` (default 1); or a name added by
+        :func:`register_prior`.
     scale : float or torch.Tensor
         The scale ``b > 0``.
     shape : sequence of int
@@ -422,6 +491,8 @@ def make_prior(
     """
     if not isinstance(name, str) or name.lower() not in PRIOR_NAMES:
         raise ValueError(f"unknown prior name {name!r}; expected one of {sorted(PRIOR_NAMES)}")
+    if name.lower() in _REGISTERED:
+        return _REGISTERED[name.lower()](scale, shape=tuple(shape), beta=beta)
     fixed_beta, isotropic = PRIOR_NAMES[name.lower()]
     if fixed_beta is not None and beta is not None and float(beta) != fixed_beta:
         raise ValueError(

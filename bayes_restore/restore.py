@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.distributions import Distribution
 
 from bayes_restore._validation import (
     ImageLayout,
@@ -23,7 +24,7 @@ from bayes_restore.energy import scale_from_weight, weight_from_scale
 from bayes_restore.models import restoration_model
 from bayes_restore.operators import LinearOperator, as_operator
 from bayes_restore.posterior import Posterior
-from bayes_restore.priors import GradientPrior, make_prior
+from bayes_restore.priors import make_prior
 
 __all__ = ["restore", "METHODS", "build_prior", "resolve_parameters", "engine_options",
            "check_operator", "check_engine_kwargs", "unchanged_posterior"]
@@ -34,14 +35,14 @@ METHODS = ("map", "exact", "vi", "mcmc")
 
 def build_prior(
     y: torch.Tensor,
-    prior: str | GradientPrior,
+    prior: str | Distribution,
     *,
     sigma: float,
     scale: float | None,
     weight: float | None,
     beta: float | None,
     operator: LinearOperator | None = None,
-) -> GradientPrior:
+) -> Distribution:
     """The prior of ``denoise``/``restore`` from their arguments, with their checks.
 
     ``y`` is the observation (2-D, 3-D ``(C, H, W)`` or 4-D ``(N, C, H, W)``); the
@@ -51,7 +52,12 @@ def build_prior(
     event_obs = tuple(y.shape[-3:]) if y.dim() == 4 else tuple(y.shape)
     # an operator may carry batch dimensions (one mask per image): keep the event's
     event_shape = tuple(op.adjoint(torch.zeros(event_obs, dtype=y.dtype)).shape)[-len(event_obs):]
-    if isinstance(prior, GradientPrior):
+    if not isinstance(prior, str):  # an instance: any distribution over the image
+        if not isinstance(prior, Distribution):
+            raise TypeError(
+                f"prior must be a prior name or a distribution instance, got "
+                f"{type(prior).__name__}"
+            )
         if scale is not None or weight is not None or beta is not None:
             raise ValueError("give scale, weight or beta only with a prior name, not an instance")
         if tuple(prior.event_shape) != event_shape:
@@ -68,7 +74,12 @@ def build_prior(
     else:
         check_positive(weight, "weight")
     probe = make_prior(prior, 1.0, shape=event_shape, beta=beta)  # validates name and beta
-    b = scale if scale is not None else scale_from_weight(sigma, weight, probe.beta)
+    if scale is None and _order_of(probe) is None:
+        raise ValueError(
+            f"give scale= for prior {prior!r}: the energy weight maps to a scale only for the "
+            "gradient-prior family"
+        )
+    b = scale if scale is not None else scale_from_weight(sigma, weight, _order_of(probe))
     return make_prior(
         prior, torch.tensor(float(b), dtype=y.dtype, device=y.device), shape=event_shape, beta=beta
     )
@@ -76,7 +87,7 @@ def build_prior(
 
 def resolve_parameters(
     y: torch.Tensor,
-    prior: str | GradientPrior,
+    prior: str | Distribution,
     *,
     sigma: float | None,
     scale: float | None,
@@ -99,7 +110,7 @@ def resolve_parameters(
     from bayes_restore import hyper
 
     info: dict = {}
-    op_is_identity = operator is None or type(operator).__name__ == "Identity"
+    op_is_identity = as_operator(operator).is_identity
     if sigma is None:
         sigma = _rms(hyper.estimate_sigma(y))
         info["sigma_estimated"] = sigma
@@ -107,10 +118,10 @@ def resolve_parameters(
             return 0.0, None, None, info
     check_positive(sigma, "sigma")
     sigma = as_float(sigma, "sigma")
-    if scale is not None or weight is not None or isinstance(prior, GradientPrior):
+    if scale is not None or weight is not None or not isinstance(prior, str):
         return sigma, scale, weight, info
-    name = prior.lower() if isinstance(prior, str) else prior
-    probe = make_prior(name, 1.0, shape=(2, 2), beta=beta)  # validates the name and beta
+    probe = make_prior(prior.lower(), 1.0, shape=(2, 2), beta=beta)  # validates name and beta
+    order = _order_of(probe)
     if not op_is_identity:
         raise ValueError(
             "give scale= or weight=: the automatic choice is for denoising (operator=None)"
@@ -126,15 +137,20 @@ def resolve_parameters(
         info.update(weight_method=tv_info["method"], weight_estimated=weight,
                     scale_estimated=tv_info["scale"])
         return sigma, None, weight, info
-    if probe.beta == 2.0:
+    if order == 2.0:
         _, scale = hyper.gaussian_empirical_bayes(y, sigma=sigma)
         scale = float(_rms(torch.as_tensor(scale)))
         info.update(scale_method="evidence", scale_estimated=scale)
         return sigma, scale, None, info
     raise ValueError(
-        f"give scale= or weight= for prior order beta={probe.beta:g} (automatic choice: TV "
-        "and the Gaussian-gradient prior)"
+        f"give scale= or weight= for prior {prior!r} (automatic choice: TV and the "
+        "Gaussian-gradient prior)"
     )
+
+
+def _order_of(prior: Any) -> float | None:
+    """The prior's gradient order ``beta`` if it is of the gradient family, else None."""
+    return getattr(prior, "gradient_order", None)
 
 
 def _rms(value) -> float:
@@ -156,7 +172,7 @@ def check_observation(image: Any, channel_axis: Any = None) -> tuple[torch.Tenso
 
 def restore(
     image: Any,
-    prior: str | GradientPrior = "tv",
+    prior: str | Distribution = "tv",
     *,
     sigma: float | None = None,
     scale: float | None = None,
@@ -285,8 +301,10 @@ def restore(
                 and engine_kwargs.get("sampler") != "nuts"):
             engine_kwargs = {"sample_scale": True, **engine_kwargs}  # hierarchical, from b
         post = engine(restoration_model, y, **model_kwargs, **engine_kwargs)
-        parameters = {"sigma": sigma, "scale": float(prior_obj.scale.double().mean()),
-                      "weight": float(prior_obj.weight(sigma).double().mean()), **estimated}
+        parameters = {"sigma": sigma, "scale": _mean_of(getattr(prior_obj, "scale", None)),
+                      "weight": _mean_of(prior_obj.weight(sigma)
+                                         if hasattr(prior_obj, "weight") else None),
+                      **estimated}
         if "scale_samples" in post.diagnostics:  # the engine sampled b: report its posterior
             parameters = _sampled_scale(post.diagnostics["scale"], sigma, parameters)
         post = post.with_fields(diagnostics={**post.diagnostics, "parameters": parameters})
@@ -340,7 +358,15 @@ def _rescale(unit, prior, sigma, scale, weight, beta):
 
 
 def _order(prior: str, beta: float | None) -> float:
-    return make_prior(prior, 1.0, shape=(2, 2), beta=beta).beta  # validates name and beta
+    """The order of a named prior (``2 - order`` is how its weight scales with units)."""
+    order = _order_of(make_prior(prior, 1.0, shape=(2, 2), beta=beta))  # validates the name
+    return 1.0 if order is None else order
+
+
+def _mean_of(value: Any) -> float | None:
+    if value is None:
+        return None
+    return float(torch.as_tensor(value, dtype=torch.float64).mean())
 
 
 def _in_units(post: Posterior, unit: float, order: float) -> Posterior:

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.distributions import Distribution
 
 from bayes_restore._validation import check_int, check_positive, check_seed
 from bayes_restore.energy import weight_from_scale
-from bayes_restore.operators import Identity, LinearOperator, Mask
+from bayes_restore.operators import Diagonal, LinearOperator, as_operator
 from bayes_restore.posterior import Posterior, SolverInfo
-from bayes_restore.priors import GradientPrior, make_prior
+from bayes_restore.priors import make_prior
 from bayes_restore.restore import (
     METHODS,
     _to_device,
@@ -135,20 +136,32 @@ def parse_memory(value: int | float | str | None, name: str = "max_memory") -> i
     return int(value)
 
 
-def prior_spec(prior: str | GradientPrior) -> tuple[str | GradientPrior, dict]:
+def prior_spec(prior: str | Distribution) -> tuple[str | Distribution, dict]:
     """The prior to give each tile's :func:`restore`, and fixed keywords.
 
-    A name passes through. A :class:`GradientPrior` instance is re-expressed as the
-    ``"gradient"`` family with its ``beta`` and scale (one scale for all images), so each
-    tile gets a prior of its own shape.
+    A name passes through. An instance of the gradient family (it has a
+    ``gradient_order``) is re-expressed as the ``"gradient"`` family with its ``beta``
+    and scale (one scale for all images), so each tile gets a prior of its own shape; any
+    other instance must say how to change its shape (``with_shape``) and is resized per
+    batch of tiles.
     """
-    if not isinstance(prior, GradientPrior):
+    if isinstance(prior, str):
+        return prior, {}
+    order = getattr(prior, "gradient_order", None)
+    if order is None:
+        if not callable(getattr(prior, "with_shape", None)):
+            raise ValueError(
+                "prior: a prior instance is tiled through its with_shape(shape) method, which "
+                f"{type(prior).__name__} does not have; give a prior name"
+            )
+        if tuple(getattr(prior, "batch_shape", ())) != ():
+            raise ValueError("prior: restore_tiled needs one prior for all images (no batch)")
         return prior, {}
     scale = torch.as_tensor(prior.scale).double()
     if scale.numel() != 1 and not bool((scale == scale.flatten()[0]).all()):
         raise ValueError("prior: restore_tiled needs one prior scale for all images")
-    name = "gradient" if prior.isotropic or prior.beta == 2.0 else "gradient-anisotropic"
-    return name, {"beta": float(prior.beta), "scale": float(scale.flatten()[0])}
+    name = "gradient" if prior.isotropic or order == 2.0 else "gradient-anisotropic"
+    return name, {"beta": float(order), "scale": float(scale.flatten()[0])}
 
 
 def parameter_windows(shape: tuple[int, int], max_pixels: int | None = None):
@@ -171,7 +184,7 @@ def parameter_windows(shape: tuple[int, int], max_pixels: int | None = None):
 
 def resolve_shared_parameters(
     sample: Callable[[], torch.Tensor],
-    prior: str | GradientPrior,
+    prior: str | Distribution,
     *,
     sigma: float | None,
     scale: float | None,
@@ -219,9 +232,11 @@ def auto_overlap(shared: dict, mask: torch.Tensor | None = None) -> int:
     ...               "beta": None})
     70
     """
-    probe = make_prior(shared["prior"], 1.0, shape=(2, 2), beta=shared["beta"])
+    prior = shared["prior"]
+    probe = make_prior(prior, 1.0, shape=(2, 2), beta=shared["beta"]) if isinstance(
+        prior, str) else prior
     overlap = DEFAULT_OVERLAP
-    if probe.beta == 2.0:
+    if getattr(probe, "gradient_order", None) == 2.0:
         lam = shared["weight"]
         if lam is None:
             lam = weight_from_scale(shared["sigma"], shared["scale"], 2.0)
@@ -264,7 +279,7 @@ def _batches(units: list, per_batch: int) -> Iterator[list]:
 
 def restore_tiled(
     image: Any,
-    prior: str | GradientPrior = "tv",
+    prior: str | Distribution = "tv",
     *,
     tile: int = DEFAULT_TILE,
     overlap: int | None = None,
@@ -314,7 +329,7 @@ def restore_tiled(
     overlap : int, optional
         Pixels added on each inner side of a tile; by default (:func:`auto_overlap`) 32
         for TV, more for a strongly smoothing Gaussian-gradient prior.
-    operator : Identity or Mask, optional
+    operator : LinearOperator, optional
         Pointwise operators only (a blur couples pixels across tiles).
     max_memory : int or str or None, default "1GiB"
         Working-memory budget of one batch of tiles (bytes, or ``"512MB"``...). ``None``:
@@ -370,7 +385,7 @@ def restore_tiled(
     y, layout = check_observation(image, channel_axis)
     work_device = _to_device(y[..., :0, :0], device).device
     stack = _as_stack(y)  # (N, C, H, W) view
-    mask = _stack_mask(operator, y)
+    gains = _stack_gains(operator, y)
 
     lead, windows = parameter_slices(tuple(stack.shape))
 
@@ -389,7 +404,7 @@ def restore_tiled(
     if shared["sigma"] == 0.0:  # estimated on a constant or noise-free image
         return unchanged_posterior(y, method, estimated).map_images(layout.give_back)
     if overlap is None:
-        overlap = auto_overlap(shared, mask=None if mask is None else mask[0, 0])
+        overlap = auto_overlap(shared, mask=None if gains is None else gains[0, 0] != 0)
     tiles = tile_grid(tuple(y.shape[-2:]), tile, overlap)
     units = [(n, t) for n in range(stack.shape[0]) for t in tiles]
     per_batch = batch_size or _units_per_batch(tiles, stack, method, budget, engine_kwargs,
@@ -410,9 +425,14 @@ def restore_tiled(
         if "generator" not in kwargs:  # independent, reproducible noise per batch
             kwargs["seed"] = None if seed is None else seed + done
         op = None
-        if mask is not None:
-            op = Mask(torch.stack([mask[n][(...,) + t.window] for n, t in batch]).to(work_device))
-        post = restore(windows_, operator=op, method=method, **shared, **kwargs)
+        if gains is not None:  # the operator on the batch's windows
+            op = Diagonal(torch.stack([gains[n][(...,) + t.window] for n, t in batch])
+                          .to(work_device))
+        prior = shared["prior"]
+        if not isinstance(prior, str):  # an instance: resized to the tiles
+            prior = prior.with_shape(tuple(windows_.shape[1:]))
+        post = restore(windows_, operator=op, method=method, **{**shared, "prior": prior},
+                       **kwargs)
         _place(out, post, batch, stack, keep_samples)
         done += len(batch)
         if post.info is not None:
@@ -447,22 +467,24 @@ def _as_stack(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def _stack_mask(operator: LinearOperator | None, y: torch.Tensor) -> torch.Tensor | None:
-    """The mask of a :class:`Mask` broadcast to the image, as an ``(N, C, H, W)`` view;
-    ``None`` for the identity; a ``ValueError`` for operators that cannot be tiled."""
-    if operator is None or isinstance(operator, Identity):
+def _stack_gains(operator: LinearOperator | None, y: torch.Tensor) -> torch.Tensor | None:
+    """The gains of a pixel-diagonal operator broadcast to the image, as an ``(N, C, H, W)``
+    view; ``None`` for the identity; a ``ValueError`` for operators that cannot be tiled."""
+    op = as_operator(operator)
+    if op.is_identity:
         return None
-    if not isinstance(operator, Mask):
+    if not op.tileable:
         raise ValueError(
-            f"operator: tiled restoration supports Identity and Mask, got "
-            f"{type(operator).__name__} (a blur or decimation couples pixels across tiles; "
-            "restore the whole image instead)"
+            f"operator: tiled restoration needs an operator that acts on each pixel alone "
+            f"(identity, masks, pointwise gains), got {op!r} (a blur or decimation couples "
+            "pixels across tiles; restore the whole image instead)"
         )
+    gains = op.structure().d
     try:
-        full = operator.mask.to(y.device).expand(y.shape)
+        full = gains.to(device=y.device, dtype=y.dtype).expand(y.shape)
     except RuntimeError:
         raise ValueError(
-            f"operator: mask of shape {tuple(operator.mask.shape)} does not broadcast to the "
+            f"operator: its gains of shape {tuple(gains.shape)} do not broadcast to the "
             f"image's {tuple(y.shape)}"
         ) from None
     return _as_stack(full)

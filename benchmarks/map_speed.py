@@ -123,7 +123,7 @@ def bandwidth(shape, dtype, repeats=200) -> float:
     return 2 * nbytes / min(times)
 
 
-# bytes an iteration reads + writes, in image-sized arrays, counted from tv._rof_accelerated:
+# bytes an iteration reads + writes, in image-sized arrays, counted from tv/rof.py:
 # p += s grad u_bar, 4 in-place passes (r2 w1) = 12; projection: n = p0^2 (r1 w1),
 # n += p1^2 (r2 w1), clamp (r1 w1), rsqrt (r1 w1), p *= n (r3 w2) = 14; d = y + div p,
 # 4 passes (r2 w1) = 12; two lerps (r2 w1) = 6
@@ -163,7 +163,7 @@ print(max(0, status("VmHWM:") - current))
 def fused_iteration_seconds(noisy, w, fused=10, repeats=5) -> float:
     """One fused iteration alone (float32; ``fused`` iterations per pass, as between two
     gap checks ``check_every=10`` apart; no gap check, no set-up): best of ``repeats``."""
-    from bayes_restore.infer import _rof_numba as k
+    from bayes_restore.infer.tv import _rof_numba as k
 
     y = (noisy / w).astype(np.float32)[None]
     u, ubar = y.copy(), y.copy()

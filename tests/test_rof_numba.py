@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from bayes_restore.infer import tv_denoise_pdhg, tv_energy
 
 pytest.importorskip("numba")
-from bayes_restore.infer import _rof_numba  # noqa: E402
+from bayes_restore.infer.tv import _rof_numba  # noqa: E402
 
 
 def _noisy(shape, dtype, seed=0):
@@ -162,7 +162,7 @@ def test_a_numba_that_fails_to_load_falls_back(monkeypatch):
     # e.g. numba's "cannot cache function: no locator available" on a read-only install
     import builtins
 
-    import bayes_restore.infer
+    import bayes_restore.infer.tv
 
     real_import = builtins.__import__
 
@@ -171,7 +171,7 @@ def test_a_numba_that_fails_to_load_falls_back(monkeypatch):
             raise RuntimeError("cannot cache function: no locator available")
         return real_import(name, globals, locals, fromlist, level)
 
-    monkeypatch.delattr(bayes_restore.infer, "_rof_numba")
+    monkeypatch.delattr(bayes_restore.infer.tv, "_rof_numba")
     monkeypatch.setattr(builtins, "__import__", failing)
     y = _noisy((16, 16), torch.float64)
     _, info = tv_denoise_pdhg(y, 0.1)
@@ -198,10 +198,10 @@ def test_vectorial_tv_stays_on_torch_and_backend_errors():
 
 
 def test_without_numba_auto_falls_back_and_numba_says_why(monkeypatch):
-    import bayes_restore.infer
+    import bayes_restore.infer.tv
 
-    monkeypatch.setitem(sys.modules, "bayes_restore.infer._rof_numba", None)
-    monkeypatch.delattr(bayes_restore.infer, "_rof_numba")
+    monkeypatch.setitem(sys.modules, "bayes_restore.infer.tv._rof_numba", None)
+    monkeypatch.delattr(bayes_restore.infer.tv, "_rof_numba")
     y = _noisy((16, 16), torch.float64)
     x, info = tv_denoise_pdhg(y, 0.1)
     assert info.backend == "torch" and info.converged

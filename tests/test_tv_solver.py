@@ -306,9 +306,9 @@ def test_padded_workspace_differences_are_the_packages_grad_and_div(gen):
     p = torch.randn(2, 6, 7, generator=gen, dtype=torch.float64)
     p[0, -1, :] = 0
     p[1, :, -1] = 0
-    from bayes_restore.infer.tv import _Workspace
+    from bayes_restore.infer.tv._workspace import Workspace
 
-    ws = _Workspace((6, 7), torch.float64, "cpu", 2, True, False)
+    ws = Workspace((6, 7), torch.float64, "cpu", 2, True, False)
     ws.p[..., 1:, 1:] = p
     d = torch.empty(6, 7, dtype=torch.float64)
     ws.div_into(ws.p, d)
@@ -398,7 +398,8 @@ def test_primal_splitting_certificate_bounds_the_true_gap(name, iso):
 
 def test_mask_box_bound_is_below_the_optimum_for_any_dual_field(gen):
     """The mask's separable box bound holds for every |p| <= 1, not only near the optimum."""
-    from bayes_restore.infer.tv import _MaskProx, _Workspace
+    from bayes_restore.infer.tv._data_prox import PixelDiagonalProx
+    from bayes_restore.infer.tv._workspace import Workspace
 
     op = _package_operators()["mask"]
     y, w = _observe(op), 0.02
@@ -406,8 +407,8 @@ def test_mask_box_bound_is_below_the_optimum_for_any_dual_field(gen):
     # the scaled problem's optimum, from below (the reference is certified to 1e-6)
     p_star = _objective(x_star, y, w, op) / w**2 * (1 - star.gap)
     ys = y / w
-    ws = _Workspace(ys.shape, ys.dtype, "cpu", 2, True, False)
-    data = _MaskProx(op, ys, ys.shape)
+    ws = Workspace(ys.shape, ys.dtype, "cpu", 2, True, False)
+    data = PixelDiagonalProx(op, op.structure(), ys, ys.shape)
     scratch = torch.empty_like(ys)
     bounds = []
     for scale in (0.1, 1.0, 10.0):

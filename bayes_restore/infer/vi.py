@@ -57,7 +57,7 @@ def variational(
     ``"lowrank"`` is ``AutoLowRankMultivariateNormal`` (diagonal plus rank ``rank``
     covariance). The guide's mean starts at the MAP (``init="map"``, computed by
     :func:`~bayes_restore.infer.map_estimate`, fast for the package's own models), or at
-    the data (``"data"``: ``A^T y``); the priors are improper, so the guide starts at the data.
+    the data (``"data"``: ``A^T y``), never at prior draws (the priors are improper).
     Optimisation: Adam on the ELBO, its learning rate decaying to a tenth over
     ``max_steps``, until the mean loss of the last ``window`` steps improves on the
     window before by less than ``tol`` times the improvement since the first window.

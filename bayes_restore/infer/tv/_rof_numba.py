@@ -1,4 +1,4 @@
-"""Fused CPU kernels (numba) for the accelerated ROF primal-dual iteration of ``tv.py``.
+"""Fused CPU kernels (numba) for the accelerated ROF primal-dual iteration (``rof.py``).
 
 Eager torch makes one pass over memory per elementwise operation: the accelerated
 iteration of :func:`~bayes_restore.infer.tv.tv_denoise_pdhg` moves 44 image-sized
@@ -10,7 +10,7 @@ the previous, so that a row goes through all of them while it is in cache: when 
 images outgrow the caches, memory traffic falls by that factor. When a gap check
 follows, the primal and dual objectives of the certificate are summed in the same pass.
 
-The layout is the solver's own (see ``tv._Workspace``): images flattened to
+The layout is the solver's own (see ``Workspace`` in ``_workspace.py``): images flattened to
 ``(B, H, W)``, the dual field ``p`` zero-padded to ``(B, 2, H + 1, W + 1)``, so these
 kernels work on zero-copy numpy views of the solver's torch buffers. Every kernel takes
 its arrays and releases the GIL: large problems are split across threads by whole

@@ -1,0 +1,85 @@
+"""Shared constants, argument checks and result bookkeeping of the TV solvers."""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import torch
+
+from bayes_restore.exceptions import ConvergenceWarning
+from bayes_restore.posterior import SolverInfo
+
+__all__ = ["F64", "GRAD_NORM2", "check_options", "check_weight", "relative_gap", "finish"]
+
+F64 = torch.float64
+#: ||grad||^2 <= 8 (Neumann forward differences in two dimensions)
+GRAD_NORM2 = 8.0
+
+
+def check_options(y, event_dim, vectorial, tol, max_iter, check_every, isotropic=True) -> None:
+    """Validate the options every solver shares (``ValueError`` with the reason)."""
+    if not isinstance(y, torch.Tensor) or not y.is_floating_point():
+        raise ValueError("y must be a floating-point torch.Tensor")
+    if event_dim not in (2, 3):
+        raise ValueError(f"event_dim must be 2 or 3, got {event_dim!r}")
+    if y.dim() < event_dim:
+        raise ValueError(f"y must have at least event_dim={event_dim} dimensions, got {y.dim()}")
+    if vectorial and event_dim != 3:
+        raise ValueError("vectorial=True couples channels: it needs event_dim=3 (C, H, W)")
+    if vectorial and not isotropic:
+        raise ValueError("vectorial TV is isotropic (a norm over channels and directions)")
+    if not tol > 0:
+        raise ValueError(f"tol must be > 0, got {tol!r}")
+    if not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+    if not isinstance(check_every, int) or check_every < 1:
+        raise ValueError(f"check_every must be a positive integer, got {check_every!r}")
+
+
+def check_weight(weight, y: torch.Tensor, event_dim: int) -> torch.Tensor:
+    """The weight as a tensor broadcasting against ``y``, one value per image."""
+    w = torch.as_tensor(weight, dtype=y.dtype, device=y.device)
+    trailing = w.shape[max(0, w.dim() - event_dim):]
+    if w.dim() > y.dim() or any(s != 1 for s in trailing) or (
+        torch.broadcast_shapes(w.shape, y.shape) != y.shape
+    ):
+        raise ValueError(
+            f"weight must be a number or one per image, shape batch + (1,) * {event_dim}, "
+            f"broadcasting against y {tuple(y.shape)}; got shape {tuple(w.shape)}"
+        )
+    if not bool(torch.isfinite(w).all()) or bool((w <= 0).any()):
+        raise ValueError("weight must be finite and > 0")
+    return w
+
+
+def relative_gap(primal: torch.Tensor, dual: torch.Tensor, w2: torch.Tensor):
+    """Worst relative gap over the images, and the objective in the user's units."""
+    rel = (primal - dual) / primal.clamp_min(torch.finfo(F64).tiny)
+    return float(rel.max()), float((primal * w2).sum())
+
+
+def finish(x, solver, it, gap, objective, history, tol, max_iter, start, backend="torch"):
+    """``(x, SolverInfo)``, with a :class:`ConvergenceWarning` at the iteration cap.
+
+    Called by the public solvers themselves: the warning points at their caller.
+    """
+    converged = gap <= tol
+    if not converged:
+        warnings.warn(
+            f"TV primal-dual solver stopped at max_iter={max_iter} with relative gap "
+            f"{gap:.2e} > tol={tol:.1e}",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    info = SolverInfo(
+        solver=solver,
+        iterations=it,
+        converged=converged,
+        time=time.perf_counter() - start,
+        gap=gap,
+        objective=objective,
+        history=tuple(history),
+        backend=backend,
+    )
+    return x, info

@@ -1,0 +1,190 @@
+"""The data term's proximal step where it is closed-form, chosen by the operator's structure.
+
+``prox_{tau G}`` of ``G(u) = 0.5 |A u - y|^2`` is ``(I + tau A^T A)^{-1} (v + tau A^T y)``:
+closed-form when ``A`` is pixel-diagonal, Fourier-diagonal (periodic convolution) or a
+block mean (box decimation), the structures an operator declares with
+:meth:`~bayes_restore.operators.LinearOperator.structure`. Nothing here looks at the
+operator's class: a new operator that declares one of them gets the primal splitting.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from bayes_restore.operators import BlockMean, FourierDiagonal, LinearOperator, PixelDiagonal
+
+from ._common import F64
+
+__all__ = ["DataProx", "make_data_prox"]
+
+
+class DataProx:
+    """``prox_{tau G}`` of ``G(u) = 0.5 |A u - y|^2`` (``y`` the scaled observation).
+
+    ``set_step(tau)`` once, then ``prox(v, out)`` writes ``(I + tau A^T A)^{-1} (v + tau
+    A^T y)`` into ``out``.
+    """
+
+    def __init__(self, operator: LinearOperator, ys: torch.Tensor):
+        self.op, self.ys = operator, ys
+
+    def set_step(self, tau: float) -> None:
+        raise NotImplementedError
+
+    def prox(self, v: torch.Tensor, out: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def residual(self, u: torch.Tensor) -> torch.Tensor:
+        """``A u - y``: the dual candidate ``q``."""
+        return self.op.forward(u) - self.ys
+
+    def initial_image(self, y: torch.Tensor, aty: torch.Tensor) -> torch.Tensor:
+        """The starting image from the (unscaled) observation and ``A^T y``."""
+        return aty
+
+    def lower_bound(self, ws, scratch):  # noqa: ARG002
+        """A lower bound of the optimum from the dual field alone, or ``None``."""
+        return None
+
+
+class PixelDiagonalProx(DataProx):
+    """``A = diag(d)``: ``prox(v) = (v + tau d y) / (1 + tau d^2)``.
+
+    For a mask (``d`` in ``{0, 1}``) the same as ``v + d c (y - v)``, ``c = tau / (1 +
+    tau)``, which is how it is computed then.
+    """
+
+    def __init__(self, operator, structure: PixelDiagonal, ys, x_shape):
+        super().__init__(operator, ys)
+        self.binary = structure.binary
+        self.d = structure.diagonal(ys).expand(x_shape)
+        observed = self.d != 0
+        # per pixel, the data term's own minimiser y / d (where observed)
+        self.d64 = None if self.binary else self.d.to(F64)
+        ys64 = ys.to(F64)
+        target = ys64 if self.binary else torch.where(observed, ys64 / self.d64, 0.0)
+        big = torch.finfo(ys.dtype).max
+        lo = torch.where(observed, target, big).amin((-2, -1), keepdim=True)
+        hi = torch.where(observed, target, -big).amax((-2, -1), keepdim=True)
+        empty = lo > hi  # a channel with no observed pixel: constant 0 is as good as any
+        self.lo, self.hi = lo.masked_fill(empty, 0.0), hi.masked_fill(empty, 0.0)
+        self.observed, self.ys64 = observed, ys64
+        self.mc = self.tdy = self.inv = None
+
+    def set_step(self, tau):
+        if self.binary:
+            self.mc = self.d * (tau / (1.0 + tau))
+        else:
+            self.tdy = self.d * self.ys * tau
+            self.inv = 1.0 / (1.0 + tau * self.d.square())
+
+    def prox(self, v, out):
+        if self.binary:
+            torch.sub(self.ys, v, out=out)
+            out.mul_(self.mc).add_(v)
+        else:
+            torch.add(v, self.tdy, out=out)
+            out.mul_(self.inv)
+
+    def initial_image(self, y, aty):
+        """``y / d`` where observed (``A``'s pseudo-inverse), elsewhere their mean."""
+        observed = self.observed
+        if self.binary:
+            target = aty
+        else:
+            d2 = torch.where(observed, self.d.square(), 1.0)
+            target = torch.where(observed, aty / d2, 0.0)
+        count = observed.sum((-2, -1), keepdim=True).clamp_min(1)
+        mean = (target * observed).sum((-2, -1), keepdim=True) / count
+        return torch.where(observed, target, mean)
+
+    def lower_bound(self, ws, scratch):
+        """``min over the box of 0.5 |d x - y|^2 - <x, div p>``, separable per pixel.
+
+        A minimiser lies in ``[lo, hi]``, the range of the observed pixels' own
+        minimisers ``y / d`` per channel: clipping to it lowers every difference and
+        every data misfit. For ``|p| <= 1``, ``TV(x) >= -<x, div p>``, so this minimum is
+        at most the optimum. Unobserved pixels (``d = 0``) take the better end of the box.
+        """
+        ws.div_into(ws.p, scratch)
+        e = scratch.to(F64)
+        if self.binary:
+            t = (self.ys64 + e).clamp_(min=self.lo, max=self.hi)
+            seen = 0.5 * (t - self.ys64).square_() - t * e
+        else:
+            d = self.d64
+            d2 = torch.where(self.observed, d.square(), 1.0)
+            t = ((d * self.ys64 + e) / d2).clamp_(min=self.lo, max=self.hi)
+            seen = 0.5 * (d * t - self.ys64).square_() - t * e
+        unseen = torch.minimum(-self.lo * e, -self.hi * e)
+        return ws.sum_image(torch.where(self.observed, seen, unseen))
+
+
+class BlockMeanProx(DataProx):
+    """Box decimation: ``A^T A = M / f^2`` with ``M`` the block-mean projection.
+
+    ``(I + tau A^T A)^{-1} = I - c M`` with ``c = tau / (f^2 + tau)`` (Woodbury), and
+    ``M A^T y = A^T y``, so ``prox(v) = v - c M v + tau (1 - c) A^T y``.
+    """
+
+    def __init__(self, operator, structure: BlockMean, ys, x_shape):  # noqa: ARG002
+        super().__init__(operator, ys)
+        self.f = structure.factor
+        self.aty = operator.adjoint(ys)
+        self.c = self.scaled_aty = None
+
+    def set_step(self, tau):
+        f2 = self.f**2
+        self.c = tau / (f2 + tau)
+        self.scaled_aty = self.aty * (tau * (1.0 - self.c))
+
+    def prox(self, v, out):
+        f = self.f
+        h, w = v.shape[-2:]
+        # block means by avg_pool2d (several times faster than a mean over strided views)
+        means = torch.nn.functional.avg_pool2d(v.reshape(-1, 1, h, w), f)
+        shape = (-1, h // f, 1, w // f, 1)
+        torch.sub(v.view(-1, h // f, f, w // f, f), means.view(shape), alpha=self.c,
+                  out=out.view(-1, h // f, f, w // f, f))
+        out.add_(self.scaled_aty)
+
+    def initial_image(self, y, aty):
+        return aty * self.f**2  # nearest-neighbour upsampling, A's pseudo-inverse
+
+
+class FourierDiagonalProx(DataProx):
+    """Periodic convolution: ``prox(v) = F^-1 [(F v + tau conj(H) F y) / (1 + tau |H|^2)]``."""
+
+    def __init__(self, operator, structure: FourierDiagonal, ys, x_shape):  # noqa: ARG002
+        super().__init__(operator, ys)
+        h, w = ys.shape[-2:]
+        self.shape = (h, w)
+        transfer = structure.transfer(h, w, ys)
+        self.f_aty = torch.fft.rfft2(ys) * transfer.conj()
+        self.h2 = transfer.abs().square()
+        self.inv = self.num = None
+
+    def set_step(self, tau):
+        self.inv = 1.0 / (1.0 + tau * self.h2)
+        self.num = self.f_aty * tau
+
+    def prox(self, v, out):
+        spectrum = torch.fft.rfft2(v).add_(self.num).mul_(self.inv)
+        out.copy_(torch.fft.irfft2(spectrum, s=self.shape))
+
+    def initial_image(self, y, aty):
+        return y.clone()
+
+
+#: the closed-form proximal step of each structure
+_PROX_OF = ((PixelDiagonal, PixelDiagonalProx), (BlockMean, BlockMeanProx),
+            (FourierDiagonal, FourierDiagonalProx))
+
+
+def make_data_prox(operator: LinearOperator, ys: torch.Tensor, x_shape) -> DataProx | None:
+    """The closed-form ``prox_{tau G}`` for ``operator.structure()``, or ``None`` (general)."""
+    structure = operator.structure()
+    for kind, prox in _PROX_OF:
+        if isinstance(structure, kind):
+            return prox(operator, structure, ys, x_shape)
+    return None
