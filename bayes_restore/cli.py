@@ -495,7 +495,8 @@ def _restore_command(args: argparse.Namespace) -> int:
         how = {k: "estimated" if f"{k}_estimated" in par else "given" for k in ("sigma", "weight")}
         if "scale_estimated" in par and "weight_estimated" not in par:
             how["weight"] = "estimated"
-        print(f"sigma {par['sigma']:.4g} ({how['sigma']}), weight {par['weight']:.4g} "
+        weight = "n/a" if par.get("weight") is None else format(par["weight"], ".4g")
+        print(f"sigma {par['sigma']:.4g} ({how['sigma']}), weight {weight} "
               f"({how['weight']}), method {args.method} ({method}), seed {args.seed}")
         for path in targets:
             print(f"wrote {path}")

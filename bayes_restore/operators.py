@@ -281,6 +281,39 @@ class LinearOperator:
             )
         return structure.solve_normal(v, rho)
 
+    def adjoint_as(self, y: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+        """``A^T y`` as an image of spatial shape ``shape[-2:]``.
+
+        The same as :meth:`adjoint` unless the observation forgets part of the image (a
+        decimation of an image whose size is not a multiple of the factor): then only the
+        operator knows how ``A^T`` fills the rest. Raises ``ValueError`` when it cannot.
+
+        Examples
+        --------
+        >>> import torch
+        >>> Downsample(2).adjoint_as(torch.ones(2, 2), (5, 5)).shape
+        torch.Size([5, 5])
+        """
+        out = self.adjoint(y)
+        if tuple(out.shape[-2:]) != tuple(shape[-2:]):
+            raise ValueError(
+                f"{self!r}: A^T y has the spatial shape {tuple(out.shape[-2:])}, not "
+                f"{tuple(shape[-2:])}"
+            )
+        return out
+
+    def dct_symbol(self, h: int, w: int, like: torch.Tensor) -> torch.Tensor | None:
+        """``A^T A`` approximated as diagonal in the DCT-II basis of ``(h, w)`` images, or None.
+
+        Preconditioners ask for it. From a :class:`FourierDiagonal` structure it is
+        ``|H|^2`` at the DCT frequencies ``(pi k / h, pi l / w)``: exact for a symmetric
+        kernel with reflexive boundaries, close otherwise.
+        """
+        structure = self.structure()
+        if isinstance(structure, FourierDiagonal):
+            return structure.transfer(2 * h, 2 * w, like)[:h, :w].abs().square()
+        return None
+
     @property
     def tileable(self) -> bool:
         """Whether :meth:`restrict` is available: ``A`` acts on each pixel alone."""
@@ -490,6 +523,26 @@ class Blur(LinearOperator):
         """:class:`FourierDiagonal` for the periodic boundary, ``None`` for ``"valid"``."""
         return FourierDiagonal(self.transfer) if self.boundary == "periodic" else None
 
+    def dct_symbol(self, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+        """``|H(pi k / h, pi l / w)|^2`` of the kernel, for either boundary (a preconditioner).
+
+        Examples
+        --------
+        >>> import torch
+        >>> float(Blur(box_psf(3)).dct_symbol(8, 8, torch.zeros(())).max())  # H(0) = 1
+        1.0
+        """
+        psf = self.psf.to(torch.float64).cpu()
+        kh, kw = psf.shape
+        rows = torch.arange(kh, dtype=torch.float64) - kh // 2
+        cols = torch.arange(kw, dtype=torch.float64) - kw // 2
+        wh = torch.pi * torch.arange(h, dtype=torch.float64) / h
+        ww = torch.pi * torch.arange(w, dtype=torch.float64) / w
+        eh = torch.exp(-1j * wh[:, None] * rows[None, :])
+        ew = torch.exp(-1j * ww[:, None] * cols[None, :])
+        response = (eh @ psf.to(eh.dtype) @ ew.T).abs() ** 2
+        return response.to(dtype=like.dtype, device=like.device)
+
     def __repr__(self) -> str:
         return f"Blur(psf {tuple(self.psf.shape)}, boundary={self.boundary!r})"
 
@@ -550,6 +603,11 @@ class Downsample(LinearOperator):
             return out
         out[..., f // 2 : y.shape[-2] * f : f, f // 2 : y.shape[-1] * f : f] = y
         return self._blur.adjoint(out)
+
+    def adjoint_as(self, y: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+        """``A^T y`` for an image of spatial shape ``shape[-2:]`` (its remainder rows and
+        columns, beyond ``factor * (H // factor)``, included)."""
+        return self.adjoint(y, shape=tuple(shape[-2:]))
 
     def output_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
         shape = tuple(shape)

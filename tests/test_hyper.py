@@ -149,7 +149,7 @@ def test_sigma_shapes_and_types(rng):
         (np.full((32, 32), np.nan), "image"),
         (np.zeros(32), "image"),
         (np.zeros((1, 1, 2, 8, 8)), "image"),
-        (np.zeros((8, 8), dtype=np.int64), "image"),
+        (np.zeros((8, 8), dtype=np.complex128), "image"),
         ([[0.0, 1.0]], "image"),
     ],
 )

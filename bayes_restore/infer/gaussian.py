@@ -12,10 +12,10 @@ import torch
 
 from bayes_restore.differences import dct2, dct_matrix, div, grad, idct2, laplacian_eigenvalues
 from bayes_restore.exceptions import ConvergenceWarning
-from bayes_restore.operators import Blur, Identity
 from bayes_restore.posterior import Posterior, SolverInfo
 
 from .generic import DEFAULT_SEED, make_generator
+from .problem import recognise
 
 __all__ = [
     "dct_map",
@@ -269,8 +269,6 @@ def exact_posterior(
     >>> post.diagnostics["std_method"], post.diagnostics["num_draws"]
     ('perturb-optimise', 100)
     """
-    from bayes_restore.infer.map import _match_linear_gaussian
-
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 0:
         raise ValueError(f"num_samples must be an integer >= 0, got {num_samples!r}")
     if solver not in ("auto", "dct", "pcg"):
@@ -282,14 +280,14 @@ def exact_posterior(
     if isinstance(num_draws, bool) or not isinstance(num_draws, int) or num_draws < 2:
         raise ValueError(f"num_draws must be an integer >= 2, got {num_draws!r}")
     start = time.perf_counter()
-    problem = _match_linear_gaussian(model, args, kwargs)
-    if problem is None or problem.prior.beta != 2.0 or problem.noise != "gaussian":
+    problem = recognise(model, args, kwargs)
+    if problem is None or problem.beta != 2.0 or problem.noise != "gaussian":
         raise ValueError(
             "method='exact' needs the Gaussian-gradient prior (beta = 2) with the Gaussian "
             "likelihood: its posterior is Gaussian. For TV or other priors use 'vi' or 'mcmc'"
         )
     gen = make_generator(seed, generator, problem.y.device)
-    identity = isinstance(problem.operator, Identity)
+    identity = problem.operator.is_identity
     if solver == "dct" and not identity:
         raise ValueError(
             f"solver='dct' diagonalises A = I only, not {problem.operator!r}; use solver='pcg'"
@@ -406,23 +404,6 @@ def pcg(
     return x, iterations, rel, tuple(history)
 
 
-def _blur_response(psf: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """``|H(pi k / h, pi l / w)|^2`` of a point-spread function, shape ``(h, w)``, float64.
-
-    The symbol of ``A^T A`` at the DCT-II frequencies: exact for a symmetric kernel with
-    reflexive boundaries (Ng, Chan & Tang 1999), a close preconditioner otherwise.
-    """
-    psf = psf.to(torch.float64).cpu()
-    kh, kw = psf.shape
-    rows = torch.arange(kh, dtype=torch.float64) - kh // 2
-    cols = torch.arange(kw, dtype=torch.float64) - kw // 2
-    wh = math.pi * torch.arange(h, dtype=torch.float64) / h
-    ww = math.pi * torch.arange(w, dtype=torch.float64) / w
-    eh = torch.exp(-1j * wh[:, None] * rows[None, :])
-    ew = torch.exp(-1j * ww[:, None] * cols[None, :])
-    return (eh @ psf.to(eh.dtype) @ ew.T).abs() ** 2
-
-
 #: draws solved together (bounded so that the PCG vectors stay within ~ 2^22 numbers each)
 _DRAW_BLOCK = 2**22
 
@@ -440,10 +421,7 @@ def _pcg_posterior(problem, num_samples, generator, tol, max_iter, num_draws, pr
         tol = 1e-5 if y.dtype in (torch.float32, torch.float16, torch.bfloat16) else 1e-6
 
     def adjoint(r: torch.Tensor) -> torch.Tensor:
-        out = op.adjoint(r)
-        if tuple(out.shape[-2:]) != shape[-2:]:  # a decimation with a remainder
-            out = op.adjoint(r, shape=shape[-2:])
-        return out
+        return op.adjoint_as(r, shape)  # a decimation's remainder rows included
 
     def apply_q(v: torch.Tensor) -> torch.Tensor:
         return adjoint(op.forward(v)) / sigma**2 - div(grad(v)) / scale**2
@@ -458,8 +436,8 @@ def _pcg_posterior(problem, num_samples, generator, tol, max_iter, num_draws, pr
         raise ValueError(
             f"{op!r} does not observe the constant image (A 1 = 0): the posterior is improper"
         )
-    if isinstance(op, Blur):  # A^T A ~ |H(omega)|^2 at the DCT frequencies (reflexive model)
-        response = _blur_response(op.psf, h, w).to(dtype=y.dtype, device=y.device)
+    response = op.dct_symbol(h, w, y)  # A^T A ~ diagonal in the DCT basis, if the operator
+    if response is not None:            # knows how (convolutions)
         c = c * response / response[0, 0]  # the constant image keeps its exact precision
     inv_m = 1.0 / (c + mu / scale**2)  # batch + (1,) * (event_dim - 2) + (H, W)
 

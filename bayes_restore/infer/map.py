@@ -4,108 +4,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import pyro.poutine as poutine
 import torch
-from pyro.poutine.util import site_is_subsample
 
 from bayes_restore._validation import check_seed
-from bayes_restore.likelihoods import GaussianLikelihood, LaplaceLikelihood
-from bayes_restore.models import X_SITE, Y_SITE
-from bayes_restore.operators import Identity, LinearOperator
+from bayes_restore.models import X_SITE
+from bayes_restore.operators import LinearOperator
 from bayes_restore.posterior import Posterior, SolverInfo
-from bayes_restore.priors import GradientPrior
 
 from .gaussian import dct_map
-from .generic import DEFAULT_SEED, generic_map, initial_trace
+from .generic import DEFAULT_SEED, generic_map
+from .problem import RestorationProblem, recognise
 from .tv import tv_l1_pdhg, tv_map_pdhg
 
 __all__ = ["map_estimate", "SOLVERS"]
 
 #: accepted values of ``map_estimate(..., solver=...)``
 SOLVERS = ("auto", "generic", "dct", "pdhg")
-
-
-@dataclass(frozen=True)
-class _LinearGaussianProblem:
-    """A traced model that is exactly ``x ~ GradientPrior``, ``y ~ N(A x, sigma^2)``.
-
-    With ``noise="laplace"`` it is ``y ~ Laplace(A x, sigma)`` instead (``sigma`` then
-    the Laplace scale ``b_l``).
-    """
-
-    y: torch.Tensor
-    prior: GradientPrior
-    operator: LinearOperator
-    sigma: torch.Tensor  # batch + (1,) * event_dim
-    scale: torch.Tensor  # batch + (1,) * event_dim
-    event_dim: int
-    noise: str = "gaussian"
-
-    @property
-    def weight(self) -> torch.Tensor:
-        """Gaussian: ``lambda = 2 sigma^2 / (beta b^beta)``; Laplace (TV): ``b_l / b``."""
-        beta = self.prior.beta
-        if self.noise == "laplace":
-            return self.sigma / self.scale**beta
-        return 2 * self.sigma**2 / (beta * self.scale**beta)
-
-
-def _match_linear_gaussian(model: Callable, args: tuple, kwargs: dict):
-    """Recognise the package's own prior + Gaussian (or Laplace) likelihood, else ``None``."""
-    first = initial_trace(model, args, kwargs)
-    sites = {
-        n: s
-        for n, s in first.nodes.items()
-        if s["type"] == "sample" and not site_is_subsample(s)
-    }
-    if set(sites) != {X_SITE, Y_SITE} or not sites[Y_SITE]["is_observed"]:
-        return None
-    if not isinstance(sites[X_SITE]["fn"], GradientPrior):
-        return None
-    # trace again at a random image: the likelihood must observe the image itself
-    x0 = sites[X_SITE]["value"]
-    probe = torch.rand(x0.shape, generator=torch.Generator().manual_seed(0), dtype=x0.dtype)
-    with poutine.block():
-        trace = poutine.trace(poutine.condition(model, {X_SITE: probe.to(x0.device)})).get_trace(
-            *args, **kwargs
-        )
-    prior, lik = trace.nodes[X_SITE]["fn"], trace.nodes[Y_SITE]["fn"]
-    if not isinstance(prior, GradientPrior) or type(lik) not in _NOISE:
-        return None
-    x_value = trace.nodes[X_SITE]["value"]
-    if lik.x.shape != x_value.shape or not torch.equal(lik.x, x_value):
-        return None
-    y = trace.nodes[Y_SITE]["value"]
-    event_dim = len(prior.event_shape)
-    if lik.event_dim != event_dim or y.shape != lik.batch_shape + lik.event_shape:
-        return None
-    noise = _NOISE[type(lik)]
-    sigma = _per_image(lik.sigma if noise == "gaussian" else lik.scale, y.shape, event_dim, y)
-    scale = _per_image(prior.scale.reshape(prior.scale.shape + (1,) * event_dim), y.shape,
-                       event_dim, y)
-    if sigma is None or scale is None:
-        return None
-    return _LinearGaussianProblem(y, prior, lik.operator, sigma, scale, event_dim, noise)
-
-
-#: likelihood classes with a fast path (exact classes: a subclass may change the law)
-_NOISE = {GaussianLikelihood: "gaussian", LaplaceLikelihood: "laplace"}
-
-
-def _per_image(value: torch.Tensor, shape: torch.Size, event_dim: int, like: torch.Tensor):
-    """``value`` as one number per image (``batch + (1,) * event_dim``), or None if it varies."""
-    value = torch.as_tensor(value, dtype=like.dtype, device=like.device)
-    full = value.expand(torch.broadcast_shapes(value.shape, shape))
-    if full.shape != shape:
-        return None
-    dims = tuple(range(-event_dim, 0))
-    first = full.amax(dims, keepdim=True)
-    if not torch.equal(full.amin(dims, keepdim=True), first):
-        return None
-    return first
 
 
 def map_estimate(
@@ -126,7 +42,8 @@ def map_estimate(
     (``x ~ GradientPrior``, ``y ~ GaussianLikelihood(x, sigma, A)`` and nothing
     else) and an exact fast solver exists for the pair, that solver runs:
 
-    - ``"dct"``: Gaussian-gradient prior, ``A = I``: the closed form of the design page;
+    - ``"dct"``: Gaussian-gradient prior, ``A = I``: the DCT closed form (see the
+      Derivations page of the documentation);
     - ``"pdhg"``: total variation (isotropic or anisotropic), any linear operator:
       accelerated Chambolle-Pock for ``A = I``, Chambolle-Pock with the data term in
       the primal prox (masks, box decimation, periodic blur) or with ``K = [grad; A]``
@@ -192,7 +109,7 @@ def map_estimate(
         raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
     check_seed(seed)  # on every path, drawing or not
     if solver != "generic":
-        problem = _match_linear_gaussian(model, args, kwargs)
+        problem = recognise(model, args, kwargs)
         fast = _fast_solver(problem)
         if solver in ("dct", "pdhg") and fast != solver:
             raise ValueError(
@@ -215,20 +132,20 @@ def map_estimate(
     return Posterior(method="map", map=x, info=info, diagnostics={"latents": values})
 
 
-def _fast_solver(problem: _LinearGaussianProblem | None) -> str | None:
+def _fast_solver(problem: RestorationProblem | None) -> str | None:
     if problem is None:
         return None
+    identity = problem.operator.is_identity
     if problem.noise == "laplace":  # TV-L1 for A = I; nothing fast otherwise
-        identity = isinstance(problem.operator, Identity)
-        return "pdhg" if problem.prior.beta == 1.0 and identity else None
-    if problem.prior.beta == 2.0 and isinstance(problem.operator, Identity):
+        return "pdhg" if problem.beta == 1.0 and identity else None
+    if problem.beta == 2.0 and identity:
         return "dct"
-    if problem.prior.beta == 1.0:
-        return "pdhg"  # any linear operator: A in the dual
+    if problem.beta == 1.0:
+        return "pdhg"  # any linear operator
     return None
 
 
-def _run_fast(name: str, problem: _LinearGaussianProblem, tol, max_iter) -> Posterior:
+def _run_fast(name: str, problem: RestorationProblem, tol, max_iter) -> Posterior:
     y = problem.y.detach()
     if name == "dct":
         start = time.perf_counter()
@@ -240,7 +157,7 @@ def _run_fast(name: str, problem: _LinearGaussianProblem, tol, max_iter) -> Post
         x, info = tv_l1_pdhg(
             y,
             problem.weight,
-            isotropic=problem.prior.isotropic,
+            isotropic=problem.isotropic,
             event_dim=problem.event_dim,
             tol=1e-4 if tol is None else tol,
             max_iter=20000 if max_iter is None else max_iter,
@@ -252,7 +169,7 @@ def _run_fast(name: str, problem: _LinearGaussianProblem, tol, max_iter) -> Post
             y,
             problem.weight / 2,
             problem.operator,
-            isotropic=problem.prior.isotropic,
+            isotropic=problem.isotropic,
             event_dim=problem.event_dim,
             tol=1e-4 if tol is None else tol,
             max_iter=_pdhg_max_iter(problem.operator) if max_iter is None else max_iter,
@@ -262,4 +179,4 @@ def _run_fast(name: str, problem: _LinearGaussianProblem, tol, max_iter) -> Post
 
 def _pdhg_max_iter(operator: LinearOperator) -> int:
     """Default cap: accelerated O(1/k^2) for ``A = I``, plain O(1/k) otherwise."""
-    return 5000 if isinstance(operator, Identity) else 20000
+    return 5000 if operator.is_identity else 20000

@@ -21,7 +21,6 @@ from bayes_restore._validation import check_int
 from bayes_restore.differences import div, grad
 from bayes_restore.hyper import THETA_HYPERPRIOR, gibbs_theta
 from bayes_restore.models import X_SITE
-from bayes_restore.operators import Identity
 from bayes_restore.posterior import Posterior
 
 from .generic import (
@@ -33,7 +32,7 @@ from .generic import (
     make_generator,
     seeded_global_rng,
 )
-from .map import _LinearGaussianProblem, _match_linear_gaussian
+from .problem import RestorationProblem, recognise
 from .prox import tv_prox_dual
 
 __all__ = ["mcmc", "SAMPLERS"]
@@ -256,7 +255,7 @@ def mcmc(
     scale_prior = _check_scale_options(sample_scale, scale_prior, scale_every, sampler)
     problem = None
     if sampler != "nuts":
-        problem = _match_linear_gaussian(model, args, model_kwargs)
+        problem = recognise(model, args, model_kwargs)
         reason = _langevin_misfit(problem)
         if sample_scale:
             reason = reason or _scale_misfit(problem)
@@ -272,7 +271,7 @@ def mcmc(
             elif sample_scale:  # SK-ROCK's small TV bias moves theta a lot: see sample_scale
                 sampler = "lm"
             else:
-                sampler = "skrock" if problem.prior.beta == 1.0 else "lm"
+                sampler = "skrock" if problem.beta == 1.0 else "lm"
     if sampler == "nuts":
         return _run_nuts(model, args, model_kwargs, num_samples=num_samples, warmup=warmup,
                          num_chains=num_chains, thin=thin, generator=generator, seed=seed,
@@ -347,22 +346,22 @@ def _check_scale_options(sample_scale, scale_prior, scale_every, sampler) -> tup
     return alpha, beta0
 
 
-def _scale_misfit(problem: _LinearGaussianProblem) -> str | None:
+def _scale_misfit(problem: RestorationProblem) -> str | None:
     """Why the scale cannot be sampled with the image (``None`` if it can)."""
-    if problem.prior.beta != 1.0:
-        return f"the prior has order beta={problem.prior.beta:g}, not 1 (TV)"
+    if problem.beta != 1.0:
+        return f"the prior has order beta={problem.beta:g}, not 1 (TV)"
     return None
 
 
-def _langevin_misfit(problem: _LinearGaussianProblem | None) -> str | None:
+def _langevin_misfit(problem: RestorationProblem | None) -> str | None:
     """Why the proximal Langevin samplers cannot run on the model (``None`` if they can)."""
     if problem is None:
         return ("it is not the package's linear-Gaussian model (x ~ GradientPrior, "
                 "y ~ GaussianLikelihood(x, sigma, A), nothing else)")
     if problem.noise != "gaussian":
         return f"the likelihood is {problem.noise}, not Gaussian"
-    if problem.prior.beta not in (1.0, 2.0):
-        return f"the prior has order beta={problem.prior.beta:g} (supported: 1 = TV, 2 = Gaussian)"
+    if problem.beta not in (1.0, 2.0):
+        return f"the prior has order beta={problem.beta:g} (supported: 1 = TV, 2 = Gaussian)"
     op = problem.operator
     if not all(hasattr(op, n) for n in ("forward", "adjoint", "norm_bound")):
         return "the operator lacks forward/adjoint/norm_bound"
@@ -428,7 +427,7 @@ class _DrawStore:
 class _Potential:
     """Gradient of ``U = |y - A x|^2 / (2 sigma^2) + g_lambda(x)`` for batched chains."""
 
-    problem: _LinearGaussianProblem
+    problem: RestorationProblem
     lambda_my: torch.Tensor | None  # per image, None for the smooth (beta = 2) prior
     prox_iter: int
     dual: torch.Tensor | None = None
@@ -439,7 +438,7 @@ class _Potential:
         self.y = pr.y.detach()
         self.inv_var = 1.0 / pr.sigma.square()
         self.scale = pr.scale
-        self.identity = isinstance(pr.operator, Identity)
+        self.identity = pr.operator.is_identity
         self.aty = self.y if self.identity else pr.operator.adjoint(self.y)
         if self.lambda_my is not None:
             self.prox_weight = self.lambda_my / self.scale  # the ROF weight of the prox
@@ -467,7 +466,7 @@ class _Potential:
         if self.lambda_my is None:  # beta = 2: |grad x|^2 / (2 b^2)
             return g - div(grad(x)) / self.scale.square()
         # beta = 1: grad of the Moreau-Yosida envelope (x - prox(x)) / lambda = -div(p) / b
-        self.dual = tv_prox_dual(x, self.prox_weight, isotropic=pr.prior.isotropic,
+        self.dual = tv_prox_dual(x, self.prox_weight, isotropic=pr.isotropic,
                                  dual=self.dual, num_iter=self.prox_iter)
         return g - div(self.dual) / self.scale
 
@@ -510,16 +509,15 @@ def _stages_for(ratio: float) -> int:
     return s
 
 
-def _run_langevin(problem: _LinearGaussianProblem, sampler: str, *, num_samples, warmup,
+def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, warmup,
                   num_chains, thin, generator, seed, max_memory, progress, smoothing,
                   step_size, stages, prox_iter, scale_prior=None, scale_every=1) -> Posterior:
     start = time.perf_counter()
     y = problem.y.detach()
     device, dtype = y.device, y.dtype
     gen = _make_generator(generator, seed, device)
-    prior = problem.prior
     l_f = problem.operator.norm_bound**2 / problem.sigma.square()  # per image
-    if prior.beta == 1.0:
+    if problem.beta == 1.0:
         lambda_my = smoothing / l_f
         l_g = 1.0 / lambda_my
     else:
@@ -559,7 +557,7 @@ def _run_langevin(problem: _LinearGaussianProblem, sampler: str, *, num_samples,
     x = x0.expand((num_chains,) + shape).clone()
     if lambda_my is not None:  # a converged dual at the start; later calls warm-start from it
         potential.dual = tv_prox_dual(x, potential.prox_weight.to(dtype),
-                                      isotropic=prior.isotropic, num_iter=50)
+                                      isotropic=problem.isotropic, num_iter=50)
     thetas: list[torch.Tensor] = []
     if scale_prior is not None:  # Gibbs: theta per chain and image, from the model's 1 / b
         batch = tuple(problem.scale.shape[: problem.scale.dim() - problem.event_dim])
@@ -586,7 +584,7 @@ def _run_langevin(problem: _LinearGaussianProblem, sampler: str, *, num_samples,
             if scale_prior is not None and (step + 1) % scale_every == 0:
                 # exact theta | x (the Gamma conditional of the hierarchical model, on the
                 # un-smoothed TV of the current x); x's next steps target p(x | y, theta)
-                theta = gibbs_theta(x, *scale_prior, gen, isotropic=prior.isotropic,
+                theta = gibbs_theta(x, *scale_prior, gen, isotropic=problem.isotropic,
                                     event_dim=problem.event_dim)
                 potential.set_theta(theta.to(dtype))
             if step >= warmup and (step - warmup + 1) % thin == 0:
@@ -709,11 +707,11 @@ def _skrock_step(x, potential, delta, q, coef, s):
     return x_cur
 
 
-def _initial_x(problem: _LinearGaussianProblem) -> torch.Tensor:
+def _initial_x(problem: RestorationProblem) -> torch.Tensor:
     """Starting image of the Langevin chains: ``A^T y`` (the data for denoising)."""
     y = problem.y.detach()
     op = problem.operator
-    return y.clone() if isinstance(op, Identity) else op.adjoint(y).clone()
+    return y.clone() if op.is_identity else op.adjoint(y).clone()
 
 
 def _scalar_or_list(t: torch.Tensor) -> float | list:

@@ -47,6 +47,14 @@ class OperatorLikelihood(TorchDistribution):
 
     _params: tuple[str, ...] = ()
     _options: tuple[str, ...] = ()
+    #: the noise law, for the engines' fast paths: "gaussian", "laplace", or None (the
+    #: generic Pyro path). A subclass that changes the law must set it accordingly.
+    noise: str | None = None
+
+    @property
+    def noise_scale(self) -> torch.Tensor:
+        """The scale of the noise law (the fast paths' ``sigma``); only with a ``noise`` law."""
+        raise NotImplementedError(f"{type(self).__name__} declares no noise law")
 
     def _setup(
         self,

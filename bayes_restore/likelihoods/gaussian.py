@@ -49,6 +49,12 @@ class GaussianLikelihood(OperatorLikelihood):
     arg_constraints = {"sigma": constraints.positive}
     has_rsample = True
     _params = ("sigma",)
+    noise = "gaussian"
+
+    @property
+    def noise_scale(self) -> torch.Tensor:
+        """``sigma``: what the engines' fast paths ask for."""
+        return self.sigma
 
     def __init__(
         self,

@@ -56,6 +56,12 @@ class LaplaceLikelihood(OperatorLikelihood):
     arg_constraints = {"scale": constraints.positive}
     has_rsample = True
     _params = ("scale",)
+    noise = "laplace"
+
+    @property
+    def noise_scale(self) -> torch.Tensor:
+        """``b``: what the engines' fast paths ask for."""
+        return self.scale
 
     def __init__(
         self,
