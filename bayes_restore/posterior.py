@@ -11,7 +11,17 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["Posterior", "SolverInfo"]
+__all__ = [
+    "Posterior",
+    "SolverInfo",
+    "Diagnostics",
+    "MAPDiagnostics",
+    "ExactDiagnostics",
+    "VIDiagnostics",
+    "MCMCDiagnostics",
+    "TiledDiagnostics",
+    "with_diagnostics",
+]
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,143 @@ class SolverInfo:
     backend: str | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class Diagnostics(Mapping):
+    """What an engine reports besides its images: a small typed, frozen record.
+
+    Read its fields as attributes (``post.diagnostics.gaussian``) or as a read-only
+    mapping (``post.diagnostics["gaussian"]``, ``"sampler" in post.diagnostics``): the
+    keys are the fields that are set (not ``None``) and those of ``extra``. Each engine
+    has its own subclass; :meth:`replace` returns a copy with fields changed, and keys
+    that are not fields go to ``extra``.
+
+    Attributes
+    ----------
+    gaussian : bool
+        Whether the marginals are Gaussian, so that :meth:`Posterior.interval` may use
+        ``mean +- z std`` without draws.
+    observed : array or tensor, optional
+        The observation, for ArviZ's ``observed_data``.
+    parameters : mapping, optional
+        The model parameters used and what was estimated
+        (:func:`~bayes_restore.restore` fills it).
+    extra : mapping
+        Anything else (a user's engine, later additions).
+
+    Examples
+    --------
+    >>> d = MAPDiagnostics(latents={})
+    >>> d["gaussian"], "parameters" in d, d.replace(parameters={"sigma": 0.1})["parameters"]
+    (False, False, {'sigma': 0.1})
+    """
+
+    gaussian: bool = False
+    observed: Any = None
+    parameters: Mapping[str, Any] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def _fields(self) -> list[str]:
+        return [f.name for f in dataclasses.fields(self) if f.name != "extra"]
+
+    def __getitem__(self, key: str) -> Any:
+        if key != "extra" and key in self._fields():
+            value = getattr(self, key)
+            if value is None:
+                raise KeyError(key)
+            return value
+        return self.extra[key]
+
+    def __iter__(self):
+        yield from (n for n in self._fields() if getattr(self, n) is not None)
+        yield from self.extra
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def replace(self, **changes: Any) -> Diagnostics:
+        """A copy with fields changed; keys that are not fields are merged into ``extra``."""
+        names = set(self._fields())
+        known = {k: v for k, v in changes.items() if k in names}
+        other = {k: v for k, v in changes.items() if k not in names}
+        if other:
+            known["extra"] = {**self.extra, **other}
+        return dataclasses.replace(self, **known)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MAPDiagnostics(Diagnostics):
+    """:func:`~bayes_restore.infer.map_estimate`: the values of the other latent sites."""
+
+    latents: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExactDiagnostics(Diagnostics):
+    """:func:`~bayes_restore.infer.exact_posterior`: how the std was computed.
+
+    ``std_method`` is ``"exact"`` (the DCT closed form) or ``"perturb-optimise"`` (Monte
+    Carlo draws, ``num_draws`` of them, each a PCG solve); ``sigma`` and ``prior_scale``
+    are the per-image noise std and prior scale of the recognised model (tensors).
+    """
+
+    gaussian: bool = True
+    std_method: str = "exact"
+    sigma: Any = None
+    prior_scale: Any = None
+    num_draws: int | None = None
+    cg_iterations: int | None = None
+    cg_residual: float | None = None
+    draw_iterations: int | None = None
+    draw_residual: float | None = None
+    tol: float | None = None
+    preconditioner: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class VIDiagnostics(Diagnostics):
+    """:func:`~bayes_restore.infer.variational`: the ELBO trace and the fitted guide."""
+
+    gaussian: bool = True
+    elbo: tuple[float, ...] = ()
+    guide: Any = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MCMCDiagnostics(Diagnostics):
+    """:func:`~bayes_restore.infer.mcmc`: the sampler, its settings and per-draw statistics.
+
+    ``scale`` (a summary mapping: ``mean``, ``std``, ``interval``) and ``scale_samples``
+    are set when the prior scale was sampled with the image.
+    """
+
+    sampler: str = ""
+    step_size: Any = None
+    smoothing: Any = None
+    stages: int | None = None
+    num_chains: int | None = None
+    num_samples: int | None = None
+    warmup: int | None = None
+    thin: int | None = None
+    acceptance_rate: Any = None
+    sample_stats: Mapping[str, Any] | None = None
+    scale: Mapping[str, Any] | None = None
+    scale_samples: Any = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TiledDiagnostics(Diagnostics):
+    """:func:`~bayes_restore.restore_tiled`: how the image was tiled."""
+
+    tiles: Mapping[str, Any] = field(default_factory=dict)
+
+
+def with_diagnostics(post: Posterior, **changes: Any) -> Posterior:
+    """``post`` with its diagnostics record updated (a plain mapping is merged)."""
+    d = post.diagnostics
+    new = d.replace(**changes) if isinstance(d, Diagnostics) else {**d, **changes}
+    return dataclasses.replace(post, diagnostics=new)
+
+
 @dataclass(frozen=True)
 class Posterior:
     """Result of an inference engine: point estimates, uncertainty and diagnostics.
@@ -73,9 +220,11 @@ class Posterior:
     samples : array or tensor, optional
         Draws of shape ``(chain, draw, *image_shape)``.
     info : SolverInfo, optional
-        What the optimiser did (MAP engines).
-    diagnostics : mapping
-        Engine-specific extras (ELBO trace, acceptance rates, ...).
+        What the engine did: solver or sampler, iterations, convergence, wall time.
+    diagnostics : Diagnostics or mapping
+        What the engine reports besides the images: a typed record per engine
+        (:class:`MAPDiagnostics`, :class:`ExactDiagnostics`, :class:`VIDiagnostics`,
+        :class:`MCMCDiagnostics`), readable as attributes or as a mapping.
 
     Examples
     --------

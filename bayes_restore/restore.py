@@ -23,11 +23,11 @@ from bayes_restore._validation import (
 from bayes_restore.energy import scale_from_weight, weight_from_scale
 from bayes_restore.models import restoration_model
 from bayes_restore.operators import LinearOperator, as_operator
-from bayes_restore.posterior import Posterior
+from bayes_restore.posterior import Diagnostics, Posterior, with_diagnostics
 from bayes_restore.priors import make_prior
 
 __all__ = ["restore", "METHODS", "build_prior", "resolve_parameters", "engine_options",
-           "check_operator", "check_engine_kwargs", "unchanged_posterior"]
+           "check_operator", "check_engine_kwargs", "unchanged_posterior", "to_device"]
 
 #: accepted values of ``restore(..., method=...)``
 METHODS = ("map", "exact", "vi", "mcmc")
@@ -275,7 +275,7 @@ def restore(
     check_engine_kwargs(method, engine_kwargs)
     y, layout = check_observation(image, channel_axis)
     home = y.device
-    y = _to_device(y, device)
+    y = to_device(y, device)
     check_operator(operator, y)
     if "generator" not in engine_kwargs and "seed" in inspect.signature(engine).parameters:
         engine_kwargs = {**engine_kwargs, "seed": seed}
@@ -307,7 +307,7 @@ def restore(
                       **estimated}
         if "scale_samples" in post.diagnostics:  # the engine sampled b: report its posterior
             parameters = _sampled_scale(post.diagnostics["scale"], sigma, parameters)
-        post = post.with_fields(diagnostics={**post.diagnostics, "parameters": parameters})
+        post = with_diagnostics(post, parameters=parameters)
     if unit != 1.0:
         post = _in_units(post, unit, _order(prior, beta))
     return post.map_images(lambda t: layout.give_back(t.to(home)))
@@ -325,7 +325,7 @@ def unchanged_posterior(y: torch.Tensor, method: str, estimated: dict) -> Poster
     parameters = {"sigma": 0.0, "scale": None, "weight": None, **estimated, "reason": reason}
     fields = {"map": y.clone()} if method == "map" else {"mean": y.clone(),
                                                          "std": torch.zeros_like(y)}
-    return Posterior(method=method, diagnostics={"parameters": parameters, "gaussian": True},
+    return Posterior(method=method, diagnostics=Diagnostics(parameters=parameters, gaussian=True),
                      **fields)
 
 
@@ -378,8 +378,7 @@ def _in_units(post: Posterior, unit: float, order: float) -> Posterior:
     for key in ("weight", "weight_estimated"):
         if isinstance(params.get(key), float):
             params[key] *= unit ** (2 - order)
-    post = post.map_images(lambda t: t * unit)
-    return post.with_fields(diagnostics={**post.diagnostics, "parameters": params})
+    return with_diagnostics(post.map_images(lambda t: t * unit), parameters=params)
 
 
 def _sampled_scale(summary: dict, sigma: float, parameters: dict) -> dict:
@@ -395,7 +394,7 @@ def _sampled_scale(summary: dict, sigma: float, parameters: dict) -> dict:
             "scale_interval": tuple(mean(v) for v in summary["interval"]), **start}
 
 
-def _to_device(y: torch.Tensor, device: str | torch.device | None) -> torch.Tensor:
+def to_device(y: torch.Tensor, device: str | torch.device | None) -> torch.Tensor:
     """``y`` on ``device`` (checked: a clear error when CUDA is asked for and absent)."""
     if device is None:
         return y

@@ -15,15 +15,15 @@ from torch.distributions import Distribution
 from bayes_restore._validation import check_int, check_positive, check_seed
 from bayes_restore.energy import weight_from_scale
 from bayes_restore.operators import Diagonal, LinearOperator, as_operator
-from bayes_restore.posterior import Posterior, SolverInfo
+from bayes_restore.posterior import Posterior, SolverInfo, TiledDiagnostics
 from bayes_restore.priors import make_prior
 from bayes_restore.restore import (
     METHODS,
-    _to_device,
     check_engine_kwargs,
     check_observation,
     resolve_parameters,
     restore,
+    to_device,
     unchanged_posterior,
 )
 
@@ -383,7 +383,7 @@ def restore_tiled(
         batch_size = check_int(batch_size, "batch_size", 1)
     budget = parse_memory(max_memory)
     y, layout = check_observation(image, channel_axis)
-    work_device = _to_device(y[..., :0, :0], device).device
+    work_device = to_device(y[..., :0, :0], device).device
     stack = _as_stack(y)  # (N, C, H, W) view
     gains = _stack_gains(operator, y)
 
@@ -449,13 +449,12 @@ def restore_tiled(
     return Posterior(
         method=method,
         info=info,
-        diagnostics={
-            "parameters": parameters,
-            "tiles": {"count": len(tiles), "tile": tile, "overlap": overlap,
-                      "batches": len(batches), "per_batch": per_batch,
-                      "device": str(work_device)},
-            "gaussian": all(bool(d.get("gaussian", False)) for d in diagnostics),
-        },
+        diagnostics=TiledDiagnostics(
+            parameters=parameters,
+            tiles={"count": len(tiles), "tile": tile, "overlap": overlap,
+                   "batches": len(batches), "per_batch": per_batch, "device": str(work_device)},
+            gaussian=all(bool(d.get("gaussian", False)) for d in diagnostics),
+        ),
         **fields,
     )
 

@@ -12,7 +12,7 @@ import torch
 
 from bayes_restore.differences import dct2, dct_matrix, div, grad, idct2, laplacian_eigenvalues
 from bayes_restore.exceptions import ConvergenceWarning
-from bayes_restore.posterior import Posterior, SolverInfo
+from bayes_restore.posterior import ExactDiagnostics, Posterior, SolverInfo
 
 from .generic import DEFAULT_SEED, make_generator
 from .problem import recognise
@@ -26,7 +26,12 @@ __all__ = [
 ]
 
 
-def dct_map(y: torch.Tensor, ratio: float | torch.Tensor) -> torch.Tensor:
+def dct_map(
+    y: torch.Tensor,
+    weight: float | torch.Tensor | None = None,
+    *,
+    ratio: float | torch.Tensor | None = None,
+) -> torch.Tensor:
     r"""Exact MAP (= posterior mean) of the Gaussian-gradient prior for denoising.
 
     .. math::
@@ -40,8 +45,11 @@ def dct_map(y: torch.Tensor, ratio: float | torch.Tensor) -> torch.Tensor:
     ----------
     y : torch.Tensor
         Noisy image(s), shape ``(..., H, W)``.
-    ratio : float or torch.Tensor
-        ``sigma^2 / b^2`` (the energy weight ``lambda``); a tensor broadcasts against ``y``.
+    weight : float or torch.Tensor
+        ``lambda = sigma^2 / b^2``, the energy weight of ``|y - x|^2 + lambda |grad x|^2``
+        (as everywhere in the package); a tensor broadcasts against ``y``.
+    ratio : float or torch.Tensor, optional
+        Deprecated keyword name of ``weight``.
 
     Returns
     -------
@@ -55,9 +63,17 @@ def dct_map(y: torch.Tensor, ratio: float | torch.Tensor) -> torch.Tensor:
     >>> bool(torch.allclose(dct_map(y, 10.0), y))  # constants are not penalised
     True
     """
+    if ratio is not None:
+        if weight is not None:
+            raise TypeError("dct_map got both weight and its deprecated alias ratio")
+        warnings.warn("dct_map(ratio=...) is deprecated: pass weight=", DeprecationWarning,
+                      stacklevel=2)
+        weight = ratio
+    if weight is None:
+        raise TypeError("dct_map() missing the argument 'weight'")
     mu = laplacian_eigenvalues(y.shape[-2], y.shape[-1], dtype=y.dtype, device=y.device)
-    ratio = torch.as_tensor(ratio, dtype=y.dtype, device=y.device)
-    return idct2(dct2(y) / (1 + ratio * mu))
+    lam = torch.as_tensor(weight, dtype=y.dtype, device=y.device)
+    return idct2(dct2(y) / (1 + lam * mu))
 
 
 def gaussian_posterior_std(
@@ -312,8 +328,8 @@ def exact_posterior(
                       time=time.perf_counter() - start, gap=0.0)
     return Posterior(
         method="exact", map=mean, mean=mean, std=std, samples=samples, info=info,
-        diagnostics={"gaussian": True, "observed": y, "scale": scale, "sigma": sigma,
-                     "std_method": "exact"},
+        diagnostics=ExactDiagnostics(observed=y, prior_scale=scale, sigma=sigma,
+                                     std_method="exact"),
     )
 
 
@@ -484,11 +500,11 @@ def _pcg_posterior(problem, num_samples, generator, tol, max_iter, num_draws, pr
                       history=history)
     return Posterior(
         method="exact", map=mean, mean=mean, std=std, samples=samples, info=info,
-        diagnostics={
-            "gaussian": True, "observed": y, "scale": scale, "sigma": sigma,
-            "std_method": "perturb-optimise", "num_draws": n,
-            "cg_iterations": iterations, "cg_residual": float(residual.max()),
-            "draw_iterations": draw_iterations, "draw_residual": draw_residual,
-            "tol": tol, "preconditioner": "dct" if precondition else None,
-        },
+        diagnostics=ExactDiagnostics(
+            observed=y, prior_scale=scale, sigma=sigma, std_method="perturb-optimise",
+            num_draws=n,
+            cg_iterations=iterations, cg_residual=float(residual.max()),
+            draw_iterations=draw_iterations, draw_residual=draw_residual, tol=tol,
+            preconditioner="dct" if precondition else None,
+        ),
     )

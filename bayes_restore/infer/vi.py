@@ -26,7 +26,7 @@ from bayes_restore.infer.generic import (
     seeded_global_rng,
 )
 from bayes_restore.models import X_SITE
-from bayes_restore.posterior import Posterior, SolverInfo
+from bayes_restore.posterior import Posterior, SolverInfo, VIDiagnostics
 
 __all__ = ["variational", "GUIDES"]
 
@@ -214,8 +214,7 @@ def variational(
         std=std.to(dtype=dtype, device=device),
         samples=samples,
         info=info,
-        diagnostics={"elbo": tuple(-v for v in losses), "guide": g, "gaussian": True,
-                     "observed": observed},
+        diagnostics=VIDiagnostics(elbo=tuple(-v for v in losses), guide=g, observed=observed),
     )
 
 
