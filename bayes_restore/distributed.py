@@ -13,7 +13,7 @@ from torch.distributions import Distribution
 
 from bayes_restore._validation import check_int, check_seed, parse_device
 from bayes_restore.operators import Diagonal, LinearOperator, as_operator
-from bayes_restore.restore import METHODS, check_engine_kwargs, restore
+from bayes_restore.restore import ENGINES, check_engine_kwargs, check_method, restore
 from bayes_restore.tiled import (
     DEFAULT_TILE,
     auto_overlap,
@@ -141,14 +141,13 @@ def restore_dask(
     True
     """
     da = _import_dask()
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    check_method(method)
     seed = check_seed(seed)
     check_engine_kwargs(method, engine_kwargs)
     overlap = check_overlap(overlap)
     if tile is not None:
         tile = check_int(tile, "tile", 1)
-    if return_std and method == "map":
+    if return_std and not ENGINES[method].gives_std:
         raise ValueError("return_std needs method='exact', 'vi' or 'mcmc' (MAP has no std)")
     if threads is not None:
         threads = check_int(threads, "threads", 1)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -26,11 +28,73 @@ from bayes_restore.operators import LinearOperator, as_operator
 from bayes_restore.posterior import Diagnostics, Posterior, with_diagnostics
 from bayes_restore.priors import make_prior
 
-__all__ = ["restore", "METHODS", "build_prior", "resolve_parameters", "engine_options",
+__all__ = ["restore", "METHODS", "ENGINES", "Engine", "register_engine", "check_method",
+           "build_prior", "resolve_parameters", "engine_options",
            "check_operator", "check_engine_kwargs", "unchanged_posterior", "to_device"]
 
-#: accepted values of ``restore(..., method=...)``
-METHODS = ("map", "exact", "vi", "mcmc")
+@dataclass(frozen=True)
+class Engine:
+    """An inference engine as :func:`restore`, the tiles, Dask and the CLI see it.
+
+    Attributes
+    ----------
+    run : str or callable
+        The engine, ``engine(model, y, *, prior, sigma, operator, seed, **options) ->
+        Posterior``; a ``"module:function"`` string is imported at the first call (so that
+        ``import bayes_restore`` stays light).
+    values_per_pixel : int
+        Working memory per pixel, in values of the image's dtype (tiles are batched by it).
+    gives_std : bool
+        Whether the engine gives a per-pixel std (``"map"`` does not).
+    """
+
+    run: str | Callable[..., Posterior]
+    values_per_pixel: int
+    gives_std: bool = True
+
+    def function(self) -> Callable[..., Posterior]:
+        """The engine's function (imported on first use)."""
+        if callable(self.run):
+            return self.run
+        module, name = self.run.split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+#: the engines by ``method`` name; :func:`register_engine` adds one
+ENGINES: dict[str, Engine] = {
+    "map": Engine("bayes_restore.infer:map_estimate", 16, gives_std=False),
+    "exact": Engine("bayes_restore.infer:exact_posterior", 12),
+    "vi": Engine("bayes_restore.infer:variational", 48),
+    "mcmc": Engine("bayes_restore.infer:mcmc", 24),
+}
+
+#: the built-in values of ``restore(..., method=...)`` (see :data:`ENGINES` for all)
+METHODS = tuple(ENGINES)
+
+
+def register_engine(name: str, engine: Engine) -> None:
+    """Make ``method=name`` run ``engine`` in :func:`restore`, the tiles, Dask and the CLI.
+
+    Examples
+    --------
+    >>> from bayes_restore.infer import map_estimate
+    >>> register_engine("my-map", Engine(map_estimate, 16, gives_std=False))
+    >>> check_method("my-map")
+    'my-map'
+    >>> _ = ENGINES.pop("my-map")  # undo the example
+    """
+    if not isinstance(name, str) or not name or name in ENGINES:
+        raise ValueError(f"name must be a new engine name, got {name!r}")
+    if not isinstance(engine, Engine):
+        raise TypeError(f"engine must be an Engine, got {type(engine).__name__}")
+    ENGINES[name] = engine
+
+
+def check_method(method: Any) -> str:
+    """``method`` if it names an engine, else a ``ValueError`` listing them."""
+    if not isinstance(method, str) or method not in ENGINES:
+        raise ValueError(f"method must be one of {tuple(ENGINES)}, got {method!r}")
+    return method
 
 
 def build_prior(
@@ -266,8 +330,7 @@ def restore(
     >>> bool((lo < post.mean).all() and (post.mean < hi).all())
     True
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    check_method(method)
     seed = check_seed(seed)
     sigma, scale, weight, beta = (optional_number(v, n) for v, n in (
         (sigma, "sigma"), (scale, "scale"), (weight, "weight"), (beta, "beta")))
@@ -405,10 +468,7 @@ def to_device(y: torch.Tensor, device: str | torch.device | None) -> torch.Tenso
 
 
 def _engine(method: str) -> Callable[..., Posterior]:
-    from bayes_restore import infer
-
-    return {"map": infer.map_estimate, "exact": infer.exact_posterior,
-            "vi": infer.variational, "mcmc": infer.mcmc}[method]
+    return ENGINES[method].function()
 
 
 #: what restore() passes to the engine itself: not the user's to give twice

@@ -18,8 +18,9 @@ from bayes_restore.operators import Diagonal, LinearOperator, as_operator
 from bayes_restore.posterior import Posterior, SolverInfo, TiledDiagnostics
 from bayes_restore.priors import make_prior
 from bayes_restore.restore import (
-    METHODS,
+    ENGINES,
     check_engine_kwargs,
+    check_method,
     check_observation,
     resolve_parameters,
     restore,
@@ -49,9 +50,6 @@ PARAMETER_PIXELS = 2048 * 2048
 #: (Large images page; the TV MAP's fused kernels are immune); small tiles are still batched
 #: together, which saves the per-call overhead
 _CPU_BATCH_PIXELS = 2**20
-#: working memory of each engine, in values of the image's dtype per pixel (measured, with
-#: a margin by the package's scale benchmark); MCMC adds one value per kept draw
-_VALUES_PER_PIXEL = {"map": 16, "exact": 12, "vi": 48, "mcmc": 24}
 
 
 @dataclass(frozen=True)
@@ -373,8 +371,7 @@ def restore_tiled(
     (4, True)
     """
     start = time.perf_counter()
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    check_method(method)
     seed = check_seed(seed)
     check_engine_kwargs(method, engine_kwargs)
     tile = check_int(tile, "tile", 1)
@@ -515,7 +512,7 @@ def _units_per_batch(tiles, stack, method, budget, engine_kwargs, device) -> int
         return 1
     h, w = max((t.shape for t in tiles), key=lambda s: s[0] * s[1])
     pixels = h * w * stack.shape[1]
-    values = _VALUES_PER_PIXEL[method]
+    values = ENGINES[method].values_per_pixel
     if method == "mcmc":
         from bayes_restore.infer import mcmc
 
