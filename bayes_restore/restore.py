@@ -472,7 +472,7 @@ def _engine(method: str) -> Callable[..., Posterior]:
 
 
 #: what restore() passes to the engine itself: not the user's to give twice
-_RESERVED = ("prior", "sigma", "operator", "model", "seed")
+_RESERVED = ("prior", "sigma", "operator", "model", "seed", "model_kwargs")
 
 
 def engine_options(method: str) -> tuple[str, ...]:

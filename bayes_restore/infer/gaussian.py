@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -14,7 +14,7 @@ from bayes_restore.differences import dct2, dct_matrix, div, grad, idct2, laplac
 from bayes_restore.exceptions import ConvergenceWarning
 from bayes_restore.posterior import ExactDiagnostics, Posterior, SolverInfo
 
-from .generic import DEFAULT_SEED, make_generator
+from .generic import DEFAULT_SEED, make_generator, model_arguments
 from .problem import recognise
 
 __all__ = [
@@ -174,6 +174,7 @@ def exact_posterior(
     max_iter: int = 1000,
     num_draws: int = 100,
     precondition: bool = True,
+    model_kwargs: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> Posterior:
     r"""Gaussian posterior of the Gaussian-gradient model, for any linear operator ``A``.
@@ -215,6 +216,9 @@ def exact_posterior(
         sigma, operator)`` (e.g. :func:`~bayes_restore.models.restoration_model`).
     *args, **kwargs
         Passed to the model.
+    model_kwargs : mapping, optional
+        More keyword arguments of the model, kept apart from the engine's options (for a
+        model that has its own ``tol``, ``seed``, ...).
     num_samples : int, default 0
         Posterior draws to keep (one chain).
     generator : torch.Generator, optional
@@ -285,6 +289,7 @@ def exact_posterior(
     >>> post.diagnostics["std_method"], post.diagnostics["num_draws"]
     ('perturb-optimise', 100)
     """
+    kwargs = model_arguments(kwargs, model_kwargs)
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 0:
         raise ValueError(f"num_samples must be an integer >= 0, got {num_samples!r}")
     if solver not in ("auto", "dct", "pcg"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -30,7 +30,30 @@ __all__ = [
     "seeded_global_rng",
     "data_device",
     "DEFAULT_SEED",
+    "model_arguments",
 ]
+
+
+def model_arguments(kwargs: dict, model_kwargs: Any) -> dict:
+    """The model's keyword arguments: an engine's ``**kwargs`` merged with ``model_kwargs``.
+
+    ``model_kwargs`` keeps a model's own arguments apart from the engine's options: a model
+    with its own ``tol`` or ``seed`` gets them through it. A name given both ways is an
+    error.
+
+    Examples
+    --------
+    >>> model_arguments({"sigma": 0.1}, {"tol": 3})
+    {'sigma': 0.1, 'tol': 3}
+    """
+    if model_kwargs is None:
+        return dict(kwargs)
+    if not isinstance(model_kwargs, Mapping):
+        raise TypeError(f"model_kwargs must be a mapping, got {type(model_kwargs).__name__}")
+    twice = sorted(set(kwargs) & set(model_kwargs))
+    if twice:
+        raise TypeError(f"model argument(s) {twice} given both as keywords and in model_kwargs")
+    return {**kwargs, **model_kwargs}
 
 _LBFGS_INNER = 5
 

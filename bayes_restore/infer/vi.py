@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pyro
@@ -23,6 +23,7 @@ from bayes_restore.infer.generic import (
     draw_seed,
     initial_trace,
     make_generator,
+    model_arguments,
     seeded_global_rng,
 )
 from bayes_restore.models import X_SITE
@@ -49,6 +50,7 @@ def variational(
     generator: torch.Generator | None = None,
     seed: int | None = DEFAULT_SEED,
     progress: bool = False,
+    model_kwargs: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> Posterior:
     r"""Approximate the posterior of a Pyro model with SVI and a Gaussian guide.
@@ -73,6 +75,9 @@ def variational(
         A Pyro model with a latent image site ``"x"``.
     *args, **kwargs
         Passed to the model.
+    model_kwargs : mapping, optional
+        More keyword arguments of the model, kept apart from the engine's options (for a
+        model that has its own ``tol``, ``seed``, ...).
     guide : {"normal", "lowrank"}, default "normal"
     rank : int, default 10
         Rank of the low-rank guide.
@@ -121,6 +126,7 @@ def variational(
     >>> post.std.shape, post.samples.shape
     (torch.Size([8, 8]), torch.Size([1, 10, 8, 8]))
     """
+    kwargs = model_arguments(kwargs, model_kwargs)
     if guide not in GUIDES:
         raise ValueError(f"guide must be one of {GUIDES}, got {guide!r}")
     for name, value in (("max_steps", max_steps), ("window", window), ("rank", rank)):
