@@ -1,4 +1,4 @@
-"""Ready-made Pyro models: ``x ~ prior``, ``y ~ Normal(A x, sigma^2)``.
+"""Ready-made Pyro models: ``x ~ prior``, ``y ~ Normal(A x, sigma^2)``, and its hierarchical form.
 
 Users write their own models too: any Pyro model whose latent image site is
 named :data:`X_SITE` (``"x"``) works with the engines of :mod:`bayes_restore.infer`.
@@ -9,18 +9,32 @@ from __future__ import annotations
 import contextlib
 
 import pyro
+import pyro.distributions as dist
 import torch
 
+from ._validation import check_positive
 from .likelihoods import GaussianLikelihood
 from .operators import LinearOperator, as_operator
-from .priors import GradientPrior
+from .priors import GradientPrior, TotalVariation
 
-__all__ = ["X_SITE", "Y_SITE", "restoration_model"]
+__all__ = [
+    "X_SITE",
+    "Y_SITE",
+    "THETA_SITE",
+    "THETA_HYPERPRIOR",
+    "restoration_model",
+    "hierarchical_tv_model",
+]
 
 #: name of the latent image site
 X_SITE = "x"
 #: name of the observed image site
 Y_SITE = "y"
+#: name of the precision site ``theta = 1 / b`` of :func:`hierarchical_tv_model`
+THETA_SITE = "theta"
+#: default ``(alpha, beta0)`` of the Gamma hyperprior on ``theta = 1 / b``: an exponential of
+#: mean ``theta = 100`` (``b = 0.01``), weak against the ``N - C`` of any real image
+THETA_HYPERPRIOR = (1.0, 0.01)
 
 
 def restoration_model(
@@ -103,4 +117,70 @@ def restoration_model(
             stack.enter_context(pyro.plate(f"batch_{i}", size, dim=-1 - i))
         x = pyro.sample(X_SITE, prior)
         pyro.sample(Y_SITE, GaussianLikelihood(x, sigma, op, event_dim=event_dim), obs=y)
+    return x
+
+
+def hierarchical_tv_model(
+    y: torch.Tensor,
+    *,
+    sigma: float | torch.Tensor,
+    alpha: float = THETA_HYPERPRIOR[0],
+    beta0: float = THETA_HYPERPRIOR[1],
+    isotropic: bool = True,
+) -> torch.Tensor:
+    r"""Pyro model of TV denoising with a Gamma hyperprior on the prior's precision.
+
+    .. math::
+
+        \theta = 1 / b \sim \mathrm{Gamma}(\alpha, \beta_0), \qquad
+        x \mid \theta \sim \mathrm{TotalVariation}(b = 1 / \theta), \qquad
+        y \mid x \sim \mathcal{N}(x, \sigma^2 I)
+
+    ``log p(x | theta) = -theta TV(x) + (N - C) log theta + const`` (homogeneity of TV; ``N``
+    the values of the image, ``C`` its channels: ``N - 1`` for a grey image), so
+    ``theta | x ~ Gamma(alpha + N - C, beta0 + TV(x))``:
+    :func:`~bayes_restore.infer.scale.gibbs_theta` draws it,
+    :func:`~bayes_restore.hyper.tv_scale_gibbs` samples the model, and
+    ``infer.mcmc(restoration_model, ..., sample_scale=True)`` samples it with any operator
+    (the defaults :data:`THETA_HYPERPRIOR` are shared). The defaults ``alpha = 1``,
+    ``beta0 = 0.01`` (an exponential prior of mean ``theta = 100``, i.e. ``b = 0.01``) are
+    weak against the ``N - C`` of any real image. Change any line: the engines only need
+    the sites ``"theta"``, ``"x"`` and ``"y"``. Pyro's NUTS samples it on small crops
+    (``NUTS(hierarchical_tv_model, max_plate_nesting=0, init_strategy=init_to_value(
+    values={"x": y, "theta": ...}))``: the TV prior is improper, so the chain starts at given
+    values, not at a draw of the prior).
+
+    Parameters
+    ----------
+    y : torch.Tensor
+        One observed image, ``(H, W)`` or ``(C, H, W)`` (each channel its own TV).
+    sigma : float or torch.Tensor
+        Noise standard deviation.
+    alpha, beta0 : float
+        Shape and rate of the Gamma hyperprior on ``theta``.
+    isotropic : bool, default True
+
+    Returns
+    -------
+    torch.Tensor
+        The latent image ``x``.
+
+    Examples
+    --------
+    >>> import torch, pyro.poutine as poutine
+    >>> y = torch.zeros(8, 8, dtype=torch.float64)
+    >>> tr = poutine.trace(poutine.condition(
+    ...     hierarchical_tv_model, {"theta": torch.tensor(20.0, dtype=torch.float64), "x": y}
+    ... )).get_trace(y, sigma=0.1)
+    >>> [name for name in tr.nodes if name in ("theta", "x", "y")]
+    ['theta', 'x', 'y']
+    """
+    if not isinstance(y, torch.Tensor) or y.dim() not in (2, 3):
+        raise ValueError("y must be a torch.Tensor of shape (H, W) or (C, H, W)")
+    check_positive(alpha, "alpha")
+    check_positive(beta0, "beta0")
+    hyperprior = dist.Gamma(y.new_tensor(float(alpha)), y.new_tensor(float(beta0)))
+    theta = pyro.sample(THETA_SITE, hyperprior)
+    x = pyro.sample(X_SITE, TotalVariation(1.0 / theta, shape=y.shape, isotropic=isotropic))
+    pyro.sample(Y_SITE, GaussianLikelihood(x, sigma, event_dim=y.dim()), obs=y)
     return x

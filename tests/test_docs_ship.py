@@ -25,11 +25,7 @@ FORBIDDEN = re.compile(
 
 #: files still being edited by others; remove an entry once the file is fixed (the xfail
 #: is strict, so a fixed file listed here fails the suite until its entry is removed)
-PENDING = {
-    "hyper.py": "design-notes and docs/*.md references, being edited",
-    "infer/map.py": "'the design page', being edited",
-    "infer/mcmc.py": "a docs/*.md path, being edited",
-}
+PENDING: dict[str, str] = {}
 
 
 def _shipped_files() -> list[str]:

@@ -1,59 +1,49 @@
-"""``mcmc``: posterior sampling, by proximal Langevin (SK-ROCK, MYULA) or Pyro's NUTS."""
+"""``mcmc``: posterior sampling, by proximal Langevin (SK-ROCK, MYULA, LM) or Pyro's NUTS.
+
+The public driver: it checks the options, recognises the model and runs the Langevin chains
+(the kernels of :mod:`~bayes_restore.infer.langevin`, the scale draws of
+:mod:`~bayes_restore.infer.scale`) or hands the model to NUTS
+(:mod:`~bayes_restore.infer.nuts`).
+"""
 
 from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import pyro.poutine as poutine
 import torch
-from pyro.infer import MCMC, NUTS
-from pyro.infer.autoguide.initialization import init_to_value
-from pyro.infer.mcmc.util import initialize_model
-from pyro.poutine.util import site_is_subsample
 from tqdm.auto import tqdm
 
 from bayes_restore._validation import check_int
-from bayes_restore.differences import div, grad
-from bayes_restore.hyper import THETA_HYPERPRIOR, gibbs_theta
-from bayes_restore.models import X_SITE
+from bayes_restore.models import THETA_HYPERPRIOR
 from bayes_restore.posterior import Posterior
 
-from .generic import (
-    DEFAULT_SEED,
-    check_random_source,
-    data_device,
-    draw_seed,
-    initial_trace,
-    make_generator,
-    seeded_global_rng,
+from .draws import DrawStore
+from .generic import DEFAULT_SEED, check_random_source, make_generator
+from .langevin import (
+    MAX_STAGES,
+    SKROCK_MAX_STEP,
+    SmoothedPotential,
+    euler_step_size,
+    lm_step,
+    myula_step,
+    scalar_or_list,
+    skrock_coefficients,
+    skrock_schedule,
+    skrock_step,
 )
+from .nuts import MAX_TREE_DEPTH, run_nuts
 from .problem import RestorationProblem, recognise
 from .prox import tv_prox_dual
+from .scale import gibbs_theta, scale_summary
 
-__all__ = ["mcmc", "SAMPLERS"]
+__all__ = ["mcmc", "SAMPLERS", "skrock_coefficients"]
 
 #: accepted values of ``mcmc(..., sampler=...)``
 SAMPLERS = ("auto", "skrock", "myula", "lm", "nuts")
 
-#: SK-ROCK damping parameter (Pereyra, Vargas Mieles & Zygalakis 2020 use 0.05)
-_ETA = 0.05
-#: default SK-ROCK step in units of ``1 / L_f`` (the weakest curvature of a denoising posterior)
-_SKROCK_STEP = 0.25
-#: largest SK-ROCK step (units of ``1 / L_f``): the TV std is already 11 % low at 1 (16 x 16
-#: TV denoising, against Leimkuhler-Matthews: -2 % at 0.25, -4 % at 0.5, -11 % at 1, -16 % at
-#: 2), and the cost per step grows like the stages, ``~ 7 sqrt(step_size)`` at the default
-#: smoothing (a step of 1e6 needed 7229 stages and gave a std 2-3 times too large)
-_SKROCK_MAX_STEP = 1.0
-#: most SK-ROCK stages per step: a stable step of ``ell_100 = 19140 / L``, enough for the
-#: default step down to ``smoothing ~ 1.3e-5``; each stage costs one gradient (and TV prox)
-_MAX_STAGES = 100
-#: deepest NUTS tree (up to ``2^depth - 1`` gradients per draw); Pyro's default is 10
-_MAX_TREE_DEPTH = 15
 _DEFAULT_MAX_MEMORY = 1 << 30
 
 
@@ -120,7 +110,7 @@ def mcmc(
 
     With ``sample_scale=True`` (TV, Gaussian likelihood, Langevin samplers) the prior
     scale is sampled with the image: the model becomes the hierarchical one of
-    :func:`~bayes_restore.hyper.hierarchical_tv_model` (any operator ``A``),
+    :func:`~bayes_restore.models.hierarchical_tv_model` (any operator ``A``),
 
     .. math::
 
@@ -129,7 +119,7 @@ def mcmc(
 
     sampled by Gibbs-within-Langevin: ``scale_every`` Langevin steps on ``x | y, theta``,
     then an exact draw ``theta | x ~ Gamma(alpha + N - C, beta0 + TV(x))``
-    (:func:`~bayes_restore.hyper.gibbs_theta`), one ``theta`` per chain and image,
+    (:func:`~bayes_restore.infer.scale.gibbs_theta`), one ``theta`` per chain and image,
     started at ``1 / b`` of the model's prior. ``"auto"`` then picks ``"lm"``.
 
     Parameters
@@ -174,11 +164,10 @@ def mcmc(
         0.25 (with the fewest stages that keep it stable), MYULA ``1 / L`` and LM
         ``1.5 / L`` with ``L = L_f + 1 / lambda_MY`` (TV) or ``L_f + 8 / b^2``
         (Gaussian) the Lipschitz constant of the smoothed potential. SK-ROCK's std
-        comes out low, on TV by up to about ``0.15 * step_size`` relative (measured
-        against NUTS: -4 % at 0.3 for ``b = sigma / 2``, -2 % for ``b = sigma``).
+        comes out low, on TV by up to about ``0.15 * step_size`` relative (the
+        measurements are on the Uncertainty page of the documentation).
         Bounds, beyond which the step is reduced with a ``UserWarning`` that gives the
-        step used: SK-ROCK 1 (its accuracy limit: the std was 11 % low at 1, 2-3 times
-        too high at 1e6, whose 7229 stages per step ran for minutes), MYULA ``1 / L`` and
+        step used: SK-ROCK 1 (its accuracy limit), MYULA ``1 / L`` and
         LM ``1.9 / L`` (their stability limits, ``1 / (1 + 1 / smoothing)`` and
         ``1.9 / (1 + 1 / smoothing)`` in units of ``1 / L_f`` for TV denoising).
     stages : int, optional
@@ -186,8 +175,7 @@ def mcmc(
         by default the fewest that keep the step stable. When those would exceed 100 (a
         ``smoothing`` below about ``1.3e-5`` at the default step, or a Gaussian prior
         scale below about ``sigma / 100``) it is a ``ValueError``: with the step that 100
-        stages keep stable, the chains would barely move (measured: ``smoothing=1e-9``
-        gave a step of ``1.9e-5 / L_f``).
+        stages keep stable, the chains would barely move.
     prox_iter : int, default 5
         Langevin/TV only: dual iterations of each warm-started TV prox.
     target_accept : float, default 0.8
@@ -196,17 +184,16 @@ def mcmc(
         NUTS only: at most 15 (up to ``2^depth - 1`` gradient evaluations per draw).
     sample_scale : bool, default False
         Langevin/TV only: sample ``theta = 1 / b`` jointly with the image (above).
-        ``theta`` is often weakly identified (``theta E[TV(x) | y, theta] / (N - 1)``, whose
-        root the chain finds, moved only from 1.00 to 1.08 when ``theta`` doubled on data
-        drawn from the prior at ``sigma = b``), so a small bias of the sampler's ``TV(x)``
-        moves it far: there SK-ROCK (TV 3 % low at its default step) gave ``theta`` 1.8
-        times the truth, ``"lm"`` the truth within 4 %; hence ``"auto"`` -> ``"lm"``.
-        The Moreau-Yosida smoothing biases it too (``docs/hyperparameters.md``). The
+        ``theta`` is often weakly identified, so a small bias of the sampler's ``TV(x)``
+        moves it far: SK-ROCK's TV, a few percent low at its default step, is enough to
+        move it by a large factor, while ``"lm"`` (exact on Gaussian targets) finds it;
+        hence ``"auto"`` -> ``"lm"``. The Moreau-Yosida smoothing biases it too. Both are
+        measured on the Parameter-free restoration page of the documentation. The
         chain in ``theta`` moves slowly: use a long ``warmup`` and check
         ``to_arviz()``'s ``"scale"`` (ESS, R-hat).
-    scale_prior : (float, float), default ``hyper.THETA_HYPERPRIOR`` = (1.0, 0.01)
+    scale_prior : (float, float), default ``models.THETA_HYPERPRIOR`` = (1.0, 0.01)
         Shape ``alpha`` and rate ``beta0`` of the Gamma hyperprior on ``theta``, the
-        defaults of :func:`~bayes_restore.hyper.hierarchical_tv_model`.
+        defaults of :func:`~bayes_restore.models.hierarchical_tv_model`.
     scale_every : int, default 1
         Langevin steps between two Gamma draws of ``theta``.
 
@@ -273,10 +260,10 @@ def mcmc(
             else:
                 sampler = "skrock" if problem.beta == 1.0 else "lm"
     if sampler == "nuts":
-        return _run_nuts(model, args, model_kwargs, num_samples=num_samples, warmup=warmup,
-                         num_chains=num_chains, thin=thin, generator=generator, seed=seed,
-                         max_memory=max_memory, progress=progress,
-                         target_accept=target_accept, max_tree_depth=max_tree_depth)
+        return run_nuts(model, args, model_kwargs, num_samples=num_samples, warmup=warmup,
+                        num_chains=num_chains, thin=thin, generator=generator, seed=seed,
+                        max_memory=max_memory, progress=progress,
+                        target_accept=target_accept, max_tree_depth=max_tree_depth)
     assert problem is not None
     return _run_langevin(problem, sampler, num_samples=num_samples, warmup=warmup,
                          num_chains=num_chains, thin=thin, generator=generator, seed=seed,
@@ -301,14 +288,14 @@ def _check_options(sampler, num_samples, warmup, num_chains, thin, max_memory, s
     check_int(thin, "thin", 1)
     check_int(max_memory, "max_memory", 1)
     check_int(prox_iter, "prox_iter", 1)
-    if stages is not None and check_int(stages, "stages", 2) > _MAX_STAGES:
+    if stages is not None and check_int(stages, "stages", 2) > MAX_STAGES:
         raise ValueError(
-            f"stages must be an integer in [2, {_MAX_STAGES}], got {stages!r} (each stage is "
-            f"a gradient evaluation; the step is bounded by {_SKROCK_MAX_STEP:g} / L_f anyway)"
+            f"stages must be an integer in [2, {MAX_STAGES}], got {stages!r} (each stage is "
+            f"a gradient evaluation; the step is bounded by {SKROCK_MAX_STEP:g} / L_f anyway)"
         )
-    if check_int(max_tree_depth, "max_tree_depth", 1) > _MAX_TREE_DEPTH:
+    if check_int(max_tree_depth, "max_tree_depth", 1) > MAX_TREE_DEPTH:
         raise ValueError(
-            f"max_tree_depth must be an integer in [1, {_MAX_TREE_DEPTH}], got "
+            f"max_tree_depth must be an integer in [1, {MAX_TREE_DEPTH}], got "
             f"{max_tree_depth!r} (up to 2^depth - 1 gradient evaluations per draw)"
         )
     if not (isinstance(target_accept, (int, float)) and not isinstance(target_accept, bool)
@@ -341,7 +328,7 @@ def _check_scale_options(sample_scale, scale_prior, scale_every, sampler) -> tup
         raise ValueError(
             "sample_scale=True runs inside the Langevin samplers, not NUTS: to sample the "
             "scale with NUTS give it a model with a scale site, e.g. "
-            "bayes_restore.hyper.hierarchical_tv_model"
+            "bayes_restore.models.hierarchical_tv_model"
         )
     return alpha, beta0
 
@@ -377,141 +364,13 @@ def _make_generator(generator, seed, device: torch.device) -> torch.Generator:
     return gen
 
 
-# --- draws: streaming moments and memory-bounded storage ------------------------------------
-
-
-class _DrawStore:
-    """Accumulates per-pixel moments of every draw and stores a thinned float32 copy."""
-
-    def __init__(self, num_chains, num_samples, shape, device, max_memory):
-        per_draw = num_chains * math.prod(shape) * 4
-        fit = max_memory // per_draw
-        if fit < 1:
-            raise ValueError(
-                f"max_memory={max_memory} bytes cannot hold a single draw of {num_chains} "
-                f"chains of shape {tuple(shape)} ({per_draw} bytes)"
-            )
-        self.every = math.ceil(num_samples / min(fit, num_samples))
-        self.kept = math.ceil(num_samples / self.every)
-        self.samples = torch.empty((num_chains, self.kept) + tuple(shape), dtype=torch.float32,
-                                   device=device)
-        self.count = 0
-        self.shift: torch.Tensor | None = None
-        self.s1 = self.s2 = None
-
-    def add(self, x: torch.Tensor) -> None:
-        """``x``: one draw of every chain, shape ``(chain, *shape)``."""
-        x64 = x.detach().to(torch.float64)
-        if self.shift is None:
-            self.shift = x64.mean(0)
-            self.s1 = torch.zeros_like(self.shift)
-            self.s2 = torch.zeros_like(self.shift)
-        d = x64 - self.shift
-        self.s1 += d.sum(0)
-        self.s2 += d.square().sum(0)
-        if self.count % self.every == 0:
-            self.samples[:, self.count // self.every] = x.detach()
-        self.count += 1
-
-    def moments(self, num_chains: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        n = self.count * num_chains
-        m1 = self.s1 / n
-        var = (self.s2 / n - m1.square()).clamp_min(0.0) * (n / max(n - 1, 1))
-        return (self.shift + m1).to(dtype), var.sqrt().to(dtype)
-
-
 # --- proximal Langevin -----------------------------------------------------------------------
-
-
-@dataclass
-class _Potential:
-    """Gradient of ``U = |y - A x|^2 / (2 sigma^2) + g_lambda(x)`` for batched chains."""
-
-    problem: RestorationProblem
-    lambda_my: torch.Tensor | None  # per image, None for the smooth (beta = 2) prior
-    prox_iter: int
-    dual: torch.Tensor | None = None
-    evaluations: int = 0
-
-    def __post_init__(self) -> None:
-        pr = self.problem
-        self.y = pr.y.detach()
-        self.inv_var = 1.0 / pr.sigma.square()
-        self.scale = pr.scale
-        self.identity = pr.operator.is_identity
-        self.aty = self.y if self.identity else pr.operator.adjoint(self.y)
-        if self.lambda_my is not None:
-            self.prox_weight = self.lambda_my / self.scale  # the ROF weight of the prox
-
-    def set_theta(self, theta: torch.Tensor) -> None:
-        """Move the TV prior to ``b = 1 / theta`` (``theta``: one per chain and image).
-
-        The smoothed potential is ``|y - A x|^2 / (2 sigma^2) + M(x)`` with ``M`` the
-        Moreau-Yosida envelope of ``g = theta TV`` of parameter ``lambda_MY``; its gradient
-        ``(x - prox_{lambda_MY g}(x)) / lambda_MY`` is ``1 / lambda_MY``-Lipschitz *whatever
-        theta*, so ``lambda_MY``, ``L`` and the step ``delta`` stay fixed and only the prox
-        weight ``lambda_MY theta`` and the factor ``theta`` of ``-div(p)`` change. The warm
-        dual ``p`` stays feasible (``|p| <= 1``) and is kept.
-        """
-        self.scale = (1.0 / theta).reshape(theta.shape + (1,) * self.problem.event_dim)
-        self.prox_weight = self.lambda_my / self.scale
-
-    def grad(self, x: torch.Tensor) -> torch.Tensor:
-        self.evaluations += 1
-        pr = self.problem
-        if self.identity:
-            g = (x - self.y) * self.inv_var
-        else:
-            g = (pr.operator.normal(x) - self.aty) * self.inv_var
-        if self.lambda_my is None:  # beta = 2: |grad x|^2 / (2 b^2)
-            return g - div(grad(x)) / self.scale.square()
-        # beta = 1: grad of the Moreau-Yosida envelope (x - prox(x)) / lambda = -div(p) / b
-        self.dual = tv_prox_dual(x, self.prox_weight, isotropic=pr.isotropic,
-                                 dual=self.dual, num_iter=self.prox_iter)
-        return g - div(self.dual) / self.scale
-
-
-def skrock_coefficients(stages: int, eta: float = _ETA) -> dict[str, Any]:
-    """Coefficients of the ``s``-stage SK-ROCK step and its stable range ``ell_s``.
-
-    ``delta * L <= ell_s = (s - 1/2)^2 (2 - 4 eta / 3) - 3/2`` keeps the step
-    stable for a potential with ``L``-Lipschitz gradient.
-
-    Examples
-    --------
-    >>> round(skrock_coefficients(10)["ell"], 1)
-    173.0
-    """
-    w0 = 1.0 + eta / stages**2
-    t = [1.0, w0]
-    for _ in range(2, stages + 1):
-        t.append(2 * w0 * t[-1] - t[-2])
-    u = [1.0, 2 * w0]  # Chebyshev polynomials of the second kind: T_s' = s U_{s-1}
-    for _ in range(2, stages):
-        u.append(2 * w0 * u[-1] - u[-2])
-    w1 = t[stages] / (stages * u[stages - 1])
-    mu = [0.0, w1 / w0] + [2 * w1 * t[j - 1] / t[j] for j in range(2, stages + 1)]
-    nu = [0.0, stages * w1 / 2] + [2 * w0 * t[j - 1] / t[j] for j in range(2, stages + 1)]
-    kappa = [0.0, stages * w1 / w0] + [-t[j - 2] / t[j] for j in range(2, stages + 1)]
-    ell = (stages - 0.5) ** 2 * (2 - 4 * eta / 3) - 1.5
-    return {"mu": mu, "nu": nu, "kappa": kappa, "ell": ell}
-
-
-def _stages_for(ratio: float) -> int:
-    """The fewest SK-ROCK stages (>= 2) whose stable range ``ell_s`` covers ``ratio``.
-
-    From the closed form of ``ell_s`` (no loop over ``s``: any ``ratio`` is answered at once).
-    """
-    c = 2 - 4 * _ETA / 3
-    s = max(2, math.ceil(0.5 + math.sqrt(max(ratio + 1.5, 0.0) / c)) - 1)
-    while (s - 0.5) ** 2 * c - 1.5 < ratio:  # at most a step or two of rounding
-        s += 1
-    return s
 
 
 def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, warmup,
                   num_chains, thin, generator, seed, max_memory, progress, smoothing,
                   step_size, stages, prox_iter, scale_prior=None, scale_every=1) -> Posterior:
+    """The Langevin chains of :func:`mcmc`, in parallel as a batch (options checked there)."""
     start = time.perf_counter()
     y = problem.y.detach()
     device, dtype = y.device, y.dtype
@@ -526,34 +385,22 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
     lip = l_f + l_g
     ratio = float((lip / l_f).max())  # condition bound L / L_f
     if sampler == "skrock":
-        s, coef, delta = _skrock_schedule(step_size, stages, l_f, lip, ratio, lambda_my,
-                                          smoothing)
+        s, coef, delta = skrock_schedule(step_size, stages, l_f, lip, ratio, lambda_my,
+                                         smoothing)
     else:
         s = 1
         coef = None
-        limit = (1.0 if sampler == "myula" else 1.9) / lip
-        default = (1.0 if sampler == "myula" else 1.5) / lip
-        delta = default if step_size is None else torch.minimum(step_size / l_f, limit)
-        if step_size is not None and bool((step_size / l_f > limit).any()):
-            used = _scalar_or_list(delta * l_f)
-            warnings.warn(
-                f"step_size={step_size:g} is beyond {sampler.upper()}'s stability limit "
-                f"({'1' if sampler == 'myula' else '1.9'} / L, L = {ratio:.4g} L_f the "
-                f"Lipschitz constant of the smoothed potential); used step_size={used!r} "
-                "(units of 1 / L_f)",
-                UserWarning,
-                stacklevel=3,
-            )
+        delta = euler_step_size(sampler, step_size, l_f, lip, ratio)
     delta = delta.to(dtype)
     sqrt_2delta = torch.sqrt(2 * delta)
-    potential = _Potential(problem, lambda_my, prox_iter)
+    potential = SmoothedPotential(problem, lambda_my, prox_iter)
     if warmup is None:
         warmup = max(50, num_samples // 4)
 
     x0 = _initial_x(problem)
     shape = tuple(x0.shape)  # the image's, not the observation's (decimation)
     # before the chains exist: an absurd num_chains is refused, not allocated
-    store = _DrawStore(num_chains, num_samples, shape, device, max_memory)
+    store = DrawStore(num_chains, num_samples, shape, device, max_memory)
     x = x0.expand((num_chains,) + shape).clone()
     if lambda_my is not None:  # a converged dual at the start; later calls warm-start from it
         potential.dual = tv_prox_dual(x, potential.prox_weight.to(dtype),
@@ -575,12 +422,12 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
         for step in range(total):
             if sampler == "lm":
                 xi = noise()
-                x = x - delta * potential.grad(x) + torch.sqrt(delta / 2) * (xi + xi_prev)
+                x = lm_step(x, potential.grad(x), delta, xi, xi_prev)
                 xi_prev = xi
             elif coef is None:
-                x = x - delta * potential.grad(x) + sqrt_2delta * noise()
+                x = myula_step(x, potential.grad(x), delta, noise(), sqrt_2delta)
             else:
-                x = _skrock_step(x, potential, delta, sqrt_2delta * noise(), coef, s)
+                x = skrock_step(x, potential.grad, delta, sqrt_2delta * noise(), coef, s)
             if scale_prior is not None and (step + 1) % scale_every == 0:
                 # exact theta | x (the Gamma conditional of the hierarchical model, on the
                 # un-smoothed TV of the current x); x's next steps target p(x | y, theta)
@@ -598,10 +445,10 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
     mean, std = store.moments(num_chains, dtype)
     info = {
         "sampler": sampler,
-        "step_size": _scalar_or_list(delta),
-        "lambda_MY": None if lambda_my is None else _scalar_or_list(lambda_my),
+        "step_size": scalar_or_list(delta),
+        "lambda_MY": None if lambda_my is None else scalar_or_list(lambda_my),
         "smoothing": None if lambda_my is None else smoothing,
-        "lipschitz": _scalar_or_list(lip),
+        "lipschitz": scalar_or_list(lip),
         "stages": s,
         "prox_iter": prox_iter if lambda_my is not None else 0,
         "num_chains": num_chains,
@@ -618,93 +465,10 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
         "gaussian": False,
     }
     if scale_prior is not None:
-        info.update(_scale_summary(torch.stack(thetas, 1), store.every, scale_prior,
-                                   scale_every))
+        info.update(scale_summary(torch.stack(thetas, 1), store.every, scale_prior,
+                                  scale_every))
     return Posterior(method="mcmc", mean=mean, std=std, samples=store.samples, map=None,
                      diagnostics=info)
-
-
-def _scale_summary(theta: torch.Tensor, every: int, scale_prior, scale_every,
-                   prob: float = 0.9) -> dict[str, Any]:
-    """``scale_samples`` (``b = 1 / theta``, thinned as the stored images) and their summary.
-
-    ``theta``: all draws, shape ``(chain, draw, *batch)``; the summary uses all of them.
-    """
-    b = 1.0 / theta.to(torch.float64)
-    flat = b.reshape((-1,) + tuple(b.shape[2:]))
-    q = torch.tensor([(1 - prob) / 2, (1 + prob) / 2], dtype=flat.dtype, device=flat.device)
-    lo, hi = torch.quantile(flat, q, dim=0)
-    as_py = lambda t: t.item() if t.dim() == 0 else t.tolist()  # noqa: E731
-    summary = {
-        "mean": as_py(flat.mean(0)),
-        "std": as_py(flat.std(0)),
-        "interval": (as_py(lo), as_py(hi)),
-        "prob": prob,
-        "theta_mean": as_py(theta.to(torch.float64).reshape(flat.shape).mean(0)),
-        "scale_prior": tuple(scale_prior),
-        "scale_every": scale_every,
-    }
-    return {"scale_samples": b[:, ::every].cpu(), "scale": summary}
-
-
-def _skrock_schedule(step_size, stages, l_f, lip, ratio, lambda_my, smoothing):
-    """SK-ROCK's stages, coefficients and step ``delta`` (per image), within the bounds.
-
-    The step is at most ``_SKROCK_MAX_STEP / L_f`` (accuracy: a larger one warns and uses
-    the bound) and the stages at most ``_MAX_STAGES`` (cost: a potential so stiff that the
-    step needs more is a ``ValueError``).
-    """
-    rel = _SKROCK_STEP if step_size is None else float(step_size)
-    if rel > _SKROCK_MAX_STEP:
-        warnings.warn(
-            f"step_size={rel:g} is beyond SK-ROCK's accuracy limit: used step_size="
-            f"{_SKROCK_MAX_STEP:g} (units of 1 / L_f; the TV std was 11 % low at 1 and 2-3 "
-            "times too high at 1e6)",
-            UserWarning,
-            stacklevel=4,
-        )
-        rel = _SKROCK_MAX_STEP
-    if stages is not None:
-        s = stages
-    else:
-        s = _stages_for(rel * ratio)
-        if s > _MAX_STAGES:  # capping would leave a chain that barely moves: refuse
-            ell = skrock_coefficients(_MAX_STAGES)["ell"]
-            if lambda_my is not None:
-                fix = (f"use smoothing >= {1 / (ell / rel - 1):.2g}"
-                       + ("" if step_size is None else " or a smaller step_size")
-                       + " (or sampler='lm')")
-                what = f"smoothing={smoothing:g}"
-            else:
-                fix = "use sampler='lm' (exact on this Gaussian model) or a smaller step_size"
-                what = "the prior scale (far below sigma)"
-            raise ValueError(
-                f"{what} makes the potential too stiff for SK-ROCK (L = {ratio:.3g} L_f): a "
-                f"step of {rel:g} / L_f needs {s} stages per step, more than {_MAX_STAGES}; "
-                + fix
-            )
-    coef = skrock_coefficients(s)
-    delta = torch.minimum(rel / l_f, coef["ell"] / lip)
-    if step_size is not None and stages is not None and bool((rel / l_f > coef["ell"] / lip).any()):
-        warnings.warn(
-            f"step_size={rel:g} is not stable with stages={s}: used step_size="
-            f"{_scalar_or_list(delta * l_f)!r} (units of 1 / L_f), the largest it keeps "
-            "stable; give more stages or omit stages",
-            UserWarning,
-            stacklevel=4,
-        )
-    return s, coef, delta
-
-
-def _skrock_step(x, potential, delta, q, coef, s):
-    """One SK-ROCK step; ``q = sqrt(2 delta) z``."""
-    mu, nu, kappa = coef["mu"], coef["nu"], coef["kappa"]
-    x_prev = x
-    x_cur = x - (mu[1] * delta) * potential.grad(x + nu[1] * q) + kappa[1] * q
-    for j in range(2, s + 1):
-        x_next = (nu[j] * x_cur + kappa[j] * x_prev) - (mu[j] * delta) * potential.grad(x_cur)
-        x_prev, x_cur = x_cur, x_next
-    return x_cur
 
 
 def _initial_x(problem: RestorationProblem) -> torch.Tensor:
@@ -712,117 +476,3 @@ def _initial_x(problem: RestorationProblem) -> torch.Tensor:
     y = problem.y.detach()
     op = problem.operator
     return y.clone() if op.is_identity else op.adjoint(y).clone()
-
-
-def _scalar_or_list(t: torch.Tensor) -> float | list:
-    t = torch.as_tensor(t).detach().to(torch.float64)
-    flat = t.flatten()
-    if flat.numel() == 1 or bool((flat == flat[0]).all()):
-        return float(flat[0])
-    return t.squeeze().tolist()
-
-
-# --- NUTS ------------------------------------------------------------------------------------
-
-
-def _run_nuts(model, args, kwargs, *, num_samples, warmup, num_chains, thin, generator, seed,
-              max_memory, progress, target_accept, max_tree_depth) -> Posterior:
-    start = time.perf_counter()
-    gen = make_generator(seed, generator, data_device(args, kwargs))
-    trace = initial_trace(model, args, kwargs, generator=gen)
-    x0 = trace.nodes[X_SITE]["value"].detach()
-    device, dtype = x0.device, x0.dtype
-    latent = {
-        name: site["value"].detach()
-        for name, site in trace.nodes.items()
-        if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
-    }
-    plates = max((len(site["cond_indep_stack"]) for site in trace.nodes.values()
-                  if site["type"] == "sample"), default=0)
-    if warmup is None:
-        warmup = num_samples
-    shape = tuple(x0.shape)
-    # Pyro keeps every draw of a chain (num_samples * thin), and the chains' thinned draws
-    # are stacked before the store sees them: both are in memory at the end of a run
-    held = sum(v.numel() * v.element_size() for v in latent.values())
-    need = num_samples * (thin + num_chains) * held
-    if need > max_memory:
-        raise ValueError(
-            f"NUTS keeps every draw: num_samples={num_samples} with thin={thin} and "
-            f"num_chains={num_chains} needs {need} bytes for the latent sites, beyond "
-            f"max_memory={max_memory}; lower num_samples or thin, or raise max_memory"
-        )
-    store = _DrawStore(num_chains, num_samples, shape, device, max_memory)
-    per_chain: list[torch.Tensor] = []
-    others: dict[str, list[torch.Tensor]] = {n: [] for n in latent if n != X_SITE}
-    step_sizes, accept, divergences, evaluations = [], [], 0, 0
-    for _ in range(num_chains):
-        with seeded_global_rng(draw_seed(gen), device):  # Pyro draws from the global RNG
-            init_params, potential_fn, transforms, _ = initialize_model(
-                model, model_args=args, model_kwargs=kwargs,
-                init_strategy=init_to_value(values=latent), max_plate_nesting=plates,
-            )
-            counter = _Counted(potential_fn)
-            kernel = NUTS(potential_fn=counter, target_accept_prob=target_accept,
-                          max_tree_depth=max_tree_depth, full_mass=False)
-            runner = MCMC(kernel, num_samples=num_samples * thin, warmup_steps=warmup,
-                          num_chains=1, initial_params=init_params, transforms=transforms,
-                          disable_progbar=not progress)
-            with poutine.block():
-                runner.run()
-        samples = runner.get_samples()
-        xs = samples[X_SITE][thin - 1 :: thin].to(dtype)
-        per_chain.append(xs)
-        for name in others:
-            others[name].append(samples[name][thin - 1 :: thin])
-        # Pyro's diagnostics() also computes R-hat, which needs 4 draws: read its per-chain
-        # acceptance rate and divergences directly (the same numbers) for shorter runs
-        diag = runner.diagnostics() if num_samples * thin >= 4 else {
-            name: {"chain 0": value} for name, value in runner._diagnostics[0].items()  # noqa: SLF001
-        }
-        step_sizes.append(float(kernel.step_size))
-        rate = diag.get("acceptance rate", {})
-        accept.extend(float(v) for v in rate.values())
-        divergences += sum(len(v) for v in diag.get("divergences", {}).values())
-        evaluations += counter.calls
-    draws = torch.stack(per_chain)  # (chain, draw, *shape)
-    for i in range(num_samples):
-        store.add(draws[:, i])
-    mean, std = store.moments(num_chains, dtype)
-    latents = {
-        name: {"mean": torch.cat(v).mean(0), "std": torch.cat(v).std(0)}
-        for name, v in others.items()
-    }
-    info = {
-        "sampler": "nuts",
-        "step_size": step_sizes,
-        "acceptance_rate": accept,
-        "divergences": divergences,
-        "num_chains": num_chains,
-        "warmup": warmup,
-        "thin": thin,
-        "max_plate_nesting": plates,
-        "gradient_evaluations": evaluations,
-        "prox_evaluations": 0,
-        "lambda_MY": None,
-        "num_draws": num_samples,
-        "num_draws_kept": store.kept,
-        "storage_thin": store.every,
-        "latents": latents,
-        "wall_time": time.perf_counter() - start,
-        "gaussian": False,
-    }
-    return Posterior(method="mcmc", mean=mean, std=std, samples=store.samples, map=None,
-                     diagnostics=info)
-
-
-class _Counted:
-    """Wraps a potential function and counts its calls (one per gradient evaluation)."""
-
-    def __init__(self, fn: Callable) -> None:
-        self.fn = fn
-        self.calls = 0
-
-    def __call__(self, params: dict) -> torch.Tensor:
-        self.calls += 1
-        return self.fn(params)

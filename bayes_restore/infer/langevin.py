@@ -1,0 +1,322 @@
+"""Proximal Langevin kernels: the MYULA, Leimkuhler-Matthews and SK-ROCK steps and their sizes.
+
+The one implementation of the unadjusted Langevin steps of the package:
+:func:`~bayes_restore.infer.mcmc` runs them on the linear-Gaussian restoration model (the
+potential :class:`SmoothedPotential`), and the scale estimators of
+:mod:`bayes_restore.hyper` run :func:`myula_step` inside their chains
+(:func:`~bayes_restore.infer.scale.tv_scale_chain`). The derivations (Moreau-Yosida
+smoothing, the SK-ROCK recursion and its stable range) are on the Derivations page of the
+documentation; the measured accuracy of the steps on the Uncertainty page.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from bayes_restore.differences import div, grad
+
+from .problem import RestorationProblem
+from .prox import tv_prox_dual
+
+__all__ = [
+    "SmoothedPotential",
+    "myula_step",
+    "lm_step",
+    "skrock_step",
+    "skrock_coefficients",
+    "stages_for",
+    "skrock_schedule",
+    "euler_step_size",
+    "scalar_or_list",
+    "MAX_STAGES",
+    "SKROCK_MAX_STEP",
+]
+
+#: SK-ROCK damping parameter (Pereyra, Vargas Mieles & Zygalakis 2020 use 0.05)
+_ETA = 0.05
+#: default SK-ROCK step in units of ``1 / L_f`` (the weakest curvature of a denoising posterior)
+_SKROCK_STEP = 0.25
+#: largest SK-ROCK step (units of ``1 / L_f``): the TV std is already 11 % low at 1 (16 x 16
+#: TV denoising, against Leimkuhler-Matthews: -2 % at 0.25, -4 % at 0.5, -11 % at 1, -16 % at
+#: 2), and the cost per step grows like the stages, ``~ 7 sqrt(step_size)`` at the default
+#: smoothing (a step of 1e6 needed 7229 stages and gave a std 2-3 times too large)
+SKROCK_MAX_STEP = 1.0
+#: most SK-ROCK stages per step: a stable step of ``ell_100 = 19140 / L``, enough for the
+#: default step down to ``smoothing ~ 1.3e-5``; each stage costs one gradient (and TV prox)
+MAX_STAGES = 100
+
+
+# --- the potential ---------------------------------------------------------------------------
+
+
+@dataclass
+class SmoothedPotential:
+    """Gradient of ``U = |y - A x|^2 / (2 sigma^2) + g_lambda(x)`` for batched chains.
+
+    ``g_lambda`` is the Moreau-Yosida envelope of parameter ``lambda_my`` of ``TV / b``
+    (order 1), or the Gaussian-gradient energy ``|grad x|^2 / (2 b^2)`` itself
+    (order 2, ``lambda_my=None``). ``evaluations`` counts the gradients.
+    """
+
+    problem: RestorationProblem
+    lambda_my: torch.Tensor | None  # per image, None for the smooth (beta = 2) prior
+    prox_iter: int
+    dual: torch.Tensor | None = None
+    evaluations: int = 0
+
+    def __post_init__(self) -> None:
+        pr = self.problem
+        self.y = pr.y.detach()
+        self.inv_var = 1.0 / pr.sigma.square()
+        self.scale = pr.scale
+        self.identity = pr.operator.is_identity
+        self.aty = self.y if self.identity else pr.operator.adjoint(self.y)
+        if self.lambda_my is not None:
+            self.prox_weight = self.lambda_my / self.scale  # the ROF weight of the prox
+
+    def set_theta(self, theta: torch.Tensor) -> None:
+        """Move the TV prior to ``b = 1 / theta`` (``theta``: one per chain and image).
+
+        The smoothed potential is ``|y - A x|^2 / (2 sigma^2) + M(x)`` with ``M`` the
+        Moreau-Yosida envelope of ``g = theta TV`` of parameter ``lambda_MY``; its gradient
+        ``(x - prox_{lambda_MY g}(x)) / lambda_MY`` is ``1 / lambda_MY``-Lipschitz *whatever
+        theta*, so ``lambda_MY``, ``L`` and the step ``delta`` stay fixed and only the prox
+        weight ``lambda_MY theta`` and the factor ``theta`` of ``-div(p)`` change. The warm
+        dual ``p`` stays feasible (``|p| <= 1``) and is kept.
+        """
+        self.scale = (1.0 / theta).reshape(theta.shape + (1,) * self.problem.event_dim)
+        self.prox_weight = self.lambda_my / self.scale
+
+    def grad(self, x: torch.Tensor) -> torch.Tensor:
+        """``grad U(x)``, one chain (and image) per leading index of ``x``."""
+        self.evaluations += 1
+        pr = self.problem
+        if self.identity:
+            g = (x - self.y) * self.inv_var
+        else:
+            g = (pr.operator.normal(x) - self.aty) * self.inv_var
+        if self.lambda_my is None:  # beta = 2: |grad x|^2 / (2 b^2)
+            return g - div(grad(x)) / self.scale.square()
+        # beta = 1: grad of the Moreau-Yosida envelope (x - prox(x)) / lambda = -div(p) / b
+        self.dual = tv_prox_dual(x, self.prox_weight, isotropic=pr.isotropic,
+                                 dual=self.dual, num_iter=self.prox_iter)
+        return g - div(self.dual) / self.scale
+
+
+# --- the steps -------------------------------------------------------------------------------
+
+
+def myula_step(
+    x: torch.Tensor,
+    drift: torch.Tensor,
+    delta: float | torch.Tensor,
+    noise: torch.Tensor,
+    noise_scale: float | torch.Tensor,
+) -> torch.Tensor:
+    r"""One MYULA step, the Euler step of the Langevin diffusion.
+
+    .. math::
+
+        x_{k+1} = x_k - \delta \nabla U_\lambda(x_k) + \sqrt{2 \delta}\, z_k
+
+    (Durmus, Moulines & Pereyra 2018), with ``drift`` the gradient at ``x``, ``noise`` the
+    standard normal ``z_k`` and ``noise_scale = sqrt(2 delta)``. A float ``delta`` (one step
+    for the whole batch) updates ``x`` in place, without temporaries (each product fused
+    into its sum); a tensor ``delta`` (one step per image) broadcasts, out of place.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.zeros(3)
+    >>> myula_step(x, torch.ones(3), 0.5, torch.zeros(3), 1.0)
+    tensor([-0.5000, -0.5000, -0.5000])
+    """
+    if isinstance(delta, float):
+        return x.sub_(drift, alpha=delta).add_(noise, alpha=noise_scale)
+    return x - delta * drift + noise_scale * noise
+
+
+def lm_step(
+    x: torch.Tensor,
+    drift: torch.Tensor,
+    delta: torch.Tensor,
+    noise: torch.Tensor,
+    noise_prev: torch.Tensor,
+) -> torch.Tensor:
+    r"""One Leimkuhler-Matthews step: MYULA with the noise ``sqrt(delta / 2) (z_k + z_{k+1})``.
+
+    Its stationary law is exact on Gaussian targets at any stable step (``delta L < 2``),
+    where MYULA's is too wide. ``noise`` is ``z_{k+1}``, ``noise_prev`` the ``z_k`` of the
+    previous step (the caller keeps it).
+
+    Examples
+    --------
+    >>> import torch
+    >>> lm_step(torch.zeros(2), torch.ones(2), torch.tensor(2.0), torch.ones(2), torch.ones(2))
+    tensor([0., 0.])
+    """
+    return x - delta * drift + torch.sqrt(delta / 2) * (noise + noise_prev)
+
+
+def skrock_step(
+    x: torch.Tensor,
+    gradient: Callable[[torch.Tensor], torch.Tensor],
+    delta: torch.Tensor,
+    q: torch.Tensor,
+    coef: dict[str, Any],
+    stages: int,
+) -> torch.Tensor:
+    r"""One SK-ROCK step of ``stages`` gradient evaluations; ``q = sqrt(2 delta) z``.
+
+    .. math::
+
+        x^{(1)} = x_k - \mu_1\delta\,\nabla U(x_k + \nu_1 q) + \kappa_1 q, \qquad
+        x^{(j)} = -\mu_j\delta\,\nabla U(x^{(j-1)}) + \nu_j x^{(j-1)} + \kappa_j x^{(j-2)},
+
+    ``x_{k+1} = x^{(s)}`` (Pereyra, Vargas Mieles & Zygalakis 2020), with the coefficients
+    of :func:`skrock_coefficients`. Stable while ``delta L <= ell_s``.
+    """
+    mu, nu, kappa = coef["mu"], coef["nu"], coef["kappa"]
+    x_prev = x
+    x_cur = x - (mu[1] * delta) * gradient(x + nu[1] * q) + kappa[1] * q
+    for j in range(2, stages + 1):
+        x_next = (nu[j] * x_cur + kappa[j] * x_prev) - (mu[j] * delta) * gradient(x_cur)
+        x_prev, x_cur = x_cur, x_next
+    return x_cur
+
+
+def skrock_coefficients(stages: int, eta: float = _ETA) -> dict[str, Any]:
+    """Coefficients of the ``s``-stage SK-ROCK step and its stable range ``ell_s``.
+
+    ``delta * L <= ell_s = (s - 1/2)^2 (2 - 4 eta / 3) - 3/2`` keeps the step
+    stable for a potential with ``L``-Lipschitz gradient.
+
+    Examples
+    --------
+    >>> round(skrock_coefficients(10)["ell"], 1)
+    173.0
+    """
+    w0 = 1.0 + eta / stages**2
+    t = [1.0, w0]
+    for _ in range(2, stages + 1):
+        t.append(2 * w0 * t[-1] - t[-2])
+    u = [1.0, 2 * w0]  # Chebyshev polynomials of the second kind: T_s' = s U_{s-1}
+    for _ in range(2, stages):
+        u.append(2 * w0 * u[-1] - u[-2])
+    w1 = t[stages] / (stages * u[stages - 1])
+    mu = [0.0, w1 / w0] + [2 * w1 * t[j - 1] / t[j] for j in range(2, stages + 1)]
+    nu = [0.0, stages * w1 / 2] + [2 * w0 * t[j - 1] / t[j] for j in range(2, stages + 1)]
+    kappa = [0.0, stages * w1 / w0] + [-t[j - 2] / t[j] for j in range(2, stages + 1)]
+    ell = (stages - 0.5) ** 2 * (2 - 4 * eta / 3) - 1.5
+    return {"mu": mu, "nu": nu, "kappa": kappa, "ell": ell}
+
+
+def stages_for(ratio: float) -> int:
+    """The fewest SK-ROCK stages (>= 2) whose stable range ``ell_s`` covers ``ratio``.
+
+    From the closed form of ``ell_s`` (no loop over ``s``: any ``ratio`` is answered at once).
+
+    Examples
+    --------
+    >>> s = stages_for(100.0)
+    >>> s, skrock_coefficients(s)["ell"] >= 100.0 > skrock_coefficients(s - 1)["ell"]
+    (8, True)
+    """
+    c = 2 - 4 * _ETA / 3
+    s = max(2, math.ceil(0.5 + math.sqrt(max(ratio + 1.5, 0.0) / c)) - 1)
+    while (s - 0.5) ** 2 * c - 1.5 < ratio:  # at most a step or two of rounding
+        s += 1
+    return s
+
+
+# --- the step sizes and their bounds ---------------------------------------------------------
+
+
+def skrock_schedule(step_size, stages, l_f, lip, ratio, lambda_my, smoothing):
+    """SK-ROCK's stages, coefficients and step ``delta`` (per image), within the bounds.
+
+    ``step_size`` and ``stages`` are :func:`~bayes_restore.infer.mcmc`'s options (``None``:
+    the defaults), ``l_f`` and ``lip`` the Lipschitz constants of the likelihood term and of
+    the whole smoothed potential (per image), ``ratio`` the largest ``lip / l_f``. The step is
+    at most ``SKROCK_MAX_STEP / L_f`` (accuracy: a larger one warns and uses the bound) and
+    the stages at most ``MAX_STAGES`` (cost: a potential so stiff that the step needs more is
+    a ``ValueError``). The warnings point at the caller of ``mcmc``.
+    """
+    rel = _SKROCK_STEP if step_size is None else float(step_size)
+    if rel > SKROCK_MAX_STEP:
+        warnings.warn(
+            f"step_size={rel:g} is beyond SK-ROCK's accuracy limit: used step_size="
+            f"{SKROCK_MAX_STEP:g} (units of 1 / L_f; the TV std was 11 % low at 1 and 2-3 "
+            "times too high at 1e6)",
+            UserWarning,
+            stacklevel=4,
+        )
+        rel = SKROCK_MAX_STEP
+    if stages is not None:
+        s = stages
+    else:
+        s = stages_for(rel * ratio)
+        if s > MAX_STAGES:  # capping would leave a chain that barely moves: refuse
+            ell = skrock_coefficients(MAX_STAGES)["ell"]
+            if lambda_my is not None:
+                fix = (f"use smoothing >= {1 / (ell / rel - 1):.2g}"
+                       + ("" if step_size is None else " or a smaller step_size")
+                       + " (or sampler='lm')")
+                what = f"smoothing={smoothing:g}"
+            else:
+                fix = "use sampler='lm' (exact on this Gaussian model) or a smaller step_size"
+                what = "the prior scale (far below sigma)"
+            raise ValueError(
+                f"{what} makes the potential too stiff for SK-ROCK (L = {ratio:.3g} L_f): a "
+                f"step of {rel:g} / L_f needs {s} stages per step, more than {MAX_STAGES}; "
+                + fix
+            )
+    coef = skrock_coefficients(s)
+    delta = torch.minimum(rel / l_f, coef["ell"] / lip)
+    if step_size is not None and stages is not None and bool((rel / l_f > coef["ell"] / lip).any()):
+        warnings.warn(
+            f"step_size={rel:g} is not stable with stages={s}: used step_size="
+            f"{scalar_or_list(delta * l_f)!r} (units of 1 / L_f), the largest it keeps "
+            "stable; give more stages or omit stages",
+            UserWarning,
+            stacklevel=4,
+        )
+    return s, coef, delta
+
+
+def euler_step_size(sampler: str, step_size, l_f, lip, ratio) -> torch.Tensor:
+    """The step ``delta`` (per image) of ``"myula"`` or ``"lm"``, within its stability limit.
+
+    Default ``1 / L`` (MYULA) or ``1.5 / L`` (LM); a ``step_size`` (units of ``1 / L_f``)
+    beyond ``1 / L`` or ``1.9 / L`` is reduced to it with a ``UserWarning`` that points at
+    the caller of ``mcmc``.
+    """
+    limit = (1.0 if sampler == "myula" else 1.9) / lip
+    default = (1.0 if sampler == "myula" else 1.5) / lip
+    delta = default if step_size is None else torch.minimum(step_size / l_f, limit)
+    if step_size is not None and bool((step_size / l_f > limit).any()):
+        used = scalar_or_list(delta * l_f)
+        warnings.warn(
+            f"step_size={step_size:g} is beyond {sampler.upper()}'s stability limit "
+            f"({'1' if sampler == 'myula' else '1.9'} / L, L = {ratio:.4g} L_f the "
+            f"Lipschitz constant of the smoothed potential); used step_size={used!r} "
+            "(units of 1 / L_f)",
+            UserWarning,
+            stacklevel=4,
+        )
+    return delta
+
+
+def scalar_or_list(t: torch.Tensor) -> float | list:
+    """A per-image quantity for the diagnostics: one float if all images share it, else a list."""
+    t = torch.as_tensor(t).detach().to(torch.float64)
+    flat = t.flatten()
+    if flat.numel() == 1 or bool((flat == flat[0]).all()):
+        return float(flat[0])
+    return t.squeeze().tolist()
