@@ -21,6 +21,7 @@ __all__ = [
     "MCMCDiagnostics",
     "TiledDiagnostics",
     "with_diagnostics",
+    "sampler_info",
 ]
 
 
@@ -166,21 +167,36 @@ class VIDiagnostics(Diagnostics):
 
 @dataclass(frozen=True, kw_only=True)
 class MCMCDiagnostics(Diagnostics):
-    """:func:`~bayes_restore.infer.mcmc`: the sampler, its settings and per-draw statistics.
+    """:func:`~bayes_restore.infer.mcmc`: the sampler, its settings and what it cost.
 
-    ``scale`` (a summary mapping: ``mean``, ``std``, ``interval``) and ``scale_samples``
-    are set when the prior scale was sampled with the image.
+    ``step_size``, ``lambda_MY`` (the Moreau-Yosida parameter) and ``lipschitz`` are one
+    number, or one per image; ``num_draws_kept`` draws are kept in memory, every
+    ``storage_thin``-th. ``scale`` (a summary mapping: ``mean``, ``std``, ``interval``,
+    ...) and ``scale_samples`` are set when the prior scale was sampled with the image;
+    ``latents`` (NUTS) summarises the other latent sites.
     """
 
     sampler: str = ""
     step_size: Any = None
+    lambda_MY: Any = None  # noqa: N815 - the literature's name
     smoothing: Any = None
+    lipschitz: Any = None
     stages: int | None = None
+    prox_iter: int | None = None
     num_chains: int | None = None
-    num_samples: int | None = None
     warmup: int | None = None
     thin: int | None = None
+    num_steps: int | None = None
+    gradient_evaluations: int | None = None
+    prox_evaluations: int | None = None
+    num_draws: int | None = None
+    num_draws_kept: int | None = None
+    storage_thin: int | None = None
     acceptance_rate: Any = None
+    divergences: Any = None
+    max_plate_nesting: int | None = None
+    latents: Mapping[str, Any] | None = None
+    wall_time: float | None = None
     sample_stats: Mapping[str, Any] | None = None
     scale: Mapping[str, Any] | None = None
     scale_samples: Any = None
@@ -191,6 +207,15 @@ class TiledDiagnostics(Diagnostics):
     """:func:`~bayes_restore.restore_tiled`: how the image was tiled."""
 
     tiles: Mapping[str, Any] = field(default_factory=dict)
+
+
+def sampler_info(sampler: str, steps: int, seconds: float) -> SolverInfo:
+    """The :class:`SolverInfo` of a sampler that ran its ``steps`` (all chains) to the end.
+
+    ``converged`` says the chains ran as asked; whether they mixed is for R-hat and the
+    effective sample size (``Posterior.to_arviz()``).
+    """
+    return SolverInfo(solver=sampler, iterations=int(steps), converged=True, time=seconds)
 
 
 def with_diagnostics(post: Posterior, **changes: Any) -> Posterior:

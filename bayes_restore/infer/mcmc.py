@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -18,10 +18,10 @@ from tqdm.auto import tqdm
 
 from bayes_restore._validation import check_int
 from bayes_restore.models import THETA_HYPERPRIOR
-from bayes_restore.posterior import Posterior
+from bayes_restore.posterior import MCMCDiagnostics, Posterior, sampler_info
 
 from .draws import DrawStore
-from .generic import DEFAULT_SEED, check_random_source, make_generator
+from .generic import DEFAULT_SEED, check_random_source, make_generator, model_arguments
 from .langevin import (
     MAX_STAGES,
     SKROCK_MAX_STEP,
@@ -68,7 +68,8 @@ def mcmc(
     sample_scale: bool = False,
     scale_prior: tuple[float, float] = THETA_HYPERPRIOR,
     scale_every: int = 1,
-    **model_kwargs: Any,
+    model_kwargs: Mapping[str, Any] | None = None,
+    **kwargs: Any,
 ) -> Posterior:
     r"""Sample the posterior of a Pyro model whose latent image site is ``"x"``.
 
@@ -126,8 +127,11 @@ def mcmc(
     ----------
     model : callable
         A Pyro model with a latent site ``"x"``.
-    *args, **model_kwargs
+    *args, **kwargs
         Passed to the model. The keywords below are the engine's own.
+    model_kwargs : mapping, optional
+        More keyword arguments of the model, kept apart from the engine's options (for a
+        model that has its own ``tol``, ``seed``, ...).
     sampler : {"auto", "skrock", "myula", "lm", "nuts"}, default "auto"
         Forcing a Langevin sampler on a model it does not fit raises ``ValueError``.
     num_samples : int, default 1000
@@ -237,6 +241,7 @@ def mcmc(
     >>> tuple(post.diagnostics["scale_samples"].shape), sorted(post.diagnostics["scale"])[:3]
     ((2, 100), ['interval', 'mean', 'prob'])
     """
+    model_kwargs = model_arguments(kwargs, model_kwargs)
     _check_options(sampler, num_samples, warmup, num_chains, thin, max_memory, smoothing,
                    step_size, stages, prox_iter, generator, seed, target_accept, max_tree_depth)
     scale_prior = _check_scale_options(sample_scale, scale_prior, scale_every, sampler)
@@ -462,13 +467,13 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
         "storage_thin": store.every,
         "acceptance_rate": None,
         "wall_time": time.perf_counter() - start,
-        "gaussian": False,
     }
     if scale_prior is not None:
         info.update(scale_summary(torch.stack(thetas, 1), store.every, scale_prior,
                                   scale_every))
     return Posterior(method="mcmc", mean=mean, std=std, samples=store.samples, map=None,
-                     diagnostics=info)
+                     info=sampler_info(sampler, total, info["wall_time"]),
+                     diagnostics=MCMCDiagnostics(**info))
 
 
 def _initial_x(problem: RestorationProblem) -> torch.Tensor:

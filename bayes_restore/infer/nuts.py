@@ -13,7 +13,7 @@ from pyro.infer.mcmc.util import initialize_model
 from pyro.poutine.util import site_is_subsample
 
 from bayes_restore.models import X_SITE
-from bayes_restore.posterior import Posterior
+from bayes_restore.posterior import MCMCDiagnostics, Posterior, sampler_info
 
 from .draws import DrawStore
 from .generic import data_device, draw_seed, initial_trace, make_generator, seeded_global_rng
@@ -116,10 +116,11 @@ def run_nuts(model, args, kwargs, *, num_samples, warmup, num_chains, thin, gene
         "storage_thin": store.every,
         "latents": latents,
         "wall_time": time.perf_counter() - start,
-        "gaussian": False,
     }
+    total = (warmup + num_samples * thin) * num_chains
     return Posterior(method="mcmc", mean=mean, std=std, samples=store.samples, map=None,
-                     diagnostics=info)
+                     info=sampler_info("nuts", total, info["wall_time"]),
+                     diagnostics=MCMCDiagnostics(**info))
 
 
 class _Counted:
