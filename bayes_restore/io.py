@@ -30,7 +30,7 @@ _PNG = (".png",)
 _TIFF = (".tif", ".tiff")
 _JPEG = (".jpg", ".jpeg")
 
-#: temporary files created by this module and not yet renamed or removed (see _remove_temps)
+#: temporary files created by this module and not yet renamed or removed (see remove_temps)
 _TEMPS: set[Path] = set()
 
 
@@ -55,7 +55,7 @@ def _signals_deferred() -> Iterator[None]:
     renames: SIGINT, SIGTERM and SIGHUP wait for its end.
 
     Two mechanisms: the signals are blocked for this thread (enough in a single-threaded
-    process), and handlers wrapped by :func:`_deferrable` (the command line's) run at the
+    process), and handlers wrapped by :func:`deferrable` (the command line's) run at the
     end of the section, since in a multi-threaded process the kernel delivers the signal to
     another thread and Python runs the handler in the main thread all the same.
     """
@@ -78,7 +78,7 @@ def _signals_deferred() -> Iterator[None]:
             handler(signum, None)
 
 
-def _deferrable(handler):
+def deferrable(handler):
     """``handler`` (a signal handler) made to wait for the end of critical sections."""
 
     def wrapped(signum, frame):
@@ -120,7 +120,7 @@ def _discard(tmp: Path) -> None:
         _TEMPS.discard(tmp)
 
 
-def _remove_temps() -> None:
+def remove_temps() -> None:
     """Remove every temporary file of this module still on disk (the command line's last
     resort after an interrupt)."""
     for tmp in list(_TEMPS):
@@ -439,13 +439,13 @@ def write_image(
     0.333333
     """
     path = Path(path)
-    data, depth = _prepare(path, image, bit_depth)
+    data, depth = prepare_image(path, image, bit_depth)
     with atomic_path(path) as tmp:
-        _encode(tmp, data, depth)
+        encode_image(tmp, data, depth)
     return path
 
 
-def _prepare(path: Path, image, bit_depth: int | None) -> tuple[np.ndarray, int]:
+def prepare_image(path: Path, image, bit_depth: int | None) -> tuple[np.ndarray, int]:
     """Check an image for ``path`` and convert it to the samples to store: C-contiguous,
     native byte order, uint8 / uint16 / float32."""
     image = np.asarray(image)
@@ -480,7 +480,7 @@ def _prepare(path: Path, image, bit_depth: int | None) -> tuple[np.ndarray, int]
     return np.ascontiguousarray(data), depth
 
 
-def _encode(path: Path, data: np.ndarray, depth: int) -> None:
+def encode_image(path: Path, data: np.ndarray, depth: int) -> None:
     """Write prepared samples to ``path`` (not atomic: ``path`` is a temporary file)."""
     if path.suffix.lower() in _PNG:
         _write_png(path, data, depth)

@@ -44,7 +44,7 @@ class SolverInfo:
         ``"pcg"`` the final relative residual.
     objective : float or None
         Final objective: ``-log p(x, y)`` for the generic path, the primal energy
-        ``0.5 |x - y|^2 + w TV(x)`` for PDHG.
+        ``|A x - y|^2 + lambda TV(x)`` for PDHG (TV-L1: ``|x - y|_1 + lambda TV(x)``).
     time : float
         Wall time in seconds.
     history : tuple of float

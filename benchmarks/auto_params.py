@@ -91,7 +91,8 @@ def psnr(x: np.ndarray | torch.Tensor, clean: np.ndarray) -> float:
 
 
 def tv_map(y32: torch.Tensor, w: float) -> torch.Tensor:
-    return tv_denoise_pdhg(y32, w, tol=MAP_TOL)[0]
+    """TV MAP at scikit-image's weight ``w`` (the solver's energy weight is ``lambda = 2 w``)."""
+    return tv_denoise_pdhg(y32, 2 * w, tol=MAP_TOL)[0]
 
 
 def oracle(y32: torch.Tensor, clean: np.ndarray, sigma: float) -> tuple[float, float, int]:

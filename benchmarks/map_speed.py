@@ -7,7 +7,10 @@ Run from the repository root::
 
 For each image (scikit-image's camera, 512x512, and the same upscaled 4x by ``np.kron``
 to 2048x2048) with Gaussian noise ``sigma = 0.1`` (seeded), and for each weight (the
-issue's ``w = 0.08`` at 512 and the PSNR-best weight of a grid at both sizes):
+issue's ``w = 0.08`` at 512 and the PSNR-best weight of a grid at both sizes). ``w`` is
+scikit-image's weight throughout (tables, JSON, the objective ``P(x) = 0.5 |x - y|^2 + w
+TV(x)``); our solver takes the package's energy weight ``lambda = 2 w`` of ``|x - y|^2 +
+lambda TV(x)`` (the same minimiser), and its ``info.objective`` is ``2 P``:
 
 - a converged reference ``P*``: our solver in float64 at a certified relative gap 1e-6;
 - ours (``tv_denoise_pdhg``, float32 and float64, its default backend: the fused numba
@@ -78,7 +81,7 @@ def psnr(x: np.ndarray, clean: np.ndarray) -> float:
 
 def best_weight(clean, noisy, grid) -> tuple[float, dict]:
     y = torch.from_numpy(noisy).float()
-    scores = {w: psnr(tv_denoise_pdhg(y, w, tol=1e-3)[0].numpy(), clean) for w in grid}
+    scores = {w: psnr(tv_denoise_pdhg(y, 2 * w, tol=1e-3)[0].numpy(), clean) for w in grid}
     return max(scores, key=scores.get), scores
 
 
@@ -141,7 +144,7 @@ y = torch.rand((size, size), dtype=torch.float32, generator=torch.Generator().ma
 if kind == "ours":
     from bayes_restore.infer.tv import tv_denoise_pdhg
     warnings.simplefilter("ignore")
-    tv_denoise_pdhg(y[:8, :8].clone(), w, tol=1e-2)
+    tv_denoise_pdhg(y[:8, :8].clone(), 2 * w, tol=1e-2)
 else:
     from skimage.restoration import denoise_tv_chambolle
     y = y.numpy()
@@ -153,7 +156,7 @@ with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # reset the peak resident set size (VmHWM) to the current one
 current = status("VmRSS:")  # input included
 if kind == "ours":
-    x = tv_denoise_pdhg(y, w, tol=1e-4, max_iter=60)[0]
+    x = tv_denoise_pdhg(y, 2 * w, tol=1e-4, max_iter=60)[0]
 else:
     x = denoise_tv_chambolle(y, weight=w, eps=0, max_num_iter=60)
 print(max(0, status("VmHWM:") - current))
@@ -162,7 +165,10 @@ print(max(0, status("VmHWM:") - current))
 
 def fused_iteration_seconds(noisy, w, fused=10, repeats=5) -> float:
     """One fused iteration alone (float32; ``fused`` iterations per pass, as between two
-    gap checks ``check_every=10`` apart; no gap check, no set-up): best of ``repeats``."""
+    gap checks ``check_every=10`` apart; no gap check, no set-up): best of ``repeats``.
+
+    The kernels run the solver's internal scaled problem, ``y / w`` with ``w = lambda / 2``
+    (scikit-image's weight)."""
     from bayes_restore.infer.tv import _rof_numba as k
 
     y = (noisy / w).astype(np.float32)[None]
@@ -194,8 +200,8 @@ def run_config(size, w, clean, noisy, args, skimage_targets, skimage_dtypes) -> 
 
     y64 = torch.from_numpy(noisy)
     t0 = time.perf_counter()
-    x_ref, info_ref = tv_denoise_pdhg(y64, w, tol=REFERENCE_TOL, max_iter=100000)
-    p_star = info_ref.objective
+    x_ref, info_ref = tv_denoise_pdhg(y64, 2 * w, tol=REFERENCE_TOL, max_iter=100000)
+    p_star = info_ref.objective / 2  # |x - y|^2 + 2 w TV(x) = 2 P(x)
     row = {"size": size, "weight": w, "psnr_map": psnr(x_ref.numpy(), clean),
            "reference": {"gap": info_ref.gap, "iterations": info_ref.iterations,
                          "objective": p_star, "seconds": time.perf_counter() - t0},
@@ -205,10 +211,10 @@ def run_config(size, w, clean, noisy, args, skimage_targets, skimage_dtypes) -> 
         y = y64.to(getattr(torch, dtype))
         for tol in TARGETS:
             calls["ours", f"{dtype} {tol:g}"] = (
-                lambda y=y, tol=tol: tv_denoise_pdhg(y, w, tol=tol))
+                lambda y=y, tol=tol: tv_denoise_pdhg(y, 2 * w, tol=tol))
     y32 = y64.float()
     calls["ours", "torch-float32 0.0001"] = (
-        lambda: tv_denoise_pdhg(y32, w, tol=1e-4, backend="torch"))
+        lambda: tv_denoise_pdhg(y32, 2 * w, tol=1e-4, backend="torch"))
     start = None
     iterations = {}
     for target in skimage_targets:

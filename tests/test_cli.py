@@ -422,7 +422,7 @@ def test_warnings_are_summarised_in_one_line(tmp_path, noisy, monkeypatch):
 
 
 def test_every_option_and_subcommand_is_documented():
-    parser = cli._parser()
+    parser = cli.build_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
     assert set(sub.choices) == {"demo", "denoise", "deblur", "superres", "inpaint"}
     for name, p in sub.choices.items():
@@ -478,7 +478,9 @@ def test_demo_seed_is_passed(monkeypatch, tmp_path):
         return {"paths": {}, "psnr": {"noisy": 1, "tv_map": 2, "tv_mean": 3}, "weight": 0.1,
                 "sampler": "x"}
 
-    monkeypatch.setattr(cli, "demo", fake_demo)
+    from bayes_restore.cli import camera_demo  # the demo command calls its module's demo
+
+    monkeypatch.setattr(camera_demo, "demo", fake_demo)
     monkeypatch.chdir(tmp_path)
     assert run_here("demo", "--seed", "5", "--out", "d")[0] == 0
     assert seen["seed"] == 5
@@ -509,7 +511,7 @@ def test_failed_write_leaves_nothing_and_keeps_old_outputs(tmp_path, noisy, monk
     _, y = noisy
     write_image(tmp_path / "in.png", y)
     (tmp_path / "lo.tif").write_bytes(b"old lo")
-    real = bio._encode
+    real = bio.encode_image
     count = []
 
     def fail_third(path, data, depth):
@@ -518,7 +520,7 @@ def test_failed_write_leaves_nothing_and_keeps_old_outputs(tmp_path, noisy, monk
             raise OSError(28, "No space left on device")
         real(path, data, depth)
 
-    monkeypatch.setattr(bio, "_encode", fail_third)
+    monkeypatch.setattr(bio, "encode_image", fail_third)
     monkeypatch.chdir(tmp_path)
     code, _, stderr = run_here("denoise", "in.png", "-o", "m.tif", "--prior", "gaussian",
                                "--method", "exact", "--sigma", "0.05", "--scale", "0.05",

@@ -197,7 +197,7 @@ def test_signal_while_writing(tmp_path, source, monkeypatch, signum, at):
 
     shutil.copy(source, tmp_path)
     monkeypatch.chdir(tmp_path)
-    real = bio._encode
+    real = bio.encode_image
     calls = []
 
     def encode_then_signal(path, data, depth):
@@ -207,7 +207,7 @@ def test_signal_while_writing(tmp_path, source, monkeypatch, signum, at):
             os.kill(os.getpid(), signum)
             time.sleep(1)  # the handler interrupts this
 
-    monkeypatch.setattr(bio, "_encode", encode_then_signal)
+    monkeypatch.setattr(bio, "encode_image", encode_then_signal)
     code, _, stderr = run_here(*FAST)
     assert code == 128 + signum
     assert stderr.strip() == f"bayes-restore: interrupted by {signal.Signals(signum).name}"
@@ -242,14 +242,14 @@ def test_existing_outputs_survive_an_interrupt(tmp_path, source, monkeypatch):
     for name in OUTPUTS:
         (tmp_path / name).write_bytes(b"previous " + name.encode())
     monkeypatch.chdir(tmp_path)
-    real = bio._encode
+    real = bio.encode_image
 
     def interrupted(path, data, depth):
         real(path, data, depth)
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(1)
 
-    monkeypatch.setattr(bio, "_encode", interrupted)
+    monkeypatch.setattr(bio, "encode_image", interrupted)
     code, _, _ = run_here(*FAST, "--force")
     assert code == 128 + signal.SIGTERM
     for name in OUTPUTS:

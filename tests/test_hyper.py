@@ -242,8 +242,8 @@ def test_sure_weight_is_near_the_oracle(rng, gen, image):
     assert est.method == "sure" and est.weight == pytest.approx(2 * est.skimage_weight)
     assert est.scale == pytest.approx(sigma**2 / est.skimage_weight)
     grid = sigma * np.exp(np.linspace(np.log(0.1), np.log(3.0), 30))
-    oracle = max(_psnr(tv_denoise_pdhg(y, float(w), tol=1e-3)[0], clean) for w in grid)
-    chosen = _psnr(tv_denoise_pdhg(y, est.skimage_weight, tol=1e-3)[0], clean)
+    oracle = max(_psnr(tv_denoise_pdhg(y, 2 * float(w), tol=1e-3)[0], clean) for w in grid)
+    chosen = _psnr(tv_denoise_pdhg(y, est.weight, tol=1e-3)[0], clean)
     assert chosen > oracle - 0.2
     assert est.x is not None and est.x.shape == y.shape
 

@@ -268,23 +268,23 @@ def test_toy_pixel_diagonal_operator_runs_the_primal_splitting(holes):
     assert not op.structure().binary and op.can_solve_normal and op.tileable
     y = op.forward(clean) + 0.03 * torch.randn(clean.shape, generator=g, dtype=F64)
     # "auto" takes the primal splitting: bit for bit the run that names it
-    x_auto, auto = tv_map_pdhg(y, w, op, tol=1e-4)
-    x_primal, primal = tv_map_pdhg(y, w, op, tol=1e-4, splitting="primal")
+    x_auto, auto = tv_map_pdhg(y, 2 * w, op, tol=1e-4)
+    x_primal, primal = tv_map_pdhg(y, 2 * w, op, tol=1e-4, splitting="primal")
     assert torch.equal(x_auto, x_primal) and auto.iterations == primal.iterations
     # the same operator without its structure: the dual splitting, another path
     with pytest.raises(ValueError, match="closed-form"):
-        tv_map_pdhg(y, w, Plain(gain), splitting="primal")
-    x_plain, plain = tv_map_pdhg(y, w, Plain(gain), tol=1e-4)
+        tv_map_pdhg(y, 2 * w, Plain(gain), splitting="primal")
+    x_plain, plain = tv_map_pdhg(y, 2 * w, Plain(gain), tol=1e-4)
     assert plain.converged and plain.iterations != auto.iterations
     # certified: the primal splitting's gap bounds its distance to the optimum
-    x_star, star = tv_map_pdhg(y, w, op, tol=1e-6, max_iter=400000, splitting="dual")
+    x_star, star = tv_map_pdhg(y, 2 * w, op, tol=1e-6, max_iter=400000, splitting="dual")
     p_star = _objective(x_star, y, w, op)
     p_auto = _objective(x_auto, y, w, op)
     assert auto.converged and star.converged
-    assert auto.objective == pytest.approx(p_auto, rel=1e-9)
+    assert auto.objective == pytest.approx(2 * p_auto, rel=1e-9)
     assert -star.gap <= (p_auto - p_star) / p_auto <= auto.gap
     # and tight: both splittings reach the same minimum, each within its certificate
-    x_tight, tight = tv_map_pdhg(y, w, op, tol=1e-6, max_iter=400000, splitting="primal")
+    x_tight, tight = tv_map_pdhg(y, 2 * w, op, tol=1e-6, max_iter=400000, splitting="primal")
     assert tight.converged
     assert abs(_objective(x_tight, y, w, op) - p_star) / p_star <= tight.gap + star.gap
 
@@ -298,7 +298,7 @@ def test_toy_gain_box_bound_is_below_the_optimum_for_any_dual_field(gen):
     gain = gain * (torch.rand(gain.shape, generator=g) < 0.8)
     op, w = Gain(gain), 0.02
     y = op.forward(clean) + 0.03 * torch.randn(clean.shape, generator=g, dtype=F64)
-    x_star, star = tv_map_pdhg(y, w, op, tol=1e-6, max_iter=400000, splitting="dual")
+    x_star, star = tv_map_pdhg(y, 2 * w, op, tol=1e-6, max_iter=400000, splitting="dual")
     p_star = _objective(x_star, y, w, op) / w**2 * (1 - star.gap)
     ys = y / w
     ws = Workspace(ys.shape, ys.dtype, "cpu", 2, True, False)
@@ -320,9 +320,9 @@ def test_toy_gain_batches_colour_and_float32():
     op = Gain(gain)
     y = (op.forward(clean) + 0.03 * torch.randn(clean.shape, generator=g, dtype=F64)).float()
     w = torch.tensor([0.02, 0.05]).reshape(2, 1, 1, 1)
-    x, info = tv_map_pdhg(y, w, op, event_dim=3, tol=1e-4)
+    x, info = tv_map_pdhg(y, 2 * w, op, event_dim=3, tol=1e-4)
     assert x.dtype == torch.float32 and x.shape == y.shape and info.converged
     for i in range(2):
         yi, wi = y[i].double(), float(w[i])
-        xi, _ = tv_map_pdhg(yi, wi, op, event_dim=3, tol=1e-5, max_iter=400000)
+        xi, _ = tv_map_pdhg(yi, 2 * wi, op, event_dim=3, tol=1e-5, max_iter=400000)
         assert _objective(x[i].double(), yi, wi, op) <= _objective(xi, yi, wi, op) * (1 + 2e-4)

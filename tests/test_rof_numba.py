@@ -34,8 +34,10 @@ def test_numba_and_torch_backends_run_the_same_iteration(dtype, iso, shape, even
     w = 0.1
     if batch:
         w = 0.05 + 0.1 * torch.rand(batch + (1,) * event_dim, generator=gen, dtype=dtype)
-    xt, it = tv_denoise_pdhg(y, w, isotropic=iso, event_dim=event_dim, tol=1e-5, backend="torch")
-    xn, inn = tv_denoise_pdhg(y, w, isotropic=iso, event_dim=event_dim, tol=1e-5, backend="numba")
+    xt, it = tv_denoise_pdhg(y, 2 * w, isotropic=iso, event_dim=event_dim, tol=1e-5,
+                             backend="torch")
+    xn, inn = tv_denoise_pdhg(y, 2 * w, isotropic=iso, event_dim=event_dim, tol=1e-5,
+                              backend="numba")
     assert (it.backend, inn.backend) == ("torch", "numba")
     assert xn.dtype == dtype and xn.shape == y.shape
     # the same iterates up to rounding: same checks, same iterations, same gaps
@@ -53,7 +55,7 @@ def test_numba_and_torch_backends_run_the_same_iteration(dtype, iso, shape, even
     energy = (0.5 * (x64 - y.double()).square().sum(dims)
               + w64.reshape(batch) * tv_energy(x64, isotropic=iso, event_dim=event_dim)).sum()
     rel = 1e-5 if dtype == torch.float32 else 1e-10
-    assert inn.objective == pytest.approx(float(energy), rel=rel)
+    assert inn.objective == pytest.approx(2 * float(energy), rel=rel)  # |x - y|^2 + 2 w TV
 
 
 @pytest.mark.parametrize("shape,kind", [((300, 37), "strips"), ((3, 61, 45), "images")])
@@ -61,7 +63,7 @@ def test_parallel_plans_give_the_serial_result(monkeypatch, shape, kind):
     # strips: one image cut in horizontal strips iterated in their own buffers with a
     # halo; images: whole images per thread. Either way, the same arithmetic per pixel.
     y = _noisy(shape, torch.float64)
-    x1, info1 = tv_denoise_pdhg(y, 0.1, tol=1e-6, backend="numba")
+    x1, info1 = tv_denoise_pdhg(y, 2 * 0.1, tol=1e-6, backend="numba")
     monkeypatch.setattr(_rof_numba, "PARALLEL_MIN_PIXELS", 0)
     for threads in (2, 3):
         monkeypatch.setattr(torch, "get_num_threads", lambda t=threads: t)
@@ -69,7 +71,7 @@ def test_parallel_plans_give_the_serial_result(monkeypatch, shape, kind):
         plan = _rof_numba.Plan(flat, threads, 16)
         assert plan.kind == kind
         assert len(plan.parts) == (threads if kind == "strips" else min(threads, 3))
-        x2, info2 = tv_denoise_pdhg(y, 0.1, tol=1e-6, backend="numba")
+        x2, info2 = tv_denoise_pdhg(y, 2 * 0.1, tol=1e-6, backend="numba")
         assert info2.iterations == info1.iterations
         assert torch.equal(x2, x1)
 
@@ -135,27 +137,27 @@ def test_plans_stay_serial_for_small_images():
 @given(h=st.integers(1, 9), w=st.integers(1, 9), iso=st.booleans(), seed=st.integers(0, 2**16))
 def test_backends_agree_on_any_small_shape(h, w, iso, seed):
     y = torch.randn((h, w), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    xt, it = tv_denoise_pdhg(y, 0.3, isotropic=iso, tol=1e-6, backend="torch")
-    xn, inn = tv_denoise_pdhg(y, 0.3, isotropic=iso, tol=1e-6, backend="numba")
+    xt, it = tv_denoise_pdhg(y, 2 * 0.3, isotropic=iso, tol=1e-6, backend="torch")
+    xn, inn = tv_denoise_pdhg(y, 2 * 0.3, isotropic=iso, tol=1e-6, backend="numba")
     assert inn.iterations == it.iterations
     assert torch.allclose(xn, xt, rtol=0, atol=1e-12)
 
 
 def test_auto_takes_numba_on_cpu_and_noncontiguous_input_works():
     y = _noisy((30, 20), torch.float32).t()  # a transposed view
-    x, info = tv_denoise_pdhg(y, 0.1)
+    x, info = tv_denoise_pdhg(y, 2 * 0.1)
     assert info.backend == "numba"
-    xr, _ = tv_denoise_pdhg(y.contiguous(), 0.1, backend="torch")
+    xr, _ = tv_denoise_pdhg(y.contiguous(), 2 * 0.1, backend="torch")
     assert (x - xr).abs().max() <= 1e-5
 
 
 def test_half_precision_runs_on_torch():
     y = _noisy((24, 24), torch.float64)
     for dtype in (torch.float16, torch.bfloat16):
-        x, info = tv_denoise_pdhg(y.to(dtype), 0.1, tol=1e-2)
+        x, info = tv_denoise_pdhg(y.to(dtype), 2 * 0.1, tol=1e-2)
         assert info.backend == "torch" and x.dtype == dtype
         with pytest.raises(ValueError, match="float32/float64"):
-            tv_denoise_pdhg(y.to(dtype), 0.1, backend="numba")
+            tv_denoise_pdhg(y.to(dtype), 2 * 0.1, backend="numba")
 
 
 def test_a_numba_that_fails_to_load_falls_back(monkeypatch):
@@ -174,27 +176,27 @@ def test_a_numba_that_fails_to_load_falls_back(monkeypatch):
     monkeypatch.delattr(bayes_restore.infer.tv, "_rof_numba")
     monkeypatch.setattr(builtins, "__import__", failing)
     y = _noisy((16, 16), torch.float64)
-    _, info = tv_denoise_pdhg(y, 0.1)
+    _, info = tv_denoise_pdhg(y, 2 * 0.1)
     assert info.backend == "torch"
     with pytest.raises(ImportError, match="no locator"):
-        tv_denoise_pdhg(y, 0.1, backend="numba")
+        tv_denoise_pdhg(y, 2 * 0.1, backend="numba")
 
 
 def test_auto_does_not_run_the_kernels_as_python(monkeypatch):
     # NUMBA_DISABLE_JIT=1 (a debugging switch) would make the kernels pure Python loops
     monkeypatch.setattr(_rof_numba, "jit_disabled", lambda: True)
-    _, info = tv_denoise_pdhg(_noisy((16, 16), torch.float64), 0.1)
+    _, info = tv_denoise_pdhg(_noisy((16, 16), torch.float64), 2 * 0.1)
     assert info.backend == "torch"
 
 
 def test_vectorial_tv_stays_on_torch_and_backend_errors():
     y = _noisy((3, 16, 16), torch.float64)
-    _, info = tv_denoise_pdhg(y, 0.1, vectorial=True, event_dim=3)
+    _, info = tv_denoise_pdhg(y, 2 * 0.1, vectorial=True, event_dim=3)
     assert info.backend == "torch"
     with pytest.raises(ValueError, match="backend='numba'"):
-        tv_denoise_pdhg(y, 0.1, vectorial=True, event_dim=3, backend="numba")
+        tv_denoise_pdhg(y, 2 * 0.1, vectorial=True, event_dim=3, backend="numba")
     with pytest.raises(ValueError, match="backend must be one of"):
-        tv_denoise_pdhg(y, 0.1, backend="cuda")
+        tv_denoise_pdhg(y, 2 * 0.1, backend="cuda")
 
 
 def test_without_numba_auto_falls_back_and_numba_says_why(monkeypatch):
@@ -203,20 +205,20 @@ def test_without_numba_auto_falls_back_and_numba_says_why(monkeypatch):
     monkeypatch.setitem(sys.modules, "bayes_restore.infer.tv._rof_numba", None)
     monkeypatch.delattr(bayes_restore.infer.tv, "_rof_numba")
     y = _noisy((16, 16), torch.float64)
-    x, info = tv_denoise_pdhg(y, 0.1)
+    x, info = tv_denoise_pdhg(y, 2 * 0.1)
     assert info.backend == "torch" and info.converged
     with pytest.raises(ImportError, match="needs numba"):
-        tv_denoise_pdhg(y, 0.1, backend="numba")
+        tv_denoise_pdhg(y, 2 * 0.1, backend="numba")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_input_runs_on_torch():
     y = _noisy((32, 32), torch.float32).cuda()
-    x, info = tv_denoise_pdhg(y, 0.1)
+    x, info = tv_denoise_pdhg(y, 2 * 0.1)
     assert info.backend == "torch" and x.device == y.device
 
 
 @pytest.mark.parametrize("backend", ["torch", "numba"])
 def test_both_backends_check_tau0(backend):
     with pytest.raises(ValueError, match="tau0 must be > 0"):
-        tv_denoise_pdhg(_noisy((8, 8), torch.float64), 0.1, tau0=0.0, backend=backend)
+        tv_denoise_pdhg(_noisy((8, 8), torch.float64), 2 * 0.1, tau0=0.0, backend=backend)

@@ -85,7 +85,11 @@ def _noisy(shape, seed=0, sigma=0.1):
 
 
 def _objective(x, y, w, op=None, iso=True):
-    """``0.5 |A x - y|^2 + w TV(x)`` through the package's energy (E / 2)."""
+    """``0.5 |A x - y|^2 + w TV(x)`` through the package's energy (E / 2, lambda = 2 w).
+
+    The tests keep ``w`` (half of the solvers' ``weight``) and pass ``2 * w`` to them;
+    their ``info.objective`` is the full energy ``E = 2 * _objective``.
+    """
     return float(energy(x, y, 2 * w, isotropic=iso, operator=op)) / 2
 
 
@@ -138,15 +142,15 @@ def test_test_operators_pass_the_adjoint_test(name, gen):
 def test_rof_certificate_bounds_the_true_gap(dtype, iso):
     y = _noisy((40, 40)).to(dtype)
     w = 0.1
-    x_loose, loose = tv_denoise_pdhg(y, w, isotropic=iso, tol=1e-3)
-    x_star, star = tv_denoise_pdhg(y.double(), w, isotropic=iso, tol=1e-9, max_iter=20000)
+    x_loose, loose = tv_denoise_pdhg(y, 2 * w, isotropic=iso, tol=1e-3)
+    x_star, star = tv_denoise_pdhg(y.double(), 2 * w, isotropic=iso, tol=1e-9, max_iter=20000)
     assert loose.converged and loose.gap <= 1e-3 and star.gap <= 1e-9
     assert x_loose.dtype == dtype
     p_loose = _objective(x_loose.double(), y.double(), w, iso=iso)
     p_star = _objective(x_star, y.double(), w, iso=iso)
     assert 0 <= (p_loose - p_star) / p_loose <= loose.gap + 1e-6
     # the reported objective is the energy of the returned image
-    assert loose.objective == pytest.approx(p_loose, rel=1e-5)
+    assert loose.objective == pytest.approx(2 * p_loose, rel=1e-5)
     # strong convexity: 0.5 |x - x*|^2 <= P(x) - P(x*)
     assert 0.5 * float((x_loose.double() - x_star).square().sum()) <= p_loose - p_star + 1e-6
 
@@ -154,15 +158,15 @@ def test_rof_certificate_bounds_the_true_gap(dtype, iso):
 def test_rof_batch_of_colour_images_with_one_weight_each():
     y = _noisy((2, 3, 20, 20), seed=1).float()
     w = torch.tensor([0.05, 0.2]).reshape(2, 1, 1, 1)
-    x, info = tv_denoise_pdhg(y, w, event_dim=3, tol=1e-5)
+    x, info = tv_denoise_pdhg(y, 2 * w, event_dim=3, tol=1e-5)
     assert x.shape == y.shape and x.dtype == torch.float32 and info.gap <= 1e-5
     for i in range(2):
-        xi, _ = tv_denoise_pdhg(y[i].double(), float(w[i]), event_dim=3, tol=1e-8,
+        xi, _ = tv_denoise_pdhg(y[i].double(), 2 * float(w[i]), event_dim=3, tol=1e-8,
                                 max_iter=20000)
         pi = _objective(xi, y[i].double(), float(w[i]))
         assert _objective(x[i].double(), y[i].double(), float(w[i])) <= pi * (1 + 1.1e-5)
     # channels are independent: channel 1 alone gives the same image
-    x1, _ = tv_denoise_pdhg(y[0, 1].double(), 0.05, tol=1e-8, max_iter=20000)
+    x1, _ = tv_denoise_pdhg(y[0, 1].double(), 2 * 0.05, tol=1e-8, max_iter=20000)
     assert float((x[0, 1].double() - x1).abs().max()) < 5e-3
 
 
@@ -176,19 +180,19 @@ def test_rof_no_worse_than_scikit_image_on_colour():
                               channel_axis=-1)
     sk = torch.from_numpy(np.moveaxis(sk, -1, 0).copy())
     yt = torch.from_numpy(y)
-    x, info = tv_denoise_pdhg(yt, w, event_dim=3, tol=1e-6)
+    x, info = tv_denoise_pdhg(yt, 2 * w, event_dim=3, tol=1e-6)  # scikit-image's w
     assert info.converged
     assert _objective(x, yt, w) <= _objective(sk, yt, w) * (1 + 1e-6)
 
 
 def test_rof_check_schedule_and_cap():
     y = _noisy((32, 32))
-    _, info = tv_denoise_pdhg(y, 0.1, tol=1e-4, check_every=7)
+    _, info = tv_denoise_pdhg(y, 2 * 0.1, tol=1e-4, check_every=7)
     # a gap at every check (at most 7 iterations apart), the last one the final gap
     assert len(info.history) >= info.iterations / 7
     assert info.history[-1] == info.gap <= 1e-4 < info.history[0]
     with pytest.warns(ConvergenceWarning, match="max_iter=4"):
-        _, capped = tv_denoise_pdhg(y, 0.1, max_iter=4, check_every=100)
+        _, capped = tv_denoise_pdhg(y, 2 * 0.1, max_iter=4, check_every=100)
     assert capped.iterations == 4 and not capped.converged and len(capped.history) == 1
 
 
@@ -199,8 +203,9 @@ def test_vectorial_tv_on_equal_channels_is_grey_rof_with_weight_over_sqrt_c():
     """Equal channels v: vectorial TV = sqrt(C) TV(v), data = C |v - y|^2 / 2."""
     grey = _noisy((20, 20), seed=3)
     y = grey.expand(3, 20, 20).clone()
-    x, info = tv_denoise_pdhg(y, 0.1, vectorial=True, event_dim=3, tol=1e-7, max_iter=20000)
-    v, _ = tv_denoise_pdhg(grey, 0.1 / np.sqrt(3), tol=1e-7, max_iter=20000)
+    x, info = tv_denoise_pdhg(y, 2 * 0.1, vectorial=True, event_dim=3, tol=1e-7,
+                              max_iter=20000)
+    v, _ = tv_denoise_pdhg(grey, 2 * 0.1 / np.sqrt(3), tol=1e-7, max_iter=20000)
     assert info.converged
     assert float((x - v).abs().max()) < 2e-3
 
@@ -212,12 +217,13 @@ def test_vectorial_tv_minimises_its_own_energy():
     def obj(x):
         return float(0.5 * (x - y).square().sum() + w * _vectorial_tv(x))
 
-    x, info = tv_denoise_pdhg(y, w, vectorial=True, event_dim=3, tol=1e-6)
-    assert info.converged and info.objective == pytest.approx(obj(x), rel=1e-9)
-    x_star, _ = tv_denoise_pdhg(y, w, vectorial=True, event_dim=3, tol=1e-10, max_iter=50000)
+    x, info = tv_denoise_pdhg(y, 2 * w, vectorial=True, event_dim=3, tol=1e-6)
+    assert info.converged and info.objective == pytest.approx(2 * obj(x), rel=1e-9)
+    x_star, _ = tv_denoise_pdhg(y, 2 * w, vectorial=True, event_dim=3, tol=1e-10,
+                                max_iter=50000)
     assert 0 <= (obj(x) - obj(x_star)) / obj(x) <= info.gap + 1e-9
     # and it is not the per-channel minimiser: coupling changes the image
-    x_sep, _ = tv_denoise_pdhg(y, w, event_dim=3, tol=1e-8)
+    x_sep, _ = tv_denoise_pdhg(y, 2 * w, event_dim=3, tol=1e-8)
     assert obj(x_star) < obj(x_sep)
     gen = torch.Generator().manual_seed(0)
     for _ in range(3):
@@ -228,9 +234,9 @@ def test_vectorial_tv_minimises_its_own_energy():
 def test_vectorial_options_are_checked():
     y = torch.rand(3, 8, 8)
     with pytest.raises(ValueError, match="event_dim=3"):
-        tv_denoise_pdhg(y[0], 0.1, vectorial=True)
+        tv_denoise_pdhg(y[0], 2 * 0.1, vectorial=True)
     with pytest.raises(ValueError, match="isotropic"):
-        tv_denoise_pdhg(y, 0.1, vectorial=True, isotropic=False, event_dim=3)
+        tv_denoise_pdhg(y, 2 * 0.1, vectorial=True, isotropic=False, event_dim=3)
 
 
 @pytest.mark.parametrize(
@@ -248,9 +254,9 @@ def test_scaled_identity_matches_rof_of_rescaled_data():
     """min 0.5|a x - y|^2 + w TV(x) = a^2 (0.5|x - y/a|^2 + (w/a^2) TV(x))."""
     y = _noisy((24, 24), seed=5)
     a, w = 0.7, 0.05
-    x, info = tv_map_pdhg(y, w, Scale(a), tol=1e-5)
+    x, info = tv_map_pdhg(y, 2 * w, Scale(a), tol=1e-5)
     assert info.solver == "pdhg" and info.converged and info.gap <= 1e-5
-    x_ref, ref = tv_denoise_pdhg(y / a, w / a**2, tol=1e-9, max_iter=50000)
+    x_ref, ref = tv_denoise_pdhg(y / a, 2 * w / a**2, tol=1e-9, max_iter=50000)
     p, p_ref = _objective(x, y, w, Scale(a)), _objective(x_ref, y, w, Scale(a))
     assert -1e-9 <= (p - p_ref) / p <= info.gap
     # a^2-strong convexity: 0.5 a^2 |x - x*|^2 <= P(x) - P*
@@ -266,12 +272,12 @@ def test_general_certificate_bounds_the_true_gap(name, iso):
         np.random.default_rng(6).standard_normal((12, 12))
     )
     w = 0.03
-    x_loose, loose = tv_map_pdhg(y, w, op, isotropic=iso, tol=1e-3)
-    x_star, star = tv_map_pdhg(y, w, op, isotropic=iso, tol=1e-6, max_iter=200000)
+    x_loose, loose = tv_map_pdhg(y, 2 * w, op, isotropic=iso, tol=1e-3)
+    x_star, star = tv_map_pdhg(y, 2 * w, op, isotropic=iso, tol=1e-6, max_iter=200000)
     assert loose.converged and star.converged
     p_loose = _objective(x_loose, y, w, op, iso)
     p_star = _objective(x_star, y, w, op, iso)
-    assert loose.objective == pytest.approx(p_loose, rel=1e-9)
+    assert loose.objective == pytest.approx(2 * p_loose, rel=1e-9)
     # p_star is within 1e-6 of the optimum: the measured gap is at most the true one
     assert -1e-6 <= (p_loose - p_star) / p_loose <= loose.gap
     assert loose.history[-1] == loose.gap
@@ -282,14 +288,14 @@ def test_general_solver_batches_colour_and_float32():
     y = _noisy((2, 3, 12, 12), seed=7).float()
     y = op.forward(y)
     w = torch.tensor([0.02, 0.05]).reshape(2, 1, 1, 1)
-    x, info = tv_map_pdhg(y, w, op, event_dim=3, tol=1e-4)
+    x, info = tv_map_pdhg(y, 2 * w, op, event_dim=3, tol=1e-4)
     assert x.dtype == torch.float32 and x.shape == y.shape and info.converged
     for i in range(2):
-        xi, _ = tv_map_pdhg(y[i].double(), float(w[i]), op, event_dim=3, tol=1e-5,
+        xi, _ = tv_map_pdhg(y[i].double(), 2 * float(w[i]), op, event_dim=3, tol=1e-5,
                             max_iter=200000)
         pi = _objective(xi, y[i].double(), float(w[i]), op)
         assert _objective(x[i].double(), y[i].double(), float(w[i]), op) <= pi * (1 + 2e-4)
-    xv, info_v = tv_map_pdhg(y.double(), w.double(), op, vectorial=True, event_dim=3,
+    xv, info_v = tv_map_pdhg(y.double(), 2 * w.double(), op, vectorial=True, event_dim=3,
                              tol=1e-4)
     assert info_v.converged
 
@@ -297,7 +303,7 @@ def test_general_solver_batches_colour_and_float32():
 def test_general_solver_warns_at_the_cap():
     y = _noisy((12, 12))
     with pytest.warns(ConvergenceWarning, match="max_iter=5"):
-        _, info = tv_map_pdhg(y, 0.05, Blur3(), max_iter=5)
+        _, info = tv_map_pdhg(y, 2 * 0.05, Blur3(), max_iter=5)
     assert not info.converged and info.iterations == 5
 
 
@@ -350,7 +356,7 @@ def test_map_estimate_puts_any_operator_in_the_dual_and_matches_generic(name):
     lam = 2 * 0.05**2 / 0.1
     e_fast = float(energy(fast.map, y, lam, operator=op))
     e_gen = float(energy(generic.map, y, lam, operator=op))
-    assert e_fast == pytest.approx(2 * info.objective, rel=1e-9)
+    assert e_fast == pytest.approx(info.objective, rel=1e-9)
     assert e_fast <= e_gen * (1 + 1e-7)
     assert (e_gen - e_fast) / e_fast < 5e-4
 
@@ -381,16 +387,16 @@ def test_primal_splitting_certificate_bounds_the_true_gap(name, iso):
     """The primal splitting's gap against an optimum from the other (dual) splitting."""
     op = _package_operators()[name]
     y, w = _observe(op), 0.02
-    x_loose, loose = tv_map_pdhg(y, w, op, isotropic=iso, tol=1e-3, splitting="primal")
-    x_star, star = tv_map_pdhg(y, w, op, isotropic=iso, tol=1e-7, max_iter=400000,
+    x_loose, loose = tv_map_pdhg(y, 2 * w, op, isotropic=iso, tol=1e-3, splitting="primal")
+    x_star, star = tv_map_pdhg(y, 2 * w, op, isotropic=iso, tol=1e-7, max_iter=400000,
                                splitting="dual")
     assert loose.converged and star.converged
     p_loose = _objective(x_loose, y, w, op, iso)
     p_star = _objective(x_star, y, w, op, iso)
-    assert loose.objective == pytest.approx(p_loose, rel=1e-9)
+    assert loose.objective == pytest.approx(2 * p_loose, rel=1e-9)
     assert -1e-7 <= (p_loose - p_star) / p_loose <= loose.gap
     # and tight: both splittings reach the same minimiser
-    x_tight, tight = tv_map_pdhg(y, w, op, isotropic=iso, tol=1e-7, max_iter=400000,
+    x_tight, tight = tv_map_pdhg(y, 2 * w, op, isotropic=iso, tol=1e-7, max_iter=400000,
                                  splitting="primal")
     p_tight = _objective(x_tight, y, w, op, iso)
     assert abs(p_tight - p_star) / p_star <= 2e-7
@@ -403,7 +409,7 @@ def test_mask_box_bound_is_below_the_optimum_for_any_dual_field(gen):
 
     op = _package_operators()["mask"]
     y, w = _observe(op), 0.02
-    x_star, star = tv_map_pdhg(y, w, op, tol=1e-6, max_iter=400000, splitting="dual")
+    x_star, star = tv_map_pdhg(y, 2 * w, op, tol=1e-6, max_iter=400000, splitting="dual")
     # the scaled problem's optimum, from below (the reference is certified to 1e-6)
     p_star = _objective(x_star, y, w, op) / w**2 * (1 - star.gap)
     ys = y / w
@@ -429,10 +435,10 @@ def test_primal_splitting_batches_colour_float32_and_empty_channels():
     op = PackageMask(keep)
     y = op.forward(y)
     w = torch.tensor([0.02, 0.05]).reshape(2, 1, 1, 1)
-    x, info = tv_map_pdhg(y, w, op, event_dim=3, tol=1e-4, splitting="primal")
+    x, info = tv_map_pdhg(y, 2 * w, op, event_dim=3, tol=1e-4, splitting="primal")
     assert x.dtype == torch.float32 and x.shape == y.shape and info.converged
     for i in range(2):
-        xi, _ = tv_map_pdhg(y[i].double(), float(w[i]), op, event_dim=3, tol=1e-7,
+        xi, _ = tv_map_pdhg(y[i].double(), 2 * float(w[i]), op, event_dim=3, tol=1e-7,
                             max_iter=400000, splitting="dual")
         pi = _objective(xi, y[i].double(), float(w[i]), op)
         assert _objective(x[i].double(), y[i].double(), float(w[i]), op) <= pi * (1 + 2e-4)
@@ -440,7 +446,7 @@ def test_primal_splitting_batches_colour_float32_and_empty_channels():
     hole = torch.ones(3, 16, 16, dtype=torch.bool)
     hole[1] = False
     y2 = PackageMask(hole).forward(_noisy((3, 16, 16), seed=6))
-    x2, info2 = tv_map_pdhg(y2, 0.03, PackageMask(hole), event_dim=3, tol=1e-4)
+    x2, info2 = tv_map_pdhg(y2, 2 * 0.03, PackageMask(hole), event_dim=3, tol=1e-4)
     assert info2.converged
     assert float(x2[1].max() - x2[1].min()) < 1e-6
 
@@ -450,22 +456,22 @@ def test_splitting_choice_and_errors():
 
     y = _observe(Downsample(2, kernel="gaussian"))
     with pytest.raises(ValueError, match="closed-form"):
-        tv_map_pdhg(y, 0.02, Downsample(2, kernel="gaussian"), splitting="primal")
+        tv_map_pdhg(y, 2 * 0.02, Downsample(2, kernel="gaussian"), splitting="primal")
     with pytest.raises(ValueError, match="closed-form"):
-        tv_map_pdhg(torch.rand(12, 12, dtype=torch.float64), 0.02,
+        tv_map_pdhg(torch.rand(12, 12, dtype=torch.float64), 2 * 0.02,
                     Blur(gaussian_psf(3, 1.0), boundary="valid"), splitting="primal")
     with pytest.raises(ValueError, match="splitting"):
-        tv_map_pdhg(y, 0.02, Downsample(2), splitting="fast")
+        tv_map_pdhg(y, 2 * 0.02, Downsample(2), splitting="fast")
     with pytest.raises(ValueError, match="init"):
-        tv_map_pdhg(y, 0.02, Downsample(2), init=torch.zeros(3, 3))
+        tv_map_pdhg(y, 2 * 0.02, Downsample(2), init=torch.zeros(3, 3))
     # auto = dual for the Gaussian kernel: the same result as naming it
-    x_auto, _ = tv_map_pdhg(y, 0.02, Downsample(2, kernel="gaussian"), tol=1e-5)
-    x_dual, _ = tv_map_pdhg(y, 0.02, Downsample(2, kernel="gaussian"), tol=1e-5,
+    x_auto, _ = tv_map_pdhg(y, 2 * 0.02, Downsample(2, kernel="gaussian"), tol=1e-5)
+    x_dual, _ = tv_map_pdhg(y, 2 * 0.02, Downsample(2, kernel="gaussian"), tol=1e-5,
                             splitting="dual")
     torch.testing.assert_close(x_auto, x_dual, rtol=0, atol=0)
     # a warm start changes the path, not the answer
     op = Downsample(2)
     y = _observe(op)
-    x_cold, _ = tv_map_pdhg(y, 0.02, op, tol=1e-7, max_iter=400000)
-    x_warm, _ = tv_map_pdhg(y, 0.02, op, tol=1e-7, max_iter=400000, init=x_cold + 0.1)
+    x_cold, _ = tv_map_pdhg(y, 2 * 0.02, op, tol=1e-7, max_iter=400000)
+    x_warm, _ = tv_map_pdhg(y, 2 * 0.02, op, tol=1e-7, max_iter=400000, init=x_cold + 0.1)
     assert float((x_cold - x_warm).abs().max()) < 1e-2

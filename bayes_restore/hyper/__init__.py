@@ -16,9 +16,9 @@ Three questions, three tools:
   conditional :func:`gibbs_theta`). Each returns a :class:`ScaleEstimate`.
 
 Conventions: ``weight`` is the package's energy weight ``lambda`` of
-``|y - x|^2 + lambda TV(x)`` (what :func:`~bayes_restore.denoise` takes); scikit-image's
-``denoise_tv_chambolle`` weight, the ``w`` of
-:func:`~bayes_restore.infer.tv.tv_denoise_pdhg`, is ``w = lambda / 2 = sigma^2 / b``.
+``|y - x|^2 + lambda TV(x)`` (what :func:`~bayes_restore.denoise` and
+:func:`~bayes_restore.infer.tv.tv_denoise_pdhg` take); scikit-image's
+``denoise_tv_chambolle`` weight is ``w = lambda / 2 = sigma^2 / b``.
 The joint-MAP fixed point ``theta = (N - C) / TV(x_MAP)`` is deliberately absent: on
 natural images it collapses towards a constant image (see the Derivations page of the
 documentation).

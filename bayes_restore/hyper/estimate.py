@@ -25,8 +25,7 @@ class ScaleEstimate:
         The energy weight ``lambda = 2 sigma^2 / b`` of ``|y - x|^2 + lambda TV(x)``
         (:func:`~bayes_restore.denoise`'s ``weight``).
     skimage_weight : float
-        ``w = lambda / 2 = sigma^2 / b``: scikit-image's weight, the ``weight`` of
-        :func:`~bayes_restore.infer.tv.tv_denoise_pdhg`.
+        ``w = lambda / 2 = sigma^2 / b``: scikit-image's ``denoise_tv_chambolle`` weight.
     scale : float
         The prior scale ``b`` (``theta = 1 / b``).
     time : float

@@ -147,7 +147,8 @@ class _SureProblem:
         self.isotropic, self.tol = isotropic, tol
 
     def risk(self, w: float) -> tuple[float, torch.Tensor]:
-        x, _ = tv_denoise_pdhg(self.pair, w, isotropic=self.isotropic,
+        """SURE at scikit-image's weight ``w`` (the energy weight is ``2 w``) and the image."""
+        x, _ = tv_denoise_pdhg(self.pair, 2 * w, isotropic=self.isotropic,
                                event_dim=self.event_dim, tol=self.tol)
         x0 = x[0].to(torch.float64)
         div = float((self.probe * (x[1].to(torch.float64) - x0)).sum()) / self.eps

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -11,10 +11,10 @@ import torch
 from bayes_restore._validation import check_seed
 from bayes_restore.models import X_SITE
 from bayes_restore.operators import LinearOperator
-from bayes_restore.posterior import Posterior, SolverInfo
+from bayes_restore.posterior import MAPDiagnostics, Posterior, SolverInfo
 
 from .gaussian import dct_map
-from .generic import DEFAULT_SEED, generic_map
+from .generic import DEFAULT_SEED, generic_map, model_arguments
 from .problem import RestorationProblem, recognise
 from .tv import tv_l1_pdhg, tv_map_pdhg
 
@@ -34,6 +34,7 @@ def map_estimate(
     init: torch.Tensor | None = None,
     optimizer: str = "lbfgs",
     seed: int | None = DEFAULT_SEED,
+    model_kwargs: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> Posterior:
     """Maximum a posteriori image of a Pyro model whose latent image site is ``"x"``.
@@ -62,6 +63,9 @@ def map_estimate(
     *args, **kwargs
         Passed to the model. The keywords below are the engine's own and are not
         passed on.
+    model_kwargs : mapping, optional
+        More keyword arguments of the model, kept apart from the engine's options (for a
+        model that has its own ``tol``, ``seed``, ...).
     solver : {"auto", "generic", "dct", "pdhg"}, default "auto"
         ``"generic"`` forces the Pyro path (to compare with the fast one); naming a
         fast solver that does not fit the model raises ``ValueError``.
@@ -101,6 +105,7 @@ def map_estimate(
     >>> post.info.solver, post.info.converged
     ('pdhg', True)
     """
+    kwargs = model_arguments(kwargs, model_kwargs)
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     if tol is not None and not tol > 0:
@@ -129,7 +134,7 @@ def map_estimate(
         seed=seed,
     )
     x = values.pop(X_SITE)
-    return Posterior(method="map", map=x, info=info, diagnostics={"latents": values})
+    return Posterior(method="map", map=x, info=info, diagnostics=MAPDiagnostics(latents=values))
 
 
 def _fast_solver(problem: RestorationProblem | None) -> str | None:
@@ -153,7 +158,7 @@ def _run_fast(name: str, problem: RestorationProblem, tol, max_iter) -> Posterio
         info = SolverInfo(solver="dct", iterations=0, converged=True,
                           time=time.perf_counter() - start, gap=0.0)
     elif problem.noise == "laplace":
-        # -log p(x | y) b_l = |x - y|_1 + (b_l / b) TV(x) + const: TV-L1
+        # -log p(x | y) b_l = |x - y|_1 + lambda TV(x) + const, lambda = b_l / b: TV-L1
         x, info = tv_l1_pdhg(
             y,
             problem.weight,
@@ -163,18 +168,18 @@ def _run_fast(name: str, problem: RestorationProblem, tol, max_iter) -> Posterio
             max_iter=20000 if max_iter is None else max_iter,
         )
     else:
-        # E / 2 = 0.5 |A x - y|^2 + (lambda / 2) TV(x); tv_map_pdhg runs the accelerated
-        # ROF solver for A = I and the primal-dual method with K = [grad; A] otherwise
+        # E = |A x - y|^2 + lambda TV(x); tv_map_pdhg runs the accelerated ROF solver
+        # for A = I and the primal-dual method with K = [grad; A] otherwise
         x, info = tv_map_pdhg(
             y,
-            problem.weight / 2,
+            problem.weight,
             problem.operator,
             isotropic=problem.isotropic,
             event_dim=problem.event_dim,
             tol=1e-4 if tol is None else tol,
             max_iter=_pdhg_max_iter(problem.operator) if max_iter is None else max_iter,
         )
-    return Posterior(method="map", map=x, info=info)
+    return Posterior(method="map", map=x, info=info, diagnostics=MAPDiagnostics())
 
 
 def _pdhg_max_iter(operator: LinearOperator) -> int:

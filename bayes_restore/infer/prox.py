@@ -39,7 +39,10 @@ def tv_prox(
         Image(s) of shape ``(..., H, W)``; leading dimensions (batch, channels,
         chains) are independent problems.
     weight : float or torch.Tensor
-        ``w > 0``; a tensor broadcasts against ``v`` (e.g. ``batch + (1, 1)``).
+        ``w > 0``, the step of the proximal operator ``prox_{w TV}`` (not an energy
+        weight: the point is the minimiser of ``|x - v|^2 + lambda TV(x)`` with ``lambda =
+        2 w``, :func:`~bayes_restore.infer.tv_denoise_pdhg`'s ``weight``); a tensor
+        broadcasts against ``v`` (e.g. ``batch + (1, 1)``).
     isotropic : bool, default True
         Isotropic TV (Euclidean norm over the two differences) or anisotropic
         (``|dx| + |dy|``).
@@ -62,7 +65,7 @@ def tv_prox(
     >>> from bayes_restore.infer.tv import tv_denoise_pdhg
     >>> v = torch.rand(16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     >>> x, p = tv_prox(v, 0.05, num_iter=300)
-    >>> x_ref, _ = tv_denoise_pdhg(v, 0.05, tol=1e-8)
+    >>> x_ref, _ = tv_denoise_pdhg(v, 2 * 0.05, tol=1e-8)  # its weight is lambda = 2 w
     >>> bool((x - x_ref).abs().max() < 1e-3)
     True
     """

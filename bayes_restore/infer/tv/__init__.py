@@ -13,15 +13,20 @@ Three solvers share one workspace of preallocated buffers (``_workspace.py``):
 - :func:`tv_l1_pdhg` (``l1.py``), TV-L1 (Laplace likelihood, ``A = I``): Chambolle &
   Pock with the shrinkage towards ``y`` as the primal prox.
 
+Every public ``weight`` is ``lambda`` of the package's energy: ``|A x - y|^2 + lambda
+TV(x)`` for the first two (twice scikit-image's ``weight``), ``|x - y|_1 + lambda TV(x)``
+for TV-L1; ``SolverInfo.objective`` is that energy. The quadratic solvers iterate on half
+of it, ``0.5 |A x - y|^2 + w TV(x)`` with ``w = lambda / 2``, an internal quantity.
+
 Each certifies its result by a relative primal-dual gap (``certificate.py`` for a
 general ``A``); :func:`tv_energy` (``energy.py``) is the TV they all minimise.
 
 Implementation notes: in eager torch an elementwise operation is one pass over memory
 and costs a fixed ~20-30 us on a 512x512 image, so the number of passes is the cost.
-Every solver runs on ``u = x / w`` (the dual constraint is then ``|p| <= 1`` whatever
-the weight of each image), keeps the dual field in a zero-padded buffer so that
-``div p`` needs no boundary case, and updates in place; the Benchmarks page of the
-documentation measures the result.
+Every solver runs on ``u = x / w`` (``w = lambda / 2``, or ``w = lambda`` for TV-L1: the
+dual constraint is then ``|p| <= 1`` whatever the weight of each image), keeps the dual
+field in a zero-padded buffer so that ``div p`` needs no boundary case, and updates in
+place; the Benchmarks page of the documentation measures the result.
 """
 
 from .energy import tv_energy

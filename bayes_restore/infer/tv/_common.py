@@ -10,7 +10,16 @@ import torch
 from bayes_restore.exceptions import ConvergenceWarning
 from bayes_restore.posterior import SolverInfo
 
-__all__ = ["F64", "GRAD_NORM2", "check_options", "check_weight", "relative_gap", "finish"]
+__all__ = [
+    "F64",
+    "GRAD_NORM2",
+    "check_options",
+    "check_weight",
+    "half_weight",
+    "energy_unit",
+    "relative_gap",
+    "finish",
+]
 
 F64 = torch.float64
 #: ||grad||^2 <= 8 (Neumann forward differences in two dimensions)
@@ -53,10 +62,27 @@ def check_weight(weight, y: torch.Tensor, event_dim: int) -> torch.Tensor:
     return w
 
 
-def relative_gap(primal: torch.Tensor, dual: torch.Tensor, w2: torch.Tensor):
-    """Worst relative gap over the images, and the objective in the user's units."""
+def half_weight(weight: torch.Tensor) -> torch.Tensor:
+    """``w = lambda / 2``: the weight of the half energy ``0.5 |A x - y|^2 + w TV(x)`` the
+    quadratic-data solvers iterate on, from the public ``lambda`` of ``|A x - y|^2 +
+    lambda TV(x)``. Internal: no public signature takes ``w``."""
+    return weight * 0.5
+
+
+def energy_unit(w: torch.Tensor) -> torch.Tensor:
+    """Per image, the factor from the scaled problem's value (``u = x / w``: ``0.5 |A u -
+    y / w|^2 + TV(u)``) to the public energy ``|A x - y|^2 + lambda TV(x) = 2 w^2 (...)``."""
+    return 2.0 * w.square()
+
+
+def relative_gap(primal: torch.Tensor, dual: torch.Tensor, unit: torch.Tensor):
+    """Worst relative gap over the images, and the objective in the user's units.
+
+    ``primal`` and ``dual`` are per-image values of the problem the solver iterates on;
+    ``unit`` (per image) turns them into the public energy (the gap is scale-free).
+    """
     rel = (primal - dual) / primal.clamp_min(torch.finfo(F64).tiny)
-    return float(rel.max()), float((primal * w2).sum())
+    return float(rel.max()), float((primal * unit).sum())
 
 
 def finish(x, solver, it, gap, objective, history, tol, max_iter, start, backend="torch"):

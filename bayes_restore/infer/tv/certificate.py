@@ -1,4 +1,4 @@
-"""The primal-dual gap certificate of ``0.5 |A x - y|^2 + w TV(x)`` for any operator ``A``."""
+"""The gap certificate of ``0.5 |A x - y|^2 + w TV(x)`` (``w = lambda / 2``), any ``A``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TV-L1 (``|x - y|_1 + w TV(x)``, the MAP under a Laplace likelihood), gap-certified."""
+"""TV-L1 (``|x - y|_1 + lambda TV(x)``, the MAP under a Laplace likelihood), gap-certified."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from ._workspace import Workspace
 
 __all__ = ["tv_l1_pdhg"]
 
-#: primal step of the TV-L1 solver, times std(y) / w (see tv_l1_pdhg)
+#: primal step of the TV-L1 solver, times std(y) / lambda (see tv_l1_pdhg)
 _TAU_L1 = 0.05
 
 
@@ -30,17 +30,19 @@ def tv_l1_pdhg(
     check_every: int = 10,
     tau: float | None = None,
 ) -> tuple[torch.Tensor, SolverInfo]:
-    r"""Minimise the TV-L1 energy ``|x - y|_1 + w TV(x)`` with a certified gap.
+    r"""Minimise the TV-L1 energy ``|x - y|_1 + lambda TV(x)`` with a certified gap.
 
-    The MAP of a Laplace likelihood (``y ~ Laplace(x, b_l)``) under a TV prior of
-    scale ``b`` is this minimiser with ``w = b_l / b``: robust to impulse
+    ``weight`` is ``lambda`` of this energy, exactly (no factor: the L1 data term has
+    none to halve). The MAP of a Laplace likelihood (``y ~ Laplace(x, b_l)``, ``A = I``)
+    under a TV prior of scale ``b`` is this minimiser with ``lambda = b_l / b`` (``b_l``
+    times the negative log posterior, up to a constant): robust to impulse
     (salt-and-pepper) noise. Chambolle & Pock's algorithm (2011, Algorithm 1) with
     ``K = grad`` and the L1 term in the primal prox (a shrinkage towards ``y``),
-    run on ``|x - y|_1 / w + TV(x)`` so that the dual constraint is ``|p| <= 1``.
+    run on ``|x - y|_1 / lambda + TV(x)`` so that the dual constraint is ``|p| <= 1``.
 
     Certificate: a minimiser lies in ``[min y, max y]`` (per channel: clipping lowers
     both terms), and for ``|p| <= 1`` ``TV(x) >= -<x, div p>``, so the separable
-    minimum over that box of ``|x - y|_1 / w - <x, div p>`` (at ``lo``, ``hi`` or
+    minimum over that box of ``|x - y|_1 / lambda - <x, div p>`` (at ``lo``, ``hi`` or
     ``y`` for each pixel) is a lower bound of the optimum; the best one so far counts.
 
     Parameters
@@ -49,12 +51,13 @@ def tv_l1_pdhg(
         Observed image(s), shape ``(..., H, W)`` (or ``(..., C, H, W)`` with
         ``event_dim=3``).
     weight : float or torch.Tensor
-        ``w > 0``; a tensor gives one weight per image (``batch + (1,) * event_dim``).
+        ``lambda = b_l / b`` of ``|x - y|_1 + lambda TV(x)``, > 0; a tensor gives one
+        weight per image (``batch + (1,) * event_dim``).
     isotropic, vectorial, event_dim, tol, max_iter, check_every
         As for :func:`tv_map_pdhg`.
     tau : float, optional
-        Primal step, default ``0.05 std(y) / w`` (about the best of a grid on a camera
-        crop with 20 % salt and pepper, ``w`` from 0.5 to 1.5); the dual step is
+        Primal step, default ``0.05 std(y) / lambda`` (about the best of a grid on a
+        camera crop with 20 % salt and pepper, ``lambda`` from 0.5 to 1.5); the dual step is
         ``1 / (8 tau)``.
 
     Returns
@@ -62,7 +65,7 @@ def tv_l1_pdhg(
     x : torch.Tensor
         The minimiser, shape, dtype and device of ``y``.
     info : SolverInfo
-        ``solver="pdhg"``; ``objective`` is ``|x - y|_1 + w TV(x)`` summed over images.
+        ``solver="pdhg"``; ``objective`` is ``|x - y|_1 + lambda TV(x)`` summed over images.
 
     Examples
     --------

@@ -1,9 +1,11 @@
 """ROF denoising (``A = I``): Chambolle & Pock's accelerated iteration and its backends.
 
-The problem is solved for ``u = x / w``: ``0.5 |x - y|^2 + w TV(x) = w^2 (0.5 |u - y / w|^2
-+ TV(u))``, so the dual constraint is ``|p| <= 1`` for every image of a batch, whatever
-its weight, and the iterations are exactly those of the unscaled problem (the scaling
-commutes with them). In eager torch each elementwise operation is one pass over memory
+The public ``weight`` is ``lambda`` of ``|x - y|^2 + lambda TV(x)``; the iterations run on
+half that energy, ``0.5 |x - y|^2 + w TV(x)`` with ``w = lambda / 2`` (kept internal),
+and for ``u = x / w``: ``0.5 |x - y|^2 + w TV(x) = w^2 (0.5 |u - y / w|^2 + TV(u))``, so
+the dual constraint is ``|p| <= 1`` for every image of a batch, whatever its weight, and
+the iterations are exactly those of the unscaled problem (the scaling commutes with
+them). In eager torch each elementwise operation is one pass over memory
 and costs a fixed ~20-30 us at 512x512, so the number of passes is the cost: the
 iteration is written as 15 in-place passes, ``torch.lerp`` fusing the primal prox and
 the extrapolation. On the CPU, the fused numba kernels of the sibling module
@@ -21,7 +23,16 @@ import torch
 
 from bayes_restore.posterior import SolverInfo
 
-from ._common import F64, GRAD_NORM2, check_options, check_weight, finish, relative_gap
+from ._common import (
+    F64,
+    GRAD_NORM2,
+    check_options,
+    check_weight,
+    energy_unit,
+    finish,
+    half_weight,
+    relative_gap,
+)
 from ._workspace import Workspace
 
 __all__ = ["tv_denoise_pdhg"]
@@ -50,10 +61,13 @@ def tv_denoise_pdhg(
     tau0: float = _TAU0,
     backend: str = "auto",
 ) -> tuple[torch.Tensor, SolverInfo]:
-    r"""Minimise the ROF energy ``0.5 |x - y|^2 + w TV(x)`` with a certified gap.
+    r"""Minimise the ROF energy ``|x - y|^2 + lambda TV(x)`` with a certified gap.
 
-    Chambolle & Pock's accelerated primal-dual algorithm (2011, Algorithm 2: the
-    data term is 1-strongly convex) on
+    ``weight`` is ``lambda``, the package's energy weight (that of
+    :func:`~bayes_restore.denoise` and :func:`~bayes_restore.energy.energy`; scikit-image's
+    ``denoise_tv_chambolle`` weight is ``lambda / 2``). Chambolle & Pock's accelerated
+    primal-dual algorithm (2011, Algorithm 2: the data term is 1-strongly convex) on half
+    that energy, with ``w = lambda / 2``,
 
     .. math::
 
@@ -69,8 +83,9 @@ def tv_denoise_pdhg(
         Noisy image(s) of shape ``(..., H, W)`` (or ``(..., C, H, W)`` with
         ``event_dim=3``), float32 or float64, on any device.
     weight : float or torch.Tensor
-        ``w = lambda / 2 = sigma^2 / b`` (scikit-image's weight), > 0; a tensor gives
-        one weight per image: shape ``batch + (1,) * event_dim``.
+        ``lambda = 2 sigma^2 / b`` of ``|x - y|^2 + lambda TV(x)`` (twice scikit-image's
+        weight), > 0; a tensor gives one weight per image: shape
+        ``batch + (1,) * event_dim``.
     isotropic : bool, default True
         Isotropic TV (Euclidean norm of the two differences per pixel and channel)
         or anisotropic (``|dx| + |dy|``).
@@ -105,23 +120,24 @@ def tv_denoise_pdhg(
     x : torch.Tensor
         The MAP image(s), same shape, dtype and device as ``y``.
     info : SolverInfo
-        ``solver="pdhg"``, iterations, worst relative gap, objective (summed over
+        ``solver="pdhg"``, iterations, worst relative gap (the same for the energy and
+        its half), ``objective`` the energy ``|x - y|^2 + lambda TV(x)`` (summed over
         the batch), wall time, the gap at each check in ``history``, and ``backend``.
 
     Examples
     --------
     >>> import torch
     >>> y = torch.rand(32, 32, dtype=torch.float64)
-    >>> x, info = tv_denoise_pdhg(y, 0.1)
+    >>> x, info = tv_denoise_pdhg(y, 0.2)  # lambda = 0.2: scikit-image's weight 0.1
     >>> info.converged and info.gap <= 1e-4
     True
     """
     start = time.perf_counter()
     check_options(y, event_dim, vectorial, tol, max_iter, check_every, isotropic)
-    w = check_weight(weight, y, event_dim)
+    w = half_weight(check_weight(weight, y, event_dim))
     ws = Workspace(y.shape, y.dtype, y.device, event_dim, isotropic, vectorial)
     ys = torch.div(y.detach(), w)
-    w2 = ws.per_image(w).square()
+    w2 = energy_unit(ws.per_image(w))
     kernels = _fused_kernels(ys, ws, backend)
     run = _rof_accelerated if kernels is None else _rof_accelerated_fused
     u, gap, objective, it, history = run(

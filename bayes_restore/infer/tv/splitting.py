@@ -2,8 +2,10 @@
 
 The data term goes in the primal proximal step where the operator's declared
 structure makes that step closed-form (``_data_prox.py``), else ``A`` goes in the dual
-(``K = [grad; A]``, only ``A`` and ``A^T`` applied). Both run on ``u = x / w``, as the
-ROF solver does, and are certified by ``certificate.py``.
+(``K = [grad; A]``, only ``A`` and ``A^T`` applied). The public ``weight`` is ``lambda``
+of ``|A x - y|^2 + lambda TV(x)``; both splittings iterate on half that energy with ``w
+= lambda / 2``, on ``u = x / w`` as the ROF solver does, and are certified by
+``certificate.py``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,15 @@ import torch
 from bayes_restore.operators import LinearOperator
 from bayes_restore.posterior import SolverInfo
 
-from ._common import GRAD_NORM2, check_options, check_weight, finish, relative_gap
+from ._common import (
+    GRAD_NORM2,
+    check_options,
+    check_weight,
+    energy_unit,
+    finish,
+    half_weight,
+    relative_gap,
+)
 from ._data_prox import make_data_prox
 from ._workspace import Workspace
 from .certificate import GeneralCertificate
@@ -24,7 +34,7 @@ from .rof import tv_denoise_pdhg
 
 __all__ = ["tv_map_pdhg"]
 
-#: primal step of the primal splitting, times std(x0) / w (see tv_map_pdhg)
+#: primal step of the primal splitting, times std(x0) / w, w = lambda / 2 (see tv_map_pdhg)
 _TAU_PRIMAL = 0.1
 
 
@@ -43,8 +53,11 @@ def tv_map_pdhg(
     splitting: str = "auto",
     init: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, SolverInfo]:
-    r"""Minimise ``0.5 |A x - y|^2 + w TV(x)`` for any linear operator ``A``, gap-certified.
+    r"""Minimise ``|A x - y|^2 + lambda TV(x)`` for any linear operator ``A``, gap-certified.
 
+    ``weight`` is ``lambda`` (as for :func:`tv_denoise_pdhg`); the iterations and the
+    certificate below work on half the energy, ``0.5 |A x - y|^2 + w TV(x)`` with
+    ``w = lambda / 2`` (the same minimiser and relative gap).
     Chambolle & Pock's primal-dual algorithm (2011, Algorithm 1) in one of two
     splittings (for ``A = I`` it runs :func:`tv_denoise_pdhg`, accelerated, instead):
 
@@ -86,8 +99,8 @@ def tv_map_pdhg(
     y : torch.Tensor
         Observation(s) of shape ``batch + A(event)``.
     weight : float or torch.Tensor
-        ``w = lambda / 2 = sigma^2 / b``, > 0; one per image as for
-        :func:`tv_denoise_pdhg`.
+        ``lambda = 2 sigma^2 / b`` of ``|A x - y|^2 + lambda TV(x)``, > 0; one per image
+        as for :func:`tv_denoise_pdhg`.
     operator : LinearOperator, optional
         ``A``; the identity when ``None``. The image's shape is that of ``A^T y``.
     isotropic, vectorial, event_dim, tol, check_every
@@ -96,9 +109,9 @@ def tv_map_pdhg(
         Iteration cap (the non-accelerated method converges as ``O(1/k)``).
     tau : float, optional
         Primal step. Primal splitting: default ``0.1 std(x0) / w`` (``x0`` the starting
-        image; the iterations run on ``x / w``, whose scale is ``std(x0) / w``; the best
-        steps on camera crops for masks, x2/x4 box decimation and Gaussian blur, weights
-        5e-4 to 8e-3, were 0.07-0.15 times that), dual step ``1 / (8 tau)``. Dual
+        image, ``w = lambda / 2``; the iterations run on ``x / w``, whose scale is ``std(x0)
+        / w``; the best steps on camera crops for masks, x2/x4 box decimation and Gaussian
+        blur, ``w`` from 5e-4 to 8e-3, were 0.07-0.15 times that), dual step ``1 / (8 tau)``. Dual
         splitting: default ``3 / sqrt(8 + ||A||^2)``, dual step
         ``1 / (tau (8 + ||A||^2))``.
     splitting : {"auto", "primal", "dual"}, default "auto"
@@ -114,14 +127,15 @@ def tv_map_pdhg(
     x : torch.Tensor
         The MAP image(s), shape of ``A^T y``.
     info : SolverInfo
-        As for :func:`tv_denoise_pdhg`.
+        As for :func:`tv_denoise_pdhg`: ``objective`` is ``|A x - y|^2 + lambda TV(x)``
+        summed over the batch.
 
     Examples
     --------
     >>> import torch
     >>> from bayes_restore.operators import Downsample, LinearOperator
     >>> y = torch.rand(16, 16, dtype=torch.float64)
-    >>> x, info = tv_map_pdhg(y, 0.005, Downsample(2))  # x2 super-resolution
+    >>> x, info = tv_map_pdhg(y, 0.01, Downsample(2))  # x2 super-resolution
     >>> x.shape, info.converged and info.gap <= 1e-4
     (torch.Size([32, 32]), True)
     >>> class Half(LinearOperator):  # A = 0.5 I: no closed-form prox here, A in the dual
@@ -130,14 +144,14 @@ def tv_map_pdhg(
     ...         return 0.5 * x
     ...     def adjoint(self, y):
     ...         return 0.5 * y
-    >>> x, info = tv_map_pdhg(y, 0.02, Half())
+    >>> x, info = tv_map_pdhg(y, 0.04, Half())
     >>> info.converged and info.gap <= 1e-4
     True
     >>> from bayes_restore.operators import PixelDiagonal
     >>> class HalfDiagonal(Half):  # the same A, declared pixel-diagonal: the primal splitting
     ...     def structure(self):
     ...         return PixelDiagonal(torch.tensor(0.5))
-    >>> x2, info2 = tv_map_pdhg(y, 0.02, HalfDiagonal(), splitting="primal")
+    >>> x2, info2 = tv_map_pdhg(y, 0.04, HalfDiagonal(), splitting="primal")
     >>> info2.converged and float((x2 - x).abs().max()) < 1e-2
     True
     """
@@ -158,7 +172,7 @@ def tv_map_pdhg(
     y = y.detach()
     x0 = operator.adjoint(y)
     check_options(x0, event_dim, vectorial, tol, max_iter, check_every, isotropic)
-    w = check_weight(weight, x0, event_dim)
+    w = half_weight(check_weight(weight, x0, event_dim))
     if tau is not None and not tau > 0:
         raise ValueError(f"tau must be > 0, got {tau!r}")
     if init is not None:
@@ -170,7 +184,7 @@ def tv_map_pdhg(
         x0 = init.detach().to(dtype=x0.dtype, device=x0.device)
     ws = Workspace(x0.shape, x0.dtype, x0.device, event_dim, isotropic, vectorial)
     ys = torch.div(y, w)
-    w2 = ws.per_image(w).square()
+    w2 = energy_unit(ws.per_image(w))
     data = make_data_prox(operator, ys, x0.shape) if splitting != "dual" else None
     if splitting == "primal" and data is None:
         raise ValueError(
