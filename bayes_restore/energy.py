@@ -114,12 +114,11 @@ def _in_range(compute, what: str, beta: float) -> Number:
         out = compute()
     except (OverflowError, ZeroDivisionError):
         out = float("inf")
-    if not bool(torch.isfinite(torch.as_tensor(out)).all()) or not bool(
-        (torch.as_tensor(out) > 0).all()
-    ):
+    t = torch.as_tensor(out, dtype=torch.float64) if not isinstance(out, torch.Tensor) else out
+    if not bool(torch.isfinite(t).all()) or not bool((t > 0).all()):
         raise ValueError(
-            f"beta={beta!r}: the {what} it implies is out of the floating-point range "
-            "(its power 1/beta overflows); use a larger beta or give scale= directly"
+            f"the {what} implied by sigma, the weight or scale and beta={beta!r} is out of the "
+            "floating-point range; check sigma and the weight, or give scale= directly"
         )
     return out
 

@@ -1,9 +1,19 @@
-"""Shared fixtures: a fresh Pyro state and seeded generators for every test."""
+"""Shared fixtures: a fresh Pyro state and seeded generators for every test; repeatable
+hypothesis examples."""
+
+import os
 
 import numpy as np
 import pyro
 import pytest
 import torch
+from hypothesis import settings
+
+# every run draws the same examples: a property test that passes in CI passes again (set
+# HYPOTHESIS_PROFILE=explore locally to search afresh)
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @pytest.fixture(autouse=True)
