@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "bayes_restore"
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "bayes_restore"
 
 #: what a shipped file must not mention (case-insensitive)
 FORBIDDEN = re.compile(
@@ -88,3 +89,16 @@ def test_the_pattern_catches(text):
 )
 def test_the_pattern_spares(text):
     assert not FORBIDDEN.search(text)
+
+
+#: the documentation and the README speak to users too: no notes from outside the repository
+NOTES = re.compile(r"shared/|design (page|notes)|design\.md|reference notes|references/",
+                   re.IGNORECASE)
+
+
+@pytest.mark.parametrize(
+    "path", sorted([*(ROOT / "docs").glob("*.md"), ROOT / "README.md"]), ids=lambda p: p.name)
+def test_docs_cite_no_notes_outside_the_repository(path):
+    hits = [f"{path.name}:{i}" for i, line in enumerate(path.read_text().splitlines(), 1)
+            if NOTES.search(line)]
+    assert not hits, hits
