@@ -16,7 +16,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bayes_restore import denoise, restore, restore_tiled
+from bayes_restore import denoise, estimate_sigma, restore, restore_tiled
 from bayes_restore.losses import frequency_split_loss, frequency_split_targets, tv_loss
 from bayes_restore.operators import Blur, Downsample, Mask, gaussian_psf
 from bayes_restore.restore import engine_options
@@ -311,3 +311,16 @@ def test_downsample_mismatch_names_the_operator():
                                  operator=Mask(torch.ones(3, 24, 24).bool())), "operator")
     assert restore(Y, sigma=0.1, weight=0.1, operator=Blur(gaussian_psf(5, 1.0)),
                    max_iter=5).map.shape == Y.shape
+
+
+def test_estimate_sigma_takes_channel_axis_and_any_dtype():
+    ramp = np.linspace(0.2, 0.8, 24)[None, :, None] * np.ones((24, 24, 3))
+    noisy = ramp + 0.05 * np.random.default_rng(4).standard_normal(ramp.shape)
+    per_channel = estimate_sigma(noisy, channel_axis=-1)
+    assert per_channel.shape == (3,)
+    np.testing.assert_array_equal(per_channel, estimate_sigma(np.moveaxis(noisy, -1, 0)))
+    _clean_error(lambda: estimate_sigma(noisy), "channel_axis=-1")
+    as_u8 = (np.clip(noisy, 0, 1) * 255).astype(np.uint8)
+    assert 0.03 < estimate_sigma(as_u8, channel_axis=-1).mean() < 0.08
+    half = estimate_sigma(torch.tensor(noisy[..., 0], dtype=torch.float16))
+    assert half.dtype == torch.float16 and float(half) > 0

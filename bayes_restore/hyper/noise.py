@@ -7,9 +7,8 @@ from typing import Any
 
 import torch
 
+from bayes_restore._validation import as_image
 from bayes_restore.differences import dct_matrix
-
-from ._common import image_tensor
 
 __all__ = ["estimate_sigma"]
 
@@ -49,7 +48,7 @@ _ZW_MIN_KURTOSIS = 10.0
 _SIGMA_METHODS = ("auto", "kurtosis", "blocks", "mad")
 
 
-def estimate_sigma(image: Any, *, method: str = "auto") -> Any:
+def estimate_sigma(image: Any, *, method: str = "auto", channel_axis: int | None = None) -> Any:
     r"""Estimate the standard deviation of additive white Gaussian noise, per 2-D slice.
 
     Three estimators, all on the finest frequencies, where natural images have the least
@@ -91,15 +90,21 @@ def estimate_sigma(image: Any, *, method: str = "auto") -> Any:
     Parameters
     ----------
     image : numpy.ndarray or torch.Tensor
-        Floating-point image(s), shape ``(H, W)``, ``(C, H, W)`` or ``(N, C, H, W)``,
-        noise not clipped. Each 2-D slice (channel) gets its own estimate.
+        Image(s), shape ``(H, W)``, ``(C, H, W)`` or ``(N, C, H, W)``, noise not clipped
+        (dtypes as :func:`~bayes_restore.restore` takes them: integers are scaled to
+        ``[0, 1]`` first). Each 2-D slice (channel) gets its own estimate.
     method : {"auto", "kurtosis", "blocks", "mad"}, default "auto"
+    channel_axis : int, optional
+        The colour axis, as in scikit-image (``-1`` for ``(H, W, 3)``); ``None``: channels
+        first, and an ``(H, W, 3)``-like array is refused as ambiguous.
 
     Returns
     -------
     float, numpy.ndarray or torch.Tensor
-        Shape ``image.shape[:-2]``: a Python float for a 2-D numpy array, a numpy array
-        for more dimensions; a tensor (of the input's dtype and device) for tensor input.
+        One value per 2-D slice, the channels-first shape without ``(H, W)`` (``(3,)`` for
+        an ``(H, W, 3)`` image with ``channel_axis=-1``): a Python float for a 2-D numpy
+        array, a numpy array for more dimensions; a tensor for tensor input (in its float
+        dtype, on its device).
 
     Raises
     ------
@@ -129,7 +134,7 @@ def estimate_sigma(image: Any, *, method: str = "auto") -> Any:
     >>> estimate_sigma(np.full((64, 64), 0.5)), estimate_sigma(clean) > 0  # constant, noise-free
     (0.0, True)
     """
-    y, as_numpy = image_tensor(image)
+    y, layout = as_image(image, "image", channel_axis=channel_axis)
     if method not in _SIGMA_METHODS:
         raise ValueError(f"method must be one of {_SIGMA_METHODS}, got {method!r}")
     h, w = y.shape[-2:]
@@ -142,10 +147,10 @@ def estimate_sigma(image: Any, *, method: str = "auto") -> Any:
             f"method={method!r} needs an image of at least {_BLOCK} x {_BLOCK}, got {h} x {w}"
         )
     sigma = _sigma_slices(y.detach().to(torch.float64), method)
-    if as_numpy:
+    if layout.as_numpy:
         out = sigma.cpu().numpy()
         return float(out) if out.ndim == 0 else out
-    return sigma.to(dtype=y.dtype, device=y.device)
+    return sigma.to(dtype=layout.result_dtype or y.dtype, device=y.device)
 
 
 
