@@ -50,7 +50,7 @@ def denoise(
     scale : float, optional
         Prior scale ``b > 0``. Give ``scale`` or ``weight``, not both; with neither, it
         is chosen from the data: Stein's unbiased risk estimate for TV, the exact
-        evidence for ``"gaussian"`` (:func:`~bayes_restore.restore.resolve_parameters`).
+        evidence for ``"gaussian"`` (:func:`~bayes_restore.parameters.resolve_parameters`).
     weight : float, optional
         Energy weight ``lambda > 0`` (scikit-image's ``denoise_tv_chambolle`` weight
         is ``lambda / 2``: see :func:`~bayes_restore.energy.to_skimage_weight`).

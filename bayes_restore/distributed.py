@@ -12,15 +12,11 @@ import torch
 from torch.distributions import Distribution
 
 from bayes_restore._validation import check_int, check_seed, parse_device
+from bayes_restore.engines import ENGINES, check_engine_kwargs, check_method
 from bayes_restore.operators import Diagonal, LinearOperator, as_operator
-from bayes_restore.restore import ENGINES, check_engine_kwargs, check_method, restore
-from bayes_restore.tiled import (
-    DEFAULT_TILE,
-    auto_overlap,
-    check_overlap,
-    parameter_slices,
-    resolve_shared_parameters,
-)
+from bayes_restore.restore import restore
+from bayes_restore.tiled import resolve_shared_parameters
+from bayes_restore.tiling import DEFAULT_TILE, auto_overlap, check_overlap, parameter_slices
 
 __all__ = ["restore_dask"]
 
@@ -87,7 +83,7 @@ def restore_dask(
         As in :func:`~bayes_restore.restore`.
     overlap : int, optional
         Pixels borrowed from each neighbouring chunk; by default
-        :func:`~bayes_restore.tiled.auto_overlap` (32 for TV; see the Large images page of
+        :func:`~bayes_restore.tiling.auto_overlap` (32 for TV; see the Large images page of
         the documentation).
     tile : int, optional
         Rechunk the two image axes to this size first.

@@ -1,31 +1,37 @@
-"""``restore_tiled``: restore large images and stacks tile by tile, in memory-bounded batches."""
+"""``restore_tiled``: restore large images and stacks tile by tile, in memory-bounded batches.
+
+The tile geometry and the batch budget are :mod:`bayes_restore.tiling`; its public names are
+re-exported here.
+"""
 
 from __future__ import annotations
 
-import inspect
-import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.distributions import Distribution
 
-from bayes_restore._validation import check_int, check_positive, check_seed
-from bayes_restore.energy import weight_from_scale
+from bayes_restore._validation import check_int, check_seed
+from bayes_restore.engines import check_engine_kwargs, check_method
 from bayes_restore.operators import Diagonal, LinearOperator, as_operator
+from bayes_restore.parameters import resolve_parameters, unchanged_posterior
 from bayes_restore.posterior import Posterior, SolverInfo, TiledDiagnostics
-from bayes_restore.priors import make_prior
-from bayes_restore.restore import (
-    ENGINES,
-    check_engine_kwargs,
-    check_method,
-    check_observation,
-    resolve_parameters,
-    restore,
-    to_device,
-    unchanged_posterior,
+from bayes_restore.restore import check_observation, restore, to_device
+from bayes_restore.tiling import (
+    DEFAULT_OVERLAP,
+    DEFAULT_TILE,
+    PARAMETER_PIXELS,
+    Tile,
+    auto_overlap,
+    check_overlap,
+    hole_radius,
+    parameter_slices,
+    parameter_windows,
+    parse_memory,
+    tile_grid,
+    units_per_batch,
 )
 
 __all__ = [
@@ -37,105 +43,16 @@ __all__ = [
     "DEFAULT_TILE",
     "DEFAULT_OVERLAP",
     "PARAMETER_PIXELS",
+    # re-exported from bayes_restore.tiling too
+    "Tile",
+    "check_overlap",
+    "parameter_windows",
+    "parameter_slices",
 ]
-
-#: default core tile side (pixels)
-DEFAULT_TILE = 1024
-#: default overlap on each side of a tile (pixels) for TV; see the Large images page
-DEFAULT_OVERLAP = 32
-#: the noise level and prior scale are estimated on at most this many pixels per image
-PARAMETER_PIXELS = 2048 * 2048
-#: on a CPU, batches of at most this many pixels: beyond about a megapixel the arrays of
-#: the eager (torch) engines leave the caches and the cost per pixel doubles
-#: (Large images page; the TV MAP's fused kernels are immune); small tiles are still batched
-#: together, which saves the per-call overhead
-_CPU_BATCH_PIXELS = 2**20
-
-
-@dataclass(frozen=True)
-class Tile:
-    """One tile: the extended window that is restored and the core that is kept.
-
-    ``window`` and ``core`` are ``(rows, cols)`` slices of the whole image; ``inner``
-    is the core's position inside the window.
-    """
-
-    window: tuple[slice, slice]
-    core: tuple[slice, slice]
-
-    @property
-    def inner(self) -> tuple[slice, slice]:
-        """The core in the window's coordinates."""
-        pairs = zip(self.core, self.window, strict=True)
-        return tuple(slice(c.start - w.start, c.stop - w.start) for c, w in pairs)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """``(rows, cols)`` of the window."""
-        return tuple(s.stop - s.start for s in self.window)
-
-
-def _splits(n: int, tile: int) -> list[tuple[int, int]]:
-    """``ceil(n / tile)`` nearly equal consecutive intervals covering ``range(n)``."""
-    count = max(1, math.ceil(n / tile))
-    edges = [round(i * n / count) for i in range(count + 1)]
-    return list(zip(edges[:-1], edges[1:], strict=True))
-
-
-def tile_grid(shape: tuple[int, int], tile: int, overlap: int) -> list[Tile]:
-    """Cut an ``(H, W)`` image into cores of at most ``tile`` pixels a side, each extended
-    by ``overlap`` pixels on every side that is not the image's border.
-
-    The cores partition the image (nearly equal sizes); the windows overlap by
-    ``2 * overlap``.
-
-    Examples
-    --------
-    >>> [t.window for t in tile_grid((10, 4), tile=5, overlap=2)]
-    [(slice(0, 7, None), slice(0, 4, None)), (slice(3, 10, None), slice(0, 4, None))]
-    """
-    h, w = shape
-    tiles = []
-    for r0, r1 in _splits(h, tile):
-        for c0, c1 in _splits(w, tile):
-            window = (slice(max(r0 - overlap, 0), min(r1 + overlap, h)),
-                      slice(max(c0 - overlap, 0), min(c1 + overlap, w)))
-            tiles.append(Tile(window=window, core=(slice(r0, r1), slice(c0, c1))))
-    return tiles
-
-
-def check_overlap(overlap: Any) -> int | None:
-    """``None`` (automatic) or a non-negative integer (returned), else a ``ValueError``."""
-    return None if overlap is None else check_int(overlap, "overlap", 0)
-
-
-def parse_memory(value: int | float | str | None, name: str = "max_memory") -> int | None:
-    """Bytes from ``1e9``, ``"512MB"``, ``"2 GiB"``...; ``None`` stays ``None``.
-
-    Examples
-    --------
-    >>> parse_memory("1.5 GiB")
-    1610612736
-    >>> parse_memory("200MB")
-    200000000
-    """
-    if value is None:
-        return None
-    if isinstance(value, str):
-        units = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-                 "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-        text = value.strip().lower().replace(" ", "")
-        number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
-        unit = text[len(number):]
-        if unit not in units or not number:
-            raise ValueError(f"{name} must be a number of bytes or like '512MB', got {value!r}")
-        value = float(number) * units[unit]
-    check_positive(value, name)
-    return int(value)
 
 
 def prior_spec(prior: str | Distribution) -> tuple[str | Distribution, dict]:
-    """The prior to give each tile's :func:`restore`, and fixed keywords.
+    """The prior to give each tile's :func:`~bayes_restore.restore`, and fixed keywords.
 
     A name passes through. An instance of the gradient family (it has a
     ``gradient_order``) is re-expressed as the ``"gradient"`` family with its ``beta``
@@ -162,23 +79,6 @@ def prior_spec(prior: str | Distribution) -> tuple[str | Distribution, dict]:
     return name, {"beta": float(order), "scale": float(scale.flatten()[0])}
 
 
-def parameter_windows(shape: tuple[int, int], max_pixels: int | None = None):
-    """Where the shared parameters are estimated: ``None`` for the whole image when it has
-    at most ``max_pixels`` pixels, else four ``(rows, cols)`` crops at its corners.
-
-    Examples
-    --------
-    >>> parameter_windows((100, 100), 400)
-    [(slice(0, 10, None), slice(0, 10, None)), (slice(0, 10, None), slice(90, 100, None)), \
-(slice(90, 100, None), slice(0, 10, None)), (slice(90, 100, None), slice(90, 100, None))]
-    """
-    h, w = shape
-    max_pixels = PARAMETER_PIXELS if max_pixels is None else max_pixels
-    if h * w <= max_pixels:
-        return None
-    side = max(min(math.isqrt(max_pixels // 4), h, w), 1)
-    return [(slice(r, r + side), slice(c, c + side)) for r in (0, h - side) for c in (0, w - side)]
-
 
 def resolve_shared_parameters(
     sample: Callable[[], torch.Tensor],
@@ -194,7 +94,8 @@ def resolve_shared_parameters(
     """One ``sigma`` and prior scale for every tile; ``sample()`` gives the pixels to estimate
     them from, and is called only when something is to be estimated.
 
-    Returns the keywords to give each tile's :func:`restore` and the estimation record.
+    Returns the keywords to give each tile's :func:`~bayes_restore.restore` and the
+    estimation record.
     """
     name, fixed = prior_spec(prior)
     if fixed and (scale is not None or weight is not None or beta is not None):
@@ -210,59 +111,6 @@ def resolve_shared_parameters(
     kwargs = {"prior": name, "sigma": sigma, "scale": scale, "weight": weight, "beta": beta}
     return kwargs, info
 
-
-def auto_overlap(shared: dict, mask: torch.Tensor | None = None) -> int:
-    """The default overlap for the shared parameters (see the Large images page of the docs).
-
-    TV (and orders ``beta < 2``): :data:`DEFAULT_OVERLAP`, 32 pixels, where the tiling
-    error measured below 1e-4 at sigma 0.05-0.2. The Gaussian-gradient prior smooths over
-    ``sqrt(lambda)`` pixels (the Green's function of ``I - lambda Laplacian`` decays as
-    ``exp(-d / sqrt(lambda))``): ``max(32, ceil(7 sqrt(lambda)))``, which keeps the error
-    below 1e-3 for image contrasts up to 1. With a ``mask`` (inpainting), the largest
-    distance from a missing pixel to an observed one is added: a hole's pixels take
-    their values from the hole's rim, which the tile must contain.
-
-    Examples
-    --------
-    >>> auto_overlap({"prior": "tv", "sigma": 0.1, "weight": 0.2, "scale": None, "beta": None})
-    32
-    >>> auto_overlap({"prior": "gaussian", "sigma": 0.1, "weight": 100.0, "scale": None,
-    ...               "beta": None})
-    70
-    """
-    prior = shared["prior"]
-    probe = make_prior(prior, 1.0, shape=(2, 2), beta=shared["beta"]) if isinstance(
-        prior, str) else prior
-    overlap = DEFAULT_OVERLAP
-    if getattr(probe, "gradient_order", None) == 2.0:
-        lam = shared["weight"]
-        if lam is None:
-            lam = weight_from_scale(shared["sigma"], shared["scale"], 2.0)
-        overlap = max(DEFAULT_OVERLAP, math.ceil(7 * math.sqrt(lam)))
-    if mask is not None:
-        overlap += hole_radius(mask)
-    return overlap
-
-
-def hole_radius(mask: torch.Tensor, limit: int = 4096) -> int:
-    """Largest chessboard distance from an unobserved pixel of a 2-D ``mask`` (True =
-    observed) to an observed one, by repeated 3 x 3 dilation (at most ``limit`` steps).
-
-    Examples
-    --------
-    >>> import torch
-    >>> m = torch.ones(9, 9, dtype=torch.bool); m[2:7, 2:7] = False
-    >>> hole_radius(m)
-    3
-    """
-    seen = mask.reshape((1, 1) + tuple(mask.shape[-2:])).to(torch.float32)
-    if not bool(seen.any()):
-        raise ValueError("operator: the mask observes no pixel")
-    steps = 0
-    while not bool(seen.all()) and steps < limit:
-        seen = torch.nn.functional.max_pool2d(seen, 3, stride=1, padding=1)
-        steps += 1
-    return steps
 
 
 def _batches(units: list, per_batch: int) -> Iterator[list]:
@@ -313,7 +161,7 @@ def restore_tiled(
     :func:`~bayes_restore.restore` with ``method="mcmc"``, the TV scale is not sampled per
     tile: it is fixed at SURE's estimate unless given): given, or estimated once
     (as :func:`~bayes_restore.restore` does) on the whole image when it has at most
-    :data:`PARAMETER_PIXELS` pixels, else on four crops at its corners.
+    :data:`~bayes_restore.tiling.PARAMETER_PIXELS` pixels, else on four crops at its corners.
 
     Parameters
     ----------
@@ -325,8 +173,9 @@ def restore_tiled(
     tile : int, default 1024
         Largest side of a core tile.
     overlap : int, optional
-        Pixels added on each inner side of a tile; by default (:func:`auto_overlap`) 32
-        for TV, more for a strongly smoothing Gaussian-gradient prior.
+        Pixels added on each inner side of a tile; by default
+        (:func:`~bayes_restore.tiling.auto_overlap`) 32 for TV, more for a strongly smoothing
+        Gaussian-gradient prior.
     operator : LinearOperator, optional
         Pointwise operators only (a blur couples pixels across tiles).
     max_memory : int or str or None, default "1GiB"
@@ -384,7 +233,8 @@ def restore_tiled(
     stack = _as_stack(y)  # (N, C, H, W) view
     gains = _stack_gains(operator, y)
 
-    lead, windows = parameter_slices(tuple(stack.shape))
+    # tiled.PARAMETER_PIXELS, looked up at the call: the knob stays this module's
+    lead, windows = parameter_slices(tuple(stack.shape), PARAMETER_PIXELS)
 
     def sample() -> torch.Tensor:
         if lead is None and windows is None:
@@ -404,7 +254,7 @@ def restore_tiled(
         overlap = auto_overlap(shared, mask=None if gains is None else gains[0, 0] != 0)
     tiles = tile_grid(tuple(y.shape[-2:]), tile, overlap)
     units = [(n, t) for n in range(stack.shape[0]) for t in tiles]
-    per_batch = batch_size or _units_per_batch(tiles, stack, method, budget, engine_kwargs,
+    per_batch = batch_size or units_per_batch(tiles, stack, method, budget, engine_kwargs,
                                                work_device)
 
     out: dict[str, torch.Tensor] = {}
@@ -485,45 +335,6 @@ def _stack_gains(operator: LinearOperator | None, y: torch.Tensor) -> torch.Tens
         ) from None
     return _as_stack(full)
 
-
-def parameter_slices(shape: tuple[int, int, int, int]) -> tuple[int | None, list | None]:
-    """What the shared parameters are estimated on, for an ``(N, C, H, W)`` input: the first
-    ``lead`` images (``None``: all) and, for images over :data:`PARAMETER_PIXELS`, four
-    corner windows of the first one (:func:`parameter_windows`).
-
-    Examples
-    --------
-    >>> parameter_slices((1, 1, 512, 512))
-    (None, None)
-    >>> parameter_slices((100, 1, 1024, 1024))
-    (4, None)
-    """
-    n, _, h, w = shape
-    windows = parameter_windows((h, w))
-    if windows is not None:
-        return 1, windows
-    fit = max(1, PARAMETER_PIXELS // (h * w))
-    return (None if fit >= n else fit), None
-
-
-def _units_per_batch(tiles, stack, method, budget, engine_kwargs, device) -> int:
-    """(image, tile) units per batch: within the memory budget, on a CPU within the caches."""
-    if budget is None:
-        return 1
-    h, w = max((t.shape for t in tiles), key=lambda s: s[0] * s[1])
-    pixels = h * w * stack.shape[1]
-    values = ENGINES[method].values_per_pixel
-    if method == "mcmc":
-        from bayes_restore.infer import mcmc
-
-        defaults = inspect.signature(mcmc).parameters
-        draws = engine_kwargs.get("num_samples", defaults["num_samples"].default)
-        chains = engine_kwargs.get("num_chains", defaults["num_chains"].default)
-        values += int(draws) * int(chains)
-    count = budget // (pixels * stack.element_size() * values)
-    if device.type == "cpu":
-        count = min(count, _CPU_BATCH_PIXELS // pixels)
-    return max(1, count)
 
 
 def _place(out: dict, post: Posterior, batch: list, stack: torch.Tensor, keep_samples: bool):

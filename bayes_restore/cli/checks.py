@@ -86,8 +86,8 @@ def check_outputs(inputs: list[tuple[str, Path]], outputs: list[tuple[str, Path]
 
 def check_options(args: argparse.Namespace) -> None:
     """Combinations of options that cannot work, before any file is read."""
+    from bayes_restore.engines import ENGINES
     from bayes_restore.priors import PRIOR_NAMES, make_prior
-    from bayes_restore.restore import ENGINES
 
     if args.method not in ENGINES:
         raise UserError(f"--method {args.method!r}: unknown; expected one of "

@@ -1,4 +1,5 @@
-"""The Gaussian-gradient posterior: DCT closed forms (``A = I``), PCG and perturb-and-optimise."""
+"""The Gaussian-gradient posterior: DCT closed forms (``A = I``); for any other operator,
+PCG and perturb-and-optimise (:mod:`bayes_restore.infer.pcg`, whose ``pcg`` is re-exported)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from typing import Any
 
 import torch
 
-from bayes_restore.differences import dct2, dct_matrix, div, grad, idct2, laplacian_eigenvalues
-from bayes_restore.exceptions import ConvergenceWarning
+from bayes_restore.differences import dct2, dct_matrix, idct2, laplacian_eigenvalues
 from bayes_restore.posterior import ExactDiagnostics, Posterior, SolverInfo
 
 from .generic import DEFAULT_SEED, make_generator, model_arguments
+from .pcg import pcg, pcg_posterior
 from .problem import recognise
 
 __all__ = [
@@ -314,8 +315,8 @@ def exact_posterior(
             f"solver='dct' diagonalises A = I only, not {problem.operator!r}; use solver='pcg'"
         )
     if solver == "pcg" or not identity:
-        return _pcg_posterior(problem, num_samples, gen, tol, max_iter, num_draws,
-                              precondition, start)
+        return pcg_posterior(problem, num_samples, gen, tol, max_iter, num_draws,
+                             precondition, start)
     y = problem.y.detach()
     sigma, scale = problem.sigma, problem.scale  # one value per image, broadcast shape
     h, w = y.shape[-2:]
@@ -335,181 +336,4 @@ def exact_posterior(
         method="exact", map=mean, mean=mean, std=std, samples=samples, info=info,
         diagnostics=ExactDiagnostics(observed=y, prior_scale=scale, sigma=sigma,
                                      std_method="exact"),
-    )
-
-
-def pcg(
-    apply: Callable[[torch.Tensor], torch.Tensor],
-    rhs: torch.Tensor,
-    *,
-    precondition: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    tol: float = 1e-6,
-    max_iter: int = 1000,
-    event_dim: int = 2,
-) -> tuple[torch.Tensor, int, torch.Tensor, tuple[float, ...]]:
-    r"""Preconditioned conjugate gradients for ``Q x = rhs``, batched over leading dimensions.
-
-    Each system (the last ``event_dim`` dimensions are one vector) has its own step sizes
-    and stops when its relative residual ``|rhs - Q x| / |rhs|`` is at most ``tol``;
-    the loop ends when all have, or after ``max_iter`` iterations (no warning here: the
-    caller decides). ``Q`` and the preconditioner must be symmetric positive definite.
-
-    Parameters
-    ----------
-    apply : callable
-        ``v -> Q v`` on tensors of ``rhs``'s shape.
-    rhs : torch.Tensor
-        Right-hand side(s), shape ``batch + event``.
-    precondition : callable, optional
-        ``r -> M^{-1} r`` with ``M`` close to ``Q``; the identity when ``None``.
-    tol : float, default 1e-6
-        Relative residual to reach.
-    max_iter : int, default 1000
-        Iteration cap.
-    event_dim : int, default 2
-        Number of trailing dimensions forming one vector.
-
-    Returns
-    -------
-    x : torch.Tensor
-        The solution(s), ``rhs``'s shape.
-    iterations : int
-        Iterations performed (the slowest system's).
-    residual : torch.Tensor
-        Final relative residual of each system, shape ``batch + (1,) * event_dim``.
-    history : tuple of float
-        The largest relative residual after each iteration (first entry: 1, the start).
-
-    Examples
-    --------
-    >>> import torch
-    >>> q = torch.tensor([[4.0, 1.0], [1.0, 3.0]], dtype=torch.float64)
-    >>> b = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
-    >>> x, it, res, _ = pcg(lambda v: v @ q, b, tol=1e-12, event_dim=1)
-    >>> it, bool(torch.allclose(x @ q, b))
-    (2, True)
-    """
-    dims = tuple(range(-event_dim, 0))
-
-    def dot(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return (u * v).sum(dims, keepdim=True)
-
-    def identity(r: torch.Tensor) -> torch.Tensor:
-        return r
-
-    prec = identity if precondition is None else precondition
-    bnorm = dot(rhs, rhs).sqrt()
-    bnorm = torch.where(bnorm > 0, bnorm, torch.ones_like(bnorm))  # rhs = 0: x = 0 at once
-    x = torch.zeros_like(rhs)
-    r = rhs.clone()
-    z = prec(r)
-    p = z.clone()
-    rz = dot(r, z)
-    rel = dot(r, r).sqrt() / bnorm
-    history = [float(rel.max())]
-    iterations = 0
-    while iterations < max_iter and history[-1] > tol:
-        active = rel > tol
-        qp = apply(p)
-        zero = torch.zeros((), dtype=rhs.dtype, device=rhs.device)
-        alpha = torch.where(active, rz / dot(p, qp), zero)  # finished systems stand still
-        x = x + alpha * p
-        r = r - alpha * qp
-        rel = dot(r, r).sqrt() / bnorm
-        z = prec(r)
-        rz_new = dot(r, z)
-        p = z + torch.where(active, rz_new / rz, zero) * p
-        rz = rz_new
-        iterations += 1
-        history.append(float(rel.max()))
-    return x, iterations, rel, tuple(history)
-
-
-#: draws solved together (bounded so that the PCG vectors stay within ~ 2^22 numbers each)
-_DRAW_BLOCK = 2**22
-
-
-def _pcg_posterior(problem, num_samples, generator, tol, max_iter, num_draws, precondition,
-                   start) -> Posterior:
-    """Mean by PCG, std and draws by perturb-and-optimise (see :func:`exact_posterior`)."""
-    y = problem.y.detach()
-    op = problem.operator
-    sigma, scale = problem.sigma, problem.scale  # batch + (1,) * event_dim
-    event_dim = problem.event_dim
-    batch = y.shape[: y.dim() - event_dim]
-    shape = tuple(batch) + tuple(problem.prior.event_shape)  # the image's
-    if tol is None:
-        tol = 1e-5 if y.dtype in (torch.float32, torch.float16, torch.bfloat16) else 1e-6
-
-    def adjoint(r: torch.Tensor) -> torch.Tensor:
-        return op.adjoint_as(r, shape)  # a decimation's remainder rows included
-
-    def apply_q(v: torch.Tensor) -> torch.Tensor:
-        return adjoint(op.forward(v)) / sigma**2 - div(grad(v)) / scale**2
-
-    h, w = shape[-2:]
-    mu = laplacian_eigenvalues(h, w, dtype=y.dtype, device=y.device)
-    ones = torch.ones(shape, dtype=y.dtype, device=y.device)
-    dims = tuple(range(-event_dim, 0))
-    n_pixels = math.prod(shape[-event_dim:])
-    c = (op.forward(ones) ** 2).sum(dims, keepdim=True) / (n_pixels * sigma**2)
-    if not bool((c > 0).all()):
-        raise ValueError(
-            f"{op!r} does not observe the constant image (A 1 = 0): the posterior is improper"
-        )
-    response = op.dct_symbol(h, w, y)  # A^T A ~ diagonal in the DCT basis, if the operator
-    if response is not None:            # knows how (convolutions)
-        c = c * response / response[0, 0]  # the constant image keeps its exact precision
-    inv_m = 1.0 / (c + mu / scale**2)  # batch + (1,) * (event_dim - 2) + (H, W)
-
-    def prec(r: torch.Tensor) -> torch.Tensor:
-        return idct2(dct2(r) * inv_m)
-
-    solve_kw = dict(precondition=prec if precondition else None, tol=tol, max_iter=max_iter,
-                    event_dim=event_dim)
-    mean, iterations, residual, history = pcg(apply_q, adjoint(y) / sigma**2, **solve_kw)
-    mean_ok = iterations < max_iter or float(residual.max()) <= tol
-
-    n = max(num_draws, num_samples)
-    block = max(1, _DRAW_BLOCK // max(1, math.prod(shape)))
-    noise_device = generator.device
-    obs_shape, grad_shape = tuple(y.shape), shape[:-2] + (2,) + shape[-2:]
-    sq = torch.zeros(shape, dtype=y.dtype, device=y.device)
-    kept, draw_iterations, draw_residual = [], 0, 0.0
-    for first in range(0, n, block):
-        m = min(block, n - first)
-        e1 = torch.randn((m,) + obs_shape, generator=generator, dtype=y.dtype,
-                         device=noise_device).to(y.device)
-        e2 = torch.randn((m,) + grad_shape, generator=generator, dtype=y.dtype,
-                         device=noise_device).to(y.device)
-        rhs = adjoint(e1) / sigma - div(e2) / scale  # covariance Q
-        delta, it, res, _ = pcg(apply_q, rhs, **solve_kw)
-        draw_iterations = max(draw_iterations, it)
-        draw_residual = max(draw_residual, float(res.max()))
-        sq += (delta**2).sum(0)
-        if first < num_samples:
-            kept.append((mean + delta[: num_samples - first]).to(torch.float32))
-    std = torch.sqrt(sq / n)
-    draws_ok = draw_residual <= tol
-    if not (mean_ok and draws_ok):
-        warnings.warn(
-            f"PCG stopped at max_iter={max_iter} with relative residual "
-            f"{max(float(residual.max()), draw_residual):.2e} > tol={tol:g} "
-            f"(mean: {iterations} iterations, draws: {draw_iterations})",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
-    samples = torch.cat(kept).unsqueeze(0) if kept else None
-    info = SolverInfo(solver="pcg", iterations=iterations, converged=mean_ok and draws_ok,
-                      time=time.perf_counter() - start, gap=float(residual.max()),
-                      history=history)
-    return Posterior(
-        method="exact", map=mean, mean=mean, std=std, samples=samples, info=info,
-        diagnostics=ExactDiagnostics(
-            observed=y, prior_scale=scale, sigma=sigma, std_method="perturb-optimise",
-            num_draws=n,
-            cg_iterations=iterations, cg_residual=float(residual.max()),
-            draw_iterations=draw_iterations, draw_residual=draw_residual, tol=tol,
-            preconditioner="dct" if precondition else None,
-        ),
     )
