@@ -69,7 +69,9 @@ def load(name: str) -> np.ndarray:
     """The full image as grey float64 in [0, 1]."""
     import skimage
 
-    img = getattr(skimage.data, name)()
+    # binary_blobs draws a new image on every call: fix its generator (reproducible runs)
+    img = skimage.data.binary_blobs(rng=0) if name == "binary_blobs" else getattr(
+        skimage.data, name)()
     if img.ndim == 3:
         if img.shape[-1] == 4:
             img = skimage.color.rgba2rgb(img)

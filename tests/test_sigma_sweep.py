@@ -129,3 +129,31 @@ def test_constant_and_non_constant_slices_in_one_batch():
     assert out[0] == 0.0 and out[1] == pytest.approx(0.1, rel=0.1)
     t = estimate_sigma(torch.from_numpy(batch), method="mad")
     assert t[0] == 0 and t[1] > 0
+
+
+def test_gcv_cap_keeps_parameter_free_denoising_from_erasing_texture():
+    """Clean texture as strong as the noise makes sigma over-estimated and SURE's weight
+    erase the texture (-2.9 dB against the input); the GCV cap takes a smaller weight."""
+    from skimage.metrics import peak_signal_noise_ratio as psnr
+
+    from bayes_restore.hyper import tv_weight_sure
+
+    clean = _small("grass", 128)
+    noisy = clean + 0.01 * np.random.default_rng(0).standard_normal(clean.shape)
+    sigma = float(estimate_sigma(noisy))
+    assert sigma > 2 * 0.01  # the over-estimate the cap is for
+    capped = tv_weight_sure(noisy, sigma, gcv_cap=True)
+    plain = tv_weight_sure(noisy, sigma)
+    assert capped.trace["capped"] and capped.weight < plain.weight / 4
+    p_in = psnr(clean, noisy, data_range=1)
+    assert psnr(clean, plain.x.numpy(), data_range=1) < p_in - 1  # SURE alone: worse
+    assert psnr(clean, capped.x.numpy(), data_range=1) > p_in  # capped: better than input
+
+
+def test_gcv_cap_leaves_sure_alone_when_sigma_is_right():
+    from bayes_restore.hyper import tv_weight_sure
+
+    clean = _small("camera", 128)
+    noisy = clean + 0.1 * np.random.default_rng(1).standard_normal(clean.shape)
+    est = tv_weight_sure(noisy, 0.1, gcv_cap=True)
+    assert not est.trace["capped"] and est.weight == 2 * est.trace["sure_weight"]

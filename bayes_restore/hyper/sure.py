@@ -20,6 +20,8 @@ __all__ = ["tv_weight_sure", "tv_sure_risk"]
 _SURE_PROBE_SEED = 0
 #: the GCV cap looks at the SURE weight and down to 2^-_GCV_OCTAVES of it
 _GCV_OCTAVES = 6
+#: ... and applies when GCV's fit implies a noise std below this fraction of sigma
+_GCV_SIGMA_RATIO = 0.7
 
 
 def tv_weight_sure(
@@ -33,7 +35,7 @@ def tv_weight_sure(
     eps: float | None = None,
     dtype: torch.dtype = torch.float32,
     generator: torch.Generator | None = None,
-    gcv_cap: bool = True,
+    gcv_cap: bool = False,
 ) -> ScaleEstimate:
     r"""TV weight minimising Stein's unbiased risk estimate, with a Monte Carlo divergence.
 
@@ -56,11 +58,13 @@ def tv_weight_sure(
 
     SURE is only as good as ``sigma``. An over-estimated noise level (clean texture as
     strong as the noise, at low noise levels) makes it choose too large a weight, which
-    erases the texture: worse than the noisy input. With ``gcv_cap``, generalised
+    erases the texture: worse than the noisy input. With ``gcv_cap`` (off by default: it
+    also lowers many correct weights, see the Parameter-free restoration page), generalised
     cross-validation, which needs no ``sigma``, is evaluated with the same probe at the
-    SURE weight and at 1/2, 1/4, ... 1/64 of it (7 more solves), and the weight that
-    minimises it is taken when it is smaller: where ``sigma`` is right, GCV agrees with
-    SURE; where it is too large, GCV prefers a weight several times smaller.
+    SURE weight and at 1/2, 1/4, ... 1/64 of it (7 more solves); its minimiser is taken
+    instead of SURE's when it is smaller *and* the noise its fit implies,
+    ``|y - f|^2 / (N - div f)``, is below ``(0.7 sigma)^2``: ``sigma`` was over-estimated.
+    Where ``sigma`` is right SURE is kept (it is the better criterion then).
 
     Parameters
     ----------
@@ -84,7 +88,7 @@ def tv_weight_sure(
     generator : torch.Generator, optional
         Source of the probe ``b``; by default a fixed seed, so that the same image always
         gets the same weight (and ``restore`` / ``denoise`` the same result).
-    gcv_cap : bool, default True
+    gcv_cap : bool, default False
         Cap the weight by generalised cross-validation (above).
 
     Returns
@@ -143,14 +147,17 @@ def tv_weight_sure(
     solves = len(risks)
     if gcv_cap:
         gcv: dict[float, float] = {}
-        w_gcv, x_gcv = math.nan, None
+        w_gcv, x_gcv, noise = math.nan, None, math.inf
         for k in range(_GCV_OCTAVES + 1):
             w = math.exp(log_w) / 2**k
-            _, gcv[w], x = sure.evaluate(w)
+            _, gcv[w], implied, x = sure.evaluate(w)
             if gcv[w] <= min(gcv.values()):
-                w_gcv, x_gcv = w, x
+                w_gcv, x_gcv, noise = w, x, implied
         solves += len(gcv)
-        trace.update(gcv=gcv, capped=w_gcv < math.exp(log_w))
+        # GCV overrules SURE only when its fit says the noise is clearly weaker than sigma
+        # (sigma over-estimated); where sigma is right, SURE is the better criterion
+        trace.update(gcv=gcv, gcv_sigma=math.sqrt(noise),
+                     capped=w_gcv < math.exp(log_w) and noise < (_GCV_SIGMA_RATIO * sigma) ** 2)
         if trace["capped"]:
             log_w, x_best = math.log(w_gcv), x_gcv
     return make_estimate("sure", sigma, math.exp(log_w), start, solves, trace,
@@ -177,14 +184,15 @@ class _SureProblem:
 
     def risk(self, w: float) -> tuple[float, torch.Tensor]:
         """SURE at scikit-image's weight ``w`` (the energy weight is ``2 w``) and the image."""
-        sure, _, x = self.evaluate(w)
+        sure, _, _, x = self.evaluate(w)
         return sure, x
 
-    def evaluate(self, w: float) -> tuple[float, float, torch.Tensor]:
-        """``(SURE, GCV, image)`` at scikit-image's weight ``w``, from one batched solve.
+    def evaluate(self, w: float) -> tuple[float, float, float, torch.Tensor]:
+        """``(SURE, GCV, noise, image)`` at scikit-image's weight ``w``, from one solve.
 
         GCV (generalised cross-validation, Craven & Wahba 1979) is ``(|y - f|^2 / N) /
-        (1 - div f / N)^2``: an estimate of the prediction error that needs no ``sigma``.
+        (1 - div f / N)^2``: an estimate of the prediction error that needs no ``sigma``;
+        ``noise = |y - f|^2 / (N - div f)`` is the noise variance the fit implies.
         """
         x, _ = tv_denoise_pdhg(self.pair, 2 * w, isotropic=self.isotropic,
                                event_dim=self.event_dim, tol=self.tol)
@@ -194,7 +202,8 @@ class _SureProblem:
         rss = float((self.y64 - x0).square().sum()) / n
         free = 1.0 - div / n
         gcv = rss / free**2 if free > 0 else math.inf
-        return rss - s2 + 2 * s2 * div / n, gcv, x[0]
+        noise = rss / free if free > 0 else math.inf
+        return rss - s2 + 2 * s2 * div / n, gcv, noise, x[0]
 
 
 def tv_sure_risk(
