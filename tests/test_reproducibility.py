@@ -244,19 +244,16 @@ def _digests(*args):
     return out.stdout.split()
 
 
-def test_restore_is_bit_identical_across_processes(monkeypatch):
-    """A fresh process and this one (its global state moved by other tests) agree bitwise.
+def test_restore_is_bit_identical_across_processes():
+    """Two fresh processes, their global generators seeded differently, agree bitwise.
 
-    Running the script here too, rather than in a second fresh process, halves the time
-    (importing torch and Pyro, first calls) and compares with a process in another state.
+    Both run with the same number of torch threads (the default): a batched matrix product
+    may round differently on another thread count, so that is part of "the same run".
     """
     fresh = _digests("0")
-    monkeypatch.setattr(sys, "argv", ["-c", "99"])
-    captured = []
-    namespace = {"__name__": "__script__", "print": lambda *a: captured.extend(map(str, a))}
-    exec(compile(_SCRIPT, "<script>", "exec"), namespace)  # noqa: S102
+    again = _digests("99")
     assert fresh[::2] == ["map", "exact", "vi", "mcmc"]
-    assert captured == fresh
+    assert again == fresh
     assert len(set(fresh[1::2])) == 4  # sha256 of each result's bytes
 
 
