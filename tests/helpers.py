@@ -9,3 +9,23 @@ def piecewise_image(h: int = 32, w: int = 32) -> np.ndarray:
     img[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = 0.8
     img[h // 2 :, : w // 3] = 0.5
     return img
+
+
+def random_dual_lower_bounds(ws, data, generator, scales=(0.1, 1.0, 10.0)) -> list[float]:
+    """The data prox's lower bound at random feasible dual fields of several sizes.
+
+    ``ws`` is the TV solver's workspace, ``data`` its data-term step; each field is drawn at
+    ``scale``, its padding rows cleared and projected onto ``|p| <= 1``.
+    """
+    import torch
+
+    scratch = torch.empty_like(data.ys)
+    bounds = []
+    for scale in scales:
+        ws.p[..., 1:, 1:] = scale * torch.randn(ws.p[..., 1:, 1:].shape, generator=generator,
+                                                dtype=ws.p.dtype)
+        ws.p[..., 0, -1, :] = 0
+        ws.p[..., 1, :, -1] = 0
+        ws.project(ws.p)
+        bounds.append(float(data.lower_bound(ws, scratch)))
+    return bounds
