@@ -20,7 +20,8 @@ texture that no noise estimator tells from noise) and each noise level ``sigma``
   refined by 8 points around the best), knowing the clean image;
 - every parameter-free scheme, with the *estimated* sigma, then the TV MAP
   (:func:`~bayes_restore.infer.tv.tv_denoise_pdhg`, relative gap 1e-4, float32) at the
-  chosen weight: ``sure`` (the default of :func:`~bayes_restore.hyper.choose_tv_weight`),
+  chosen weight: ``sure`` (the default of :func:`~bayes_restore.hyper.choose_tv_weight`,
+  with its texture guard, ``sigma_low`` from :func:`~bayes_restore.hyper.noise.sigma_low_ratio`),
   ``sapg`` (maximum marginal likelihood), ``hier`` (posterior mean of ``theta`` in the
   hierarchical model); and ``sure*``, SURE with the true sigma, to separate the two errors;
 - ``gmrf``: the Gaussian-gradient prior with ``(sigma, b)`` by exact empirical Bayes, its
@@ -53,6 +54,7 @@ from bayes_restore.hyper import (
     tv_scale_sapg,
     tv_weight_sure,
 )
+from bayes_restore.hyper.noise import sigma_low_ratio
 from bayes_restore.infer import dct_map, tv_denoise_pdhg
 
 IMAGES = ("camera", "astronaut", "coins", "moon", "brick", "gravel", "grass")
@@ -146,7 +148,11 @@ def run_pair(name: str, clean: np.ndarray, sigma: float, schemes: tuple[str, ...
             entry.update(sigma_eb=s_eb, scale_eb=b_eb)
         else:
             s_used = sigma if scheme == "sure*" else sigma_hat
-            if scheme in ("sure", "sure*"):
+            if scheme == "sure":  # as choose_tv_weight with sigma estimated: the texture guard
+                ratio = float(sigma_low_ratio(noisy))
+                est = tv_weight_sure(y32, s_used, generator=gen, sigma_low=ratio * s_used)
+                entry.update(sigma_low_ratio=ratio, guarded=est.trace["guarded"])
+            elif scheme == "sure*":
                 est = tv_weight_sure(y32, s_used, generator=gen)
             elif scheme == "sapg":
                 est = tv_scale_sapg(y32, s_used, generator=gen)

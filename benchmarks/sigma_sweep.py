@@ -23,7 +23,8 @@ Two ways to make the small images:
 For each case it records ``estimate_sigma(noisy)`` (the default, ``method="auto"``, the
 kurtosis estimator at these sizes) and the ``"blocks"`` and ``"mad"`` estimates, and runs
 parameter-free denoising, ``bayes_restore.denoise(noisy)`` (TV, sigma estimated, weight by
-SURE), with the PSNR of its output and of its input against the clean image
+SURE with the texture guard of ``choose_tv_weight``), with the PSNR of its output and of
+its input against the clean image
 (``skimage.metrics.peak_signal_noise_ratio(clean, x, data_range=1)``). The printed table gives,
 per protocol, size and noise level, the median and worst relative error of each estimator,
 the number of cases off by more than 20 %, the number of estimates that are 0, NaN or
