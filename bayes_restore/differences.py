@@ -8,6 +8,7 @@ tensor of shape ``(..., H, W)``; leading dimensions are batch dimensions.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -149,33 +150,60 @@ def _check_image_dims(x: torch.Tensor, name: str) -> None:
 # --- the orthonormal DCT-II (scipy's ``dct(norm="ortho")``), via the FFT --------------------
 
 
+@functools.lru_cache(maxsize=64)
+def _twiddle64(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    t = math.pi * torch.arange(n // 2 + 1, dtype=torch.float64) / (2 * n)
+    return torch.cos(t), torch.sin(t)
+
+
+def _twiddle(n: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cos`` and ``sin`` of ``pi k / 2n``, ``k = 0 .. n // 2``, in ``like``'s dtype and device."""
+    return tuple(t.to(dtype=like.dtype, device=like.device) for t in _twiddle64(n))
+
+
 def _dct_last(x: torch.Tensor) -> torch.Tensor:
+    """The orthonormal DCT-II along the last axis by one real FFT of length ``n``.
+
+    Makhoul's reordering ``v = (x_0, x_2, ..., x_3, x_1)``, ``V = rfft(v)``, then
+    ``X_k = Re(e^{-i pi k / 2n} V_k)`` with ``V_{n-k} = conj(V_k)`` for ``k > n / 2``.
+    """
     n = x.shape[-1]
+    h = n // 2
     v = torch.cat([x[..., ::2], x[..., 1::2].flip(-1)], dim=-1)
-    spec = torch.fft.fft(v, dim=-1)
-    k = torch.arange(n, device=x.device, dtype=x.dtype)
-    phase = torch.polar(torch.ones_like(k), -math.pi * k / (2 * n))
-    out = (spec * phase).real * math.sqrt(2.0 / n)
-    out[..., 0] /= math.sqrt(2.0)
+    spec = torch.fft.rfft(v, dim=-1)  # k = 0 .. h
+    cos, sin = _twiddle(n, x)
+    low = spec.real * cos + spec.imag * sin  # X_k, k <= h
+    # k = h+1 .. n-1: V_k = conj(V_{n-k}), e^{-i pi k / 2n} = -i e^{i pi (n-k) / 2n}
+    tail = spec[..., 1 : n - h].flip(-1)
+    c2, s2 = cos[1 : n - h].flip(-1), sin[1 : n - h].flip(-1)
+    high = tail.real * s2 - tail.imag * c2
+    out = torch.cat([low, high], dim=-1) * math.sqrt(2.0 / n)
+    out[..., 0] *= math.sqrt(0.5)
     return out
 
 
 def _idct_last(c: torch.Tensor) -> torch.Tensor:
+    """The orthonormal DCT-III along the last axis by one real inverse FFT of length ``n``.
+
+    ``V_k = e^{i pi k / 2n} (X_k - i X_{n-k})`` for ``k <= n / 2`` (``X_n = 0``), ``v =
+    irfft(V)``, then the even samples from the front of ``v`` and the odd ones from its
+    back (Makhoul's reordering); real arithmetic throughout.
+    """
     n = c.shape[-1]
-    c = c * math.sqrt(n / 2.0)
-    c = torch.cat([c[..., :1] * math.sqrt(2.0), c[..., 1:]], dim=-1)
-    k = torch.arange(n, device=c.device, dtype=c.dtype)
-    phase = torch.polar(torch.ones_like(k), math.pi * k / (2 * n))
-    # V_k = c_k e^{i pi k / 2n} with the Hermitian completion V_{n-k} = conj(V_k), V_0 real
-    spec = c * phase
-    flipped = torch.cat([torch.zeros_like(c[..., :1]), c[..., 1:].flip(-1)], dim=-1)
-    spec = spec - 1j * flipped * phase
-    v = torch.fft.ifft(spec, dim=-1).real
-    x = torch.empty_like(v)
-    half = (n + 1) // 2
-    x[..., ::2] = v[..., :half]
-    x[..., 1::2] = v[..., half:].flip(-1)
-    return x
+    h, odd = n // 2, (n - 1) // 2
+    x = c * math.sqrt(n / 2.0)
+    x[..., 0] *= math.sqrt(2.0)
+    re = x[..., : h + 1]
+    im = torch.zeros_like(re)
+    im[..., 1 : odd + 1] = x[..., n - odd :].flip(-1)
+    if n % 2 == 0:
+        im[..., h] = x[..., h]
+    cos, sin = _twiddle(n, c)
+    v = torch.fft.irfft(torch.complex(cos * re + sin * im, sin * re - cos * im), n=n, dim=-1)
+    out = torch.empty_like(v)
+    out[..., ::2] = v[..., : (n + 1) // 2]
+    out[..., 1::2] = v[..., (n + 1) // 2 :].flip(-1)
+    return out
 
 
 def dct2(x: torch.Tensor) -> torch.Tensor:

@@ -87,21 +87,49 @@ def resolve_parameters(
 ) -> tuple[float, float | None, float | None, dict]:
     """Fill in ``sigma`` and the prior scale when they are ``None``: parameter-free restoration.
 
-    ``sigma=None``: :func:`~bayes_restore.hyper.estimate_sigma` (one value for the
-    whole input: the root mean square of the per-channel estimates). ``scale=None`` and
-    ``weight=None``: for TV, Stein's unbiased risk estimate
-    (:func:`~bayes_restore.hyper.choose_tv_weight`); for the Gaussian-gradient prior, the
-    exact empirical Bayes scale (:func:`~bayes_restore.hyper.gaussian_empirical_bayes`).
-    Returns ``(sigma, scale, weight, info)``; ``info`` says what was estimated. An
-    estimated ``sigma`` of 0 (a constant or noise-free image) is returned as ``0.0``
-    with no scale: there is nothing to restore. ``seed`` seeds SURE's random probe.
+    ``sigma=None``: for denoising :func:`~bayes_restore.hyper.estimate_sigma` (one value for
+    the whole input: the root mean square of the per-channel estimates); with an operator
+    :func:`~bayes_restore.hyper.estimate_observation_sigma`, which asks the operator for its
+    structure (a mask: the observed pixels only). ``scale=None`` and ``weight=None``:
+
+    - TV, denoising: Stein's unbiased risk estimate
+      (:func:`~bayes_restore.hyper.choose_tv_weight`);
+    - TV with an operator: empirical Bayes, the maximum marginal likelihood by SAPG
+      (:func:`~bayes_restore.hyper.tv_scale_sapg` with ``operator=``, started at
+      scikit-image weight ``OPERATOR_THETA0_WEIGHT * sigma``);
+    - the Gaussian-gradient prior: the maximum of the exact evidence
+      (:func:`~bayes_restore.hyper.gaussian_empirical_bayes`, ``operator=`` when one is
+      given).
+
+    Returns ``(sigma, scale, weight, info)``; ``info`` says what was estimated and how
+    (``sigma_method``, ``weight_method`` or ``scale_method``). An estimated ``sigma`` of
+    0 (a constant or noise-free image) is returned as ``0.0`` with no scale: there is
+    nothing to restore. ``seed`` seeds SURE's random probe and SAPG's Langevin noise.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bayes_restore.operators import Blur, gaussian_psf
+    >>> g = torch.Generator().manual_seed(0)
+    >>> clean = torch.zeros(48, 48); clean[12:36, 12:36] = 1.0
+    >>> op = Blur(gaussian_psf(5, 1.0))
+    >>> y = op(clean) + 0.05 * torch.randn(48, 48, generator=g)
+    >>> sigma, scale, weight, info = resolve_parameters(
+    ...     y, "tv", sigma=None, scale=None, weight=None, beta=None, operator=op)
+    >>> info["sigma_method"], info["weight_method"], weight > 0
+    ('observation', 'sapg', True)
     """
     from bayes_restore import hyper
 
     info: dict = {}
-    op_is_identity = as_operator(operator).is_identity
+    op = as_operator(operator)
+    op_is_identity = op.is_identity
     if sigma is None:
-        sigma = _rms(hyper.estimate_sigma(y))
+        if op_is_identity:
+            sigma = _rms(hyper.estimate_sigma(y))
+        else:
+            sigma = hyper.estimate_observation_sigma(y, op)
+            info["sigma_method"] = "observation"
         info["sigma_estimated"] = sigma
         if sigma == 0.0:
             return 0.0, None, None, info
@@ -111,23 +139,29 @@ def resolve_parameters(
         return sigma, scale, weight, info
     probe = make_prior(prior.lower(), 1.0, shape=(2, 2), beta=beta)  # validates name and beta
     order = _order_of(probe)
-    if not op_is_identity:
-        raise ValueError(
-            "give scale= or weight=: the automatic choice is for denoising (operator=None)"
-        )
+    generator = torch.Generator()  # SURE's probe and SAPG's noise are drawn on the CPU
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    if probe.beta == 1.0 and not op_is_identity:
+        est = hyper.tv_scale_sapg(y, sigma, operator=op, isotropic=probe.isotropic,
+                                  theta0=OPERATOR_THETA0_WEIGHT / sigma, generator=generator)
+        info.update(weight_method="sapg", weight_estimated=est.weight,
+                    scale_estimated=est.scale)
+        return sigma, None, est.weight, info
     if probe.beta == 1.0:
-        generator = torch.Generator()  # SURE's probe is drawn on the CPU
-        if seed is None:
-            generator.seed()
-        else:
-            generator.manual_seed(seed)
         _, weight, tv_info = hyper.choose_tv_weight(y, sigma, isotropic=probe.isotropic,
-                                                    generator=generator)
+                                                    generator=generator,
+                                                    guard="sigma_estimated" in info)
         info.update(weight_method=tv_info["method"], weight_estimated=weight,
-                    scale_estimated=tv_info["scale"])
+                    scale_estimated=tv_info["scale"], sigma_low=tv_info["sigma_low"])
         return sigma, None, weight, info
     if order == 2.0:
-        _, scale = hyper.gaussian_empirical_bayes(y, sigma=sigma)
+        if op_is_identity:
+            _, scale = hyper.gaussian_empirical_bayes(y, sigma=sigma)
+        else:
+            _, scale = _evidence_with_operator(hyper.gaussian_empirical_bayes, y, sigma, op)
         scale = float(_rms(torch.as_tensor(scale)))
         info.update(scale_method="evidence", scale_estimated=scale)
         return sigma, scale, None, info
@@ -135,6 +169,23 @@ def resolve_parameters(
         f"give scale= or weight= for prior {prior!r} (automatic choice: TV and the "
         "Gaussian-gradient prior)"
     )
+
+
+#: SAPG's starting point with an operator, as scikit-image's weight over sigma (the oracle
+#: weights of blur, x2 decimation and masks at sigma = 0.01 lie between 0.03 and 0.5 sigma)
+OPERATOR_THETA0_WEIGHT = 0.1
+
+
+def _evidence_with_operator(evidence, y, sigma, op):
+    """``evidence(y, sigma=sigma, operator=op)``, or a clear error if it takes no operator."""
+    import inspect
+
+    if "operator" not in inspect.signature(evidence).parameters:
+        raise ValueError(
+            "give scale= or weight=: the Gaussian prior's evidence with an operator is not "
+            "available in this version (hyper.gaussian_empirical_bayes takes no operator=)"
+        )
+    return evidence(y, sigma=sigma, operator=op)
 
 
 def _order_of(prior: Any) -> float | None:

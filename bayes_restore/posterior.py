@@ -138,9 +138,13 @@ class MAPDiagnostics(Diagnostics):
 class ExactDiagnostics(Diagnostics):
     """:func:`~bayes_restore.infer.exact_posterior`: how the std was computed.
 
-    ``std_method`` is ``"exact"`` (the DCT closed form) or ``"perturb-optimise"`` (Monte
-    Carlo draws, ``num_draws`` of them, each a PCG solve); ``sigma`` and ``prior_scale``
-    are the per-image noise std and prior scale of the recognised model (tensors).
+    ``std_method`` is ``"exact"`` (the DCT closed form; ``aliasing`` the operator's
+    aliasing factors in that basis, ``(1, 1)`` for a diagonal one, ``None`` for ``A = I``)
+    or ``"perturb-optimise"`` (Monte Carlo draws, ``num_draws`` of them, each a PCG solve;
+    ``std_mc_error`` the estimated relative Monte Carlo error of the std at the median
+    pixel, ``std_rtol`` the target it was drawn to, ``None`` for a fixed number of draws);
+    ``sigma`` and ``prior_scale`` are the per-image noise std and prior scale of the
+    recognised model (tensors).
     """
 
     gaussian: bool = True
@@ -154,6 +158,9 @@ class ExactDiagnostics(Diagnostics):
     draw_residual: float | None = None
     tol: float | None = None
     preconditioner: str | None = None
+    aliasing: tuple[int, int] | None = None
+    std_mc_error: float | None = None
+    std_rtol: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -99,13 +99,15 @@ def restore(
         default float dtype for tensors). ``sigma``, ``scale`` and ``weight`` are then in
         those ``[0, 1]`` units.
     prior, sigma, scale, weight, beta
-        As in :func:`~bayes_restore.denoise`; ``None`` means "estimate" (for denoising),
+        As in :func:`~bayes_restore.denoise`; ``None`` means "estimate", with an operator
+        too (sigma read through the operator, the TV weight by SAPG with the operator, the
+        Gaussian scale by the evidence: :func:`~bayes_restore.parameters.resolve_parameters`),
         and the estimates are in ``diagnostics["parameters"]``. With ``method="mcmc"``, a
         TV prior and ``scale=weight=None`` the scale is *sampled* with the image (the
-        hierarchical model, ``mcmc(..., sample_scale=True)``, started at SURE's scale; pass
-        ``sample_scale=False`` to keep SURE's): ``diagnostics["parameters"]`` then has
-        ``scale_method="hierarchical"``, ``scale`` (the posterior mean), its ``weight``,
-        ``scale_std`` and ``scale_interval`` (90 %).
+        hierarchical model, ``mcmc(..., sample_scale=True)``, started at SURE's scale,
+        SAPG's with an operator; pass ``sample_scale=False`` to keep it):
+        ``diagnostics["parameters"]`` then has ``scale_method="hierarchical"``, ``scale``
+        (the posterior mean), its ``weight``, ``scale_std`` and ``scale_interval`` (90 %).
     operator : LinearOperator, optional
         ``A``; the identity when ``None``.
     method : {"map", "exact", "vi", "mcmc"}, default "map"

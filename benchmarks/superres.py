@@ -24,7 +24,12 @@ relative gap of 1e-3 (the PSNR changes by less than 0.01 dB beyond that). The TV
 
 - ``oracle``: the PSNR-best of a geometric grid (``GRID`` times ``sigma``);
 - ``fixed``: the camera image's oracle weight for the task, used for every image (a rule
-  tuned on one image and applied to the others).
+  tuned on one image and applied to the others);
+- ``auto`` (parameter-free): ``restore(y, "tv", operator=A)`` with neither ``sigma`` nor a
+  weight: sigma estimated from the observation through the operator, the weight by SAPG
+  with the operator (:func:`~bayes_restore.parameters.resolve_parameters`); its row holds
+  the chosen ``w``, the estimated sigma, the PSNR of ``restore``'s MAP (default
+  tolerance 1e-4) and the wall time of the whole call. ``--no-auto`` leaves it out.
 
 Every TV-MAP time is the wall time of one certified solve at the oracle weight at
 ``tol = 1e-4``, with its iteration count. Results go to ``benchmarks/results/superres.json``.
@@ -41,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bayes_restore import restore
 from bayes_restore.infer.tv import tv_map_pdhg
 from bayes_restore.operators import Blur, Downsample, Mask, gaussian_psf
 
@@ -99,7 +105,19 @@ def solve(op, y: np.ndarray, w: float, tol: float):
     return tv_map_pdhg(torch.from_numpy(y), 2 * w, op, tol=tol, max_iter=50000)  # lambda = 2 w
 
 
-def run_task(task: str, clean: np.ndarray, seed: int, fixed_w: float | None) -> dict:
+def run_auto(op, y: np.ndarray, clean: np.ndarray) -> dict:
+    """Parameter-free TV: ``restore(y, "tv", operator=op)``, timed, and what it chose."""
+    t0 = time.perf_counter()
+    post = restore(y, "tv", operator=op)
+    elapsed = time.perf_counter() - t0
+    par = post.diagnostics["parameters"]
+    return {"tv_auto": psnr(post.point, clean), "auto_weight": par["weight"] / 2,
+            "auto_sigma": par["sigma"], "auto_time_s": elapsed,
+            "auto_method": par.get("weight_method")}
+
+
+def run_task(task: str, clean: np.ndarray, seed: int, fixed_w: float | None,
+             auto: bool = True) -> dict:
     op, y, baselines = observe(task, clean, seed)
     scores = {}
     for g in GRID:
@@ -122,6 +140,8 @@ def run_task(task: str, clean: np.ndarray, seed: int, fixed_w: float | None) -> 
         xf, _ = solve(op, y, fixed_w, tol=1e-3)
         row["fixed_weight"] = fixed_w
         row["tv_fixed"] = psnr(xf.numpy(), clean)
+    if auto:
+        row.update(run_auto(op, y, clean))
     return row
 
 
@@ -130,6 +150,7 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="2 images, 128x128")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-auto", action="store_true", help="no parameter-free rows")
     parser.add_argument("--out",
                         default=str(Path(__file__).parent / "results" / "superres.json"))
     args = parser.parse_args(argv)
@@ -148,7 +169,8 @@ def main(argv=None) -> None:
         clean = grey_image(name, size)
         results["images"][name] = {}
         for task in TASKS:
-            row = run_task(task, clean, seed=100 * i + TASKS.index(task), fixed_w=fixed.get(task))
+            row = run_task(task, clean, seed=100 * i + TASKS.index(task), fixed_w=fixed.get(task),
+                           auto=not args.no_auto)
             if name == images[0]:
                 fixed[task] = row["oracle_weight"]
                 row["fixed_weight"], row["tv_fixed"] = row["oracle_weight"], row["tv_oracle"]
@@ -156,7 +178,9 @@ def main(argv=None) -> None:
             base = ", ".join(f"{k} {v:.2f}" for k, v in row["baselines"].items())
             print(f"{name:>9} {task:>7}: {base} | TV oracle {row['tv_oracle']:.2f} "
                   f"(w={row['oracle_weight']:.2g}) fixed {row['tv_fixed']:.2f} | "
-                  f"{row['iterations']} it, {row['time_s']:.2f} s", flush=True)
+                  f"{row['iterations']} it, {row['time_s']:.2f} s"
+                  + (f" | auto {row['tv_auto']:.2f} (w={row['auto_weight']:.2g}, "
+                     f"{row['auto_time_s']:.1f} s)" if "tv_auto" in row else ""), flush=True)
 
     print()
     print(table(results))
@@ -168,8 +192,8 @@ def table(results: dict) -> str:
     """A markdown table: per image and task, the baseline and TV-MAP PSNRs (dB)."""
     lines = [
         "| image | task | baseline | baseline dB | TV oracle dB | TV fixed-rule dB | "
-        "gain (oracle) | iterations | time (s) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "gain (oracle) | iterations | time (s) | TV parameter-free dB | its time (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, tasks in results["images"].items():
         for task, row in tasks.items():
@@ -178,7 +202,9 @@ def table(results: dict) -> str:
             lines.append(
                 f"| {name} | {task} | {base_name} | {base:.2f} | {row['tv_oracle']:.2f} | "
                 f"{row['tv_fixed']:.2f} | {row['tv_oracle'] - base:+.2f} | "
-                f"{row['iterations']} | {row['time_s']:.2f} |"
+                f"{row['iterations']} | {row['time_s']:.2f} | "
+                + (f"{row['tv_auto']:.2f} | {row['auto_time_s']:.1f} |" if "tv_auto" in row
+                   else "n/a | n/a |")
             )
     return "\n".join(lines)
 

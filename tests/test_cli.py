@@ -172,6 +172,7 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, noisy, setup, args, mes
     [
         ("deblur", ["--psf", "gaussian:1.0"], (48, 48)),
         ("deblur", ["--psf", "box:3", "--boundary", "valid"], (50, 50)),
+        ("deblur", ["--psf", "gaussian:1.0", "--boundary", "reflect"], (48, 48)),
         ("superres", ["--factor", "2"], (96, 96)),
         ("inpaint", ["--mask", "mask.png"], (48, 48)),
     ],

@@ -77,7 +77,7 @@ def _f64(value):
 def _operators(h, w):
     mask = torch.rand(h, w, generator=torch.Generator().manual_seed(3)) < 0.6
     return {
-        "blur-periodic": Blur(gaussian_psf(3, 1.0)),
+        "blur-periodic": Blur(gaussian_psf(3, 1.0), boundary="periodic"),
         "blur-valid": Blur(gaussian_psf(3, 1.0), boundary="valid"),
         "downsample-box": Downsample(2),
         "downsample-gaussian": Downsample(2, kernel="gaussian"),
@@ -159,7 +159,8 @@ def test_identity_path_is_still_the_dct_closed_form_and_pcg_agrees_with_it():
     np.testing.assert_allclose(exact.std.numpy(), gaussian_posterior_std((h, w), sigma, b).numpy(),
                                rtol=1e-12)
     n = 4000  # relative std error of a std from n draws: sqrt(1 / (2 n)) = 1.1 %
-    for op, solver in [(None, "pcg"), (Blur(torch.ones(1, 1, dtype=torch.float64)), "auto")]:
+    for op, solver in [(None, "pcg"),
+                       (Blur(torch.ones(1, 1, dtype=torch.float64), boundary="periodic"), "auto")]:
         post = exact_posterior(restoration_model, y, prior=prior, sigma=_f64(sigma), operator=op,
                                solver=solver, num_draws=n, tol=1e-12,
                                generator=torch.Generator().manual_seed(1))
@@ -246,7 +247,7 @@ def test_preconditioner_cuts_the_iterations():
 
 
 def test_iteration_cap_warns_and_says_not_converged():
-    op = Blur(gaussian_psf(3, 1.0))
+    op = Blur(gaussian_psf(3, 1.0), boundary="periodic")
     y = torch.rand(16, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     with pytest.warns(ConvergenceWarning, match="max_iter=1"):
         post = exact_posterior(restoration_model, y, prior=GaussianGradient(0.05, shape=(16, 16)),
@@ -265,14 +266,18 @@ def test_iteration_cap_warns_and_says_not_converged():
         ({"max_iter": 0}, "max_iter"),
         ({"num_draws": 1}, "num_draws"),
         ({"solver": "cholesky"}, "solver"),
-        ({"solver": "dct"}, "diagonalises A = I only"),
+        ({"num_draws": 1.5}, "num_draws"),
+        ({"std_rtol": 0.0}, "std_rtol"),
+        ({"max_draws": 1}, "max_draws"),
+        ({"solver": "dct"}, "shares the DCT-II basis"),
     ],
 )
 def test_bad_options_are_named(kwargs, match):
     y = torch.zeros(8, 8, dtype=torch.float64)
     with pytest.raises(ValueError, match=match):
         exact_posterior(restoration_model, y, prior=GaussianGradient(0.1, shape=(8, 8)),
-                        sigma=0.1, operator=Blur(gaussian_psf(3, 1.0)), **kwargs)
+                        sigma=0.1, operator=Blur(gaussian_psf(3, 1.0), boundary="periodic"),
+                        **kwargs)
 
 
 def test_an_operator_blind_to_constants_is_refused():

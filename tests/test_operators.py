@@ -27,6 +27,10 @@ def make(kind, h, w, seed):
         return Identity()
     if kind == "blur-periodic":
         return Blur(torch.from_numpy(rng.random((3, 5))), boundary="periodic")
+    if kind == "blur-reflect":
+        return Blur(torch.from_numpy(rng.random((3, 5))), boundary="reflect")
+    if kind == "blur-reflect-sym":
+        return Blur(gaussian_psf(5, 1.0), boundary="reflect")
     if kind == "blur-valid":
         return Blur(gaussian_psf(3, 0.8), boundary="valid")
     if kind == "down2-box":
@@ -38,7 +42,8 @@ def make(kind, h, w, seed):
     raise AssertionError(kind)
 
 
-KINDS = ["identity", "blur-periodic", "blur-valid", "down2-box", "down3-gauss", "mask"]
+KINDS = ["identity", "blur-periodic", "blur-reflect", "blur-reflect-sym", "blur-valid",
+         "down2-box", "down3-gauss", "mask"]
 
 
 @settings(max_examples=40, deadline=None)
@@ -87,14 +92,35 @@ def test_adjoint_float32_and_norm_bound(kind):
 def test_periodic_blur_matches_scipy_wrap_convolution(rng, kernel):
     x = rng.random((17, 13))
     psf = rng.random(kernel)
-    ours = Blur(torch.from_numpy(psf)).forward(torch.from_numpy(x)).numpy()
+    ours = Blur(torch.from_numpy(psf), boundary="periodic").forward(torch.from_numpy(x)).numpy()
     ref = scipy.ndimage.convolve(x, psf, mode="wrap")
     np.testing.assert_allclose(ours, ref, atol=1e-12)
 
 
-def test_valid_blur_matches_scipy_valid_convolution(rng):
+@pytest.mark.parametrize("kernel", [(5, 3), (21, 15), (4, 2)], ids=["small", "wider", "even"])
+def test_reflect_blur_is_the_valid_convolution_of_the_symmetric_extension(rng, kernel):
+    """Half-sample symmetric extension (numpy's "symmetric", scipy.ndimage's "reflect").
+
+    Output ``n`` reads ``x[n - (k - 1 - k // 2) .. n + k // 2]`` (centre at ``k // 2``), so
+    the image is extended by ``k - 1 - k // 2`` before and ``k // 2`` after.
+    """
     x = rng.random((17, 13))
-    psf = rng.random((5, 3))
+    psf = rng.random(kernel)
+    ours = Blur(torch.from_numpy(psf), boundary="reflect").forward(torch.from_numpy(x)).numpy()
+    kh, kw = kernel
+    pad = ((kh - 1 - kh // 2, kh // 2), (kw - 1 - kw // 2, kw // 2))
+    ref = scipy.signal.convolve2d(np.pad(x, pad, mode="symmetric"), psf, mode="valid")
+    np.testing.assert_allclose(ours, ref, atol=1e-12)
+    if kh % 2 and kw % 2:  # an independent reference where scipy's centre is the same
+        np.testing.assert_allclose(ours, scipy.ndimage.convolve(x, psf, mode="reflect"),
+                                   atol=1e-12)
+    assert Blur(torch.from_numpy(psf)).boundary == "reflect"  # the default
+
+
+@pytest.mark.parametrize("kernel", [(5, 3), (4, 2)], ids=["odd", "even"])
+def test_valid_blur_matches_scipy_valid_convolution(rng, kernel):
+    x = rng.random((17, 13))
+    psf = rng.random(kernel)
     ours = Blur(torch.from_numpy(psf), boundary="valid").forward(torch.from_numpy(x)).numpy()
     ref = scipy.signal.convolve2d(x, psf, mode="valid")
     np.testing.assert_allclose(ours, ref, atol=1e-12)
@@ -122,7 +148,7 @@ def test_mask_zero_fills_and_is_self_adjoint():
     "call,match",
     [
         (lambda: Blur(torch.ones(3)), "psf"),
-        (lambda: Blur(torch.ones(3, 3), boundary="reflect"), "boundary"),
+        (lambda: Blur(torch.ones(3, 3), boundary="mirror"), "boundary"),
         (lambda: Blur(torch.ones(9, 9), boundary="valid").forward(torch.ones(4, 4)), "larger"),
         (lambda: Downsample(1), "factor"),
         (lambda: Downsample(2, kernel="lanczos"), "kernel"),

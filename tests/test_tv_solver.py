@@ -371,7 +371,7 @@ def _package_operators(size=16):
     return {
         "mask": PackageMask(_mask((size, size), seed=3, keep=0.5).bool()),
         "box_x2": Downsample(2),
-        "periodic_blur": Blur(gaussian_psf(5, 1.0)),
+        "periodic_blur": Blur(gaussian_psf(5, 1.0), boundary="periodic"),
     }
 
 

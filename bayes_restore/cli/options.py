@@ -9,6 +9,7 @@ __all__ = [
     "PRIORS",
     "IMAGE_SUFFIXES",
     "FLOAT_SUFFIXES",
+    "BLUR_BOUNDARY",
     "OneLineParser",
     "build_parser",
     "check_parsed",
@@ -20,6 +21,8 @@ PRIORS = ["tv", "tv-anisotropic", "gaussian", "gradient", "gradient-anisotropic"
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
 FLOAT_SUFFIXES = (".tif", ".tiff")
 MAX_SEED = 2**63 - 1
+#: --boundary's default: Blur's (the parser does not import torch; a test keeps them equal)
+BLUR_BOUNDARY = "reflect"
 
 
 # ---------------------------------------------------------------------------- option types
@@ -161,14 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "Denoise an image: y = x + noise. Without --sigma, --scale or --weight "
                     "they are estimated from the image."),
         "deblur": ("deblur (and denoise) an image file",
-                   "Deblur and denoise an image: y = psf * x + noise. Give --scale or "
-                   "--weight."),
+                   "Deblur and denoise an image: y = psf * x + noise. Without --sigma, "
+                   "--scale or --weight they are estimated from the image."),
         "superres": ("super-resolve an image file",
                      "Super-resolve an image: y = downsample(x) + noise, x is --factor times "
-                     "larger. Give --scale or --weight."),
+                     "larger. Without --sigma, --scale or --weight they are estimated from "
+                     "the image."),
         "inpaint": ("fill in missing pixels of an image file",
-                    "Fill in the pixels that are dark in --mask: y = mask * x + noise. Give "
-                    "--scale or --weight."),
+                    "Fill in the pixels that are dark in --mask: y = mask * x + noise. "
+                    "Without --sigma, --scale or --weight they are estimated from the "
+                    "observed pixels."),
     }
     subs = {}
     for name, (short, long) in commands.items():
@@ -177,8 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     subs["deblur"].add_argument("--psf", required=True,
                                 help="blur kernel: gaussian:SIGMA[:SIZE], box:SIZE, or a file "
                                      "(image or .npy)")
-    subs["deblur"].add_argument("--boundary", default="periodic", choices=["periodic", "valid"],
-                                help="periodic: the blur wraps around (default); valid: the "
+    subs["deblur"].add_argument("--boundary", default=BLUR_BOUNDARY,
+                                choices=["reflect", "periodic", "valid"],
+                                help="reflect: the image mirrored about its borders (default); "
+                                     "periodic: the blur wraps around; valid: the "
                                      "observation is smaller than the image by the kernel")
     subs["superres"].add_argument("--factor", type=int, default=2, choices=[2, 3, 4],
                                   help="magnification (default 2)")

@@ -113,6 +113,11 @@ def restore_command(args: argparse.Namespace) -> int:
         how = {k: "estimated" if f"{k}_estimated" in par else "given" for k in ("sigma", "weight")}
         if "scale_estimated" in par and "weight_estimated" not in par:
             how["weight"] = "estimated"
+        if how["sigma"] == "estimated" and "sigma_method" in par:
+            how["sigma"] = f"estimated from the {par['sigma_method']}"
+        chooser = par.get("weight_method") or par.get("scale_method")
+        if how["weight"] == "estimated" and chooser:
+            how["weight"] = f"estimated by {chooser}"
         weight = "n/a" if par.get("weight") is None else format(par["weight"], ".4g")
         print(f"sigma {par['sigma']:.4g} ({how['sigma']}), weight {weight} "
               f"({how['weight']}), method {args.method} ({method}), seed {args.seed}")

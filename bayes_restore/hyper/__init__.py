@@ -4,14 +4,18 @@ Three questions, three tools:
 
 - **Noise level** ``sigma``: :func:`estimate_sigma` (:mod:`~bayes_restore.hyper.noise`), a
   robust estimate from the finest frequencies, where images have the least energy and white
-  noise as much as anywhere, told from fine texture by its kurtosis (Gaussian noise has none).
+  noise as much as anywhere, told from fine texture by its kurtosis (Gaussian noise has none);
+  through an operator (a mask: the observed pixels only) :func:`estimate_observation_sigma`
+  (:mod:`~bayes_restore.hyper.observation_noise`).
 - **Gaussian-gradient prior scale**: :func:`gaussian_empirical_bayes`
   (:mod:`~bayes_restore.hyper.evidence`), exact empirical Bayes on the closed-form evidence.
 - **Total-variation weight**: :func:`tv_weight_sure` (:mod:`~bayes_restore.hyper.sure`,
   Stein's unbiased risk estimate, the default of :func:`choose_tv_weight`),
   :func:`tv_scale_sapg` (:mod:`~bayes_restore.hyper.sapg`, maximum marginal likelihood by
-  stochastic approximation) and the hierarchical model :func:`hierarchical_tv_model` with a
-  Gamma hyperprior on ``theta = 1 / b``, sampled by :func:`tv_scale_gibbs`
+  stochastic approximation, with any forward operator: the parameter-free choice for
+  deblurring, super-resolution and inpainting) and the hierarchical model
+  :func:`hierarchical_tv_model` with a Gamma hyperprior on ``theta = 1 / b``, sampled by
+  :func:`tv_scale_gibbs`
   (:mod:`~bayes_restore.hyper.gibbs`: proximal Langevin steps for ``x`` and the exact Gamma
   conditional :func:`gibbs_theta`). Each returns a :class:`ScaleEstimate`.
 
@@ -37,6 +41,7 @@ from .estimate import ScaleEstimate
 from .evidence import gaussian_empirical_bayes
 from .gibbs import tv_scale_gibbs
 from .noise import estimate_sigma
+from .observation_noise import estimate_observation_sigma
 from .sapg import tv_scale_sapg
 from .sure import tv_sure_risk, tv_weight_sure
 
@@ -45,6 +50,7 @@ __all__ = [
     "THETA_HYPERPRIOR",
     "ScaleEstimate",
     "estimate_sigma",
+    "estimate_observation_sigma",
     "gaussian_empirical_bayes",
     "tv_weight_sure",
     "tv_sure_risk",

@@ -1,5 +1,7 @@
-"""The Gaussian-gradient posterior: DCT closed forms (``A = I``); for any other operator,
-PCG and perturb-and-optimise (:mod:`bayes_restore.infer.pcg`, whose ``pcg`` is re-exported)."""
+"""The Gaussian-gradient posterior: closed forms in the DCT basis (``A = I``, reflective
+symmetric blur, box decimation: :mod:`bayes_restore.infer.gaussian_spectral`); for any
+other operator, PCG and perturb-and-optimise (:mod:`bayes_restore.infer.pcg`, whose ``pcg``
+is re-exported)."""
 
 from __future__ import annotations
 
@@ -12,10 +14,12 @@ from typing import Any
 import torch
 
 from bayes_restore.differences import dct2, dct_matrix, idct2, laplacian_eigenvalues
+from bayes_restore.operators import LinearOperator
 from bayes_restore.posterior import ExactDiagnostics, Posterior, SolverInfo
 
+from .gaussian_spectral import SpectralGaussian, dct_aliasing, prior_gain
 from .generic import DEFAULT_SEED, make_generator, model_arguments
-from .pcg import pcg, pcg_posterior
+from .pcg import DEFAULT_STD_RTOL, MAX_DRAWS, pcg, pcg_posterior
 from .problem import recognise
 
 __all__ = [
@@ -126,19 +130,30 @@ def _marginal_std(d: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(ch.T @ d @ cw)
 
 
-def gaussian_log_evidence(y: torch.Tensor, sigma, scale) -> torch.Tensor:
-    r"""Log marginal likelihood ``log p(y | sigma, b)`` of the Gaussian-gradient model, ``A = I``.
+def gaussian_log_evidence(
+    y: torch.Tensor, sigma, scale, *, operator: LinearOperator | None = None
+) -> torch.Tensor:
+    r"""Log marginal likelihood ``log p(y | sigma, b)`` of the Gaussian-gradient model.
 
-    In the DCT basis the coefficients are independent, ``y_hat_kl ~ N(0, sigma^2 + b^2 / mu_kl)``
-    for ``mu_kl > 0``; the constant coefficient (flat prior) is left out. Exact and
-    differentiable in ``sigma`` and ``b``: maximise it for empirical Bayes.
+    For ``A = I``, in the DCT basis the coefficients are independent,
+    ``y_hat_kl ~ N(0, sigma^2 + b^2 / mu_kl)`` for ``mu_kl > 0``; the constant coefficient
+    (flat prior) is left out. With an operator that shares the DCT-II basis (a reflective
+    blur by a symmetric kernel, a box decimation whose factor divides the image: see
+    :func:`~bayes_restore.infer.gaussian_spectral.dct_aliasing`) the observation's DCT
+    coefficients are independent too, ``y_hat_k' ~ N(0, sigma^2 + b^2 nu_k')`` with
+    ``nu_k' = sum g_k^2 / mu_k`` over the image frequencies ``k`` that alias onto ``k'``
+    (``g_k`` their gains; ``nu = lambda^2 / mu`` for a blur of eigenvalues ``lambda``).
+    Exact and differentiable in ``sigma`` and ``b``: maximise it for empirical Bayes.
 
     Parameters
     ----------
     y : torch.Tensor
-        Image(s), shape ``(..., H, W)``.
+        Observation(s), shape ``(..., H', W')``.
     sigma, scale : float or torch.Tensor
         Noise level and prior scale (broadcast against the leading dimensions).
+    operator : LinearOperator, optional
+        ``A``; ``None`` is the identity. ``ValueError`` for an operator without a
+        closed-form evidence (a periodic blur, a mask, ...).
 
     Returns
     -------
@@ -148,11 +163,32 @@ def gaussian_log_evidence(y: torch.Tensor, sigma, scale) -> torch.Tensor:
     Examples
     --------
     >>> import torch
+    >>> from bayes_restore.operators import Downsample
     >>> g = torch.Generator().manual_seed(0)
     >>> y = 0.1 * torch.randn(32, 32, generator=g, dtype=torch.float64)  # pure noise
     >>> bool(gaussian_log_evidence(y, 0.1, 1e-3) > gaussian_log_evidence(y, 0.1, 1.0))
     True
+    >>> e = gaussian_log_evidence(y[:16, :16], 0.1, 0.05, operator=Downsample(2))
+    >>> e.shape
+    torch.Size([])
     """
+    if operator is not None and not operator.is_identity:
+        image = tuple(operator.input_shape(tuple(y.shape[-2:])))
+        aliasing = dct_aliasing(operator, image, y)
+        if aliasing is None:
+            raise ValueError(
+                f"no closed-form evidence for {operator!r} on {image} images: it needs an "
+                "operator that shares the prior's DCT-II basis (Blur(psf, boundary='reflect') "
+                "with a symmetric psf, Downsample(f) with f dividing the image)"
+            )
+        nu = prior_gain(aliasing, y)
+        sigma = torch.as_tensor(sigma, dtype=y.dtype, device=y.device)[..., None, None]
+        scale = torch.as_tensor(scale, dtype=y.dtype, device=y.device)[..., None, None]
+        var = sigma**2 + scale**2 * nu
+        terms = -0.5 * (dct2(y) ** 2 / var + torch.log(2 * math.pi * var))
+        keep = torch.ones_like(nu, dtype=torch.bool)
+        keep[0, 0] = False  # the constant: flat prior
+        return torch.where(keep, terms, torch.zeros_like(terms)).sum((-2, -1))
     h, w = y.shape[-2:]
     mu = laplacian_eigenvalues(h, w, dtype=y.dtype, device=y.device)
     coeff = dct2(y)
@@ -173,7 +209,9 @@ def exact_posterior(
     solver: str = "auto",
     tol: float | None = None,
     max_iter: int = 1000,
-    num_draws: int = 100,
+    num_draws: int | None = None,
+    std_rtol: float = DEFAULT_STD_RTOL,
+    max_draws: int = MAX_DRAWS,
     precondition: bool = True,
     model_kwargs: Mapping[str, Any] | None = None,
     **kwargs: Any,
@@ -188,12 +226,19 @@ def exact_posterior(
 
         Q = \frac{A^T A}{\sigma^2} + \frac{D^T D}{b^2}, \qquad Q m = \frac{A^T y}{\sigma^2}.
 
-    Two solvers (``solver="auto"`` picks the first for ``A = I``, the second otherwise):
+    Two solvers (``solver="auto"`` picks the first whenever the operator allows it):
 
-    - ``"dct"`` (``A = I`` only): ``Q`` is diagonal in the orthonormal DCT basis with
-      variances ``d_kl = 1 / (1/sigma^2 + mu_kl / b^2)``. The mean is :func:`dct_map`,
-      the per-pixel std :func:`gaussian_posterior_std`, draws ``mean + IDCT(sqrt(d) z)``.
-      Everything is exact; cost ``O(N log N)``.
+    - ``"dct"``: closed forms in the orthonormal DCT-II basis, which diagonalises ``D^T D``
+      (eigenvalues ``mu_kl``). For ``A = I`` the posterior variances of the coefficients
+      are ``d_kl = 1 / (1/sigma^2 + mu_kl / b^2)``: the mean is :func:`dct_map`, the
+      per-pixel std :func:`gaussian_posterior_std`, draws ``mean + IDCT(sqrt(d) z)``. The
+      same holds for every operator whose structure shares that basis
+      (:func:`~bayes_restore.infer.gaussian_spectral.dct_aliasing`): a reflective blur by
+      a symmetric kernel (``Blur(psf, boundary="reflect")``, diagonal: ``d_kl = 1 /
+      (lambda_kl^2 / sigma^2 + mu_kl / b^2)``) and a box decimation whose factor ``f``
+      divides the image (``Downsample(f)``: ``Q`` is block-diagonal, one ``f^2 x f^2``
+      block of aliased frequencies per low-resolution frequency, inverted by
+      Sherman-Morrison). Mean, exact per-pixel std, exact draws; cost ``O(N log N)``.
     - ``"pcg"`` (any :class:`~bayes_restore.operators.LinearOperator`): the mean by
       preconditioned conjugate gradients on ``Q m = A^T y / sigma^2`` (exact up to the
       relative residual ``tol``), the draws by perturb-and-optimise (Papandreou & Yuille
@@ -202,12 +247,13 @@ def exact_posterior(
       observation's shape, ``e_2 ~ N(0, I)`` of the gradient's, solved by the same PCG
       batched over draws. The right-hand side has covariance ``Q``, so each draw is an
       exact ``N(m, Q^{-1})`` sample up to the CG tolerance. The per-pixel ``std`` is the
-      Monte Carlo estimate ``sqrt(mean_i (x_i - m)^2)`` over ``max(num_draws,
-      num_samples)`` draws: its relative standard error is ``sqrt(1 / (2 n))`` for ``n``
-      draws (7 % for 100). The preconditioner is ``c I + D^T D / b^2``, diagonal in the
-      DCT basis, with ``c = |A 1|^2 / (N sigma^2)`` the precision of the constant image
-      (the null space of ``D``): 1 for a periodic blur, the observed fraction for a mask,
-      ``1 / f^2`` for a decimation by ``f``. Cost per iteration: one ``A^T A``, one
+      Monte Carlo estimate ``sqrt(mean_i (x_i - m)^2)``; its relative standard error,
+      estimated at every pixel from the draws' second and fourth moments (about
+      ``sqrt(1 / (2 n))`` for ``n`` draws), is brought below ``std_rtol`` at the median
+      pixel: draws are added until it is, or until ``max_draws``. The preconditioner is
+      ``c I + D^T D / b^2``, diagonal in the DCT basis, with ``c = |A 1|^2 / (N sigma^2)``
+      the precision of the constant image (the null space of ``D``), shaped by the
+      operator's ``dct_symbol`` where it has one. Cost per iteration: one ``A^T A``, one
       ``D^T D`` and one DCT pair; ``(1 + n_draws)`` solves in all.
 
     Parameters
@@ -232,7 +278,8 @@ def exact_posterior(
         reproducible). The draws come from a generator of their own, on the data's device:
         the global RNG state is left untouched.
     solver : {"auto", "dct", "pcg"}, default "auto"
-        ``"pcg"`` also runs for ``A = I`` (a check of the iterative path).
+        ``"pcg"`` also runs where the closed forms apply (a check of the iterative path);
+        ``"dct"`` is a ``ValueError`` for an operator without them.
     tol : float, optional
         PCG stopping rule: ``|Q x - rhs| <= tol |rhs|`` for every image and draw. Default
         ``1e-6`` in float64 and ``1e-5`` in float32: the mean's error in units of the
@@ -241,8 +288,16 @@ def exact_posterior(
     max_iter : int, default 1000
         PCG iteration cap; reaching it warns with
         :class:`~bayes_restore.exceptions.ConvergenceWarning`.
-    num_draws : int, default 100
-        Perturb-and-optimise draws for the std (``"pcg"`` only; at least 2).
+    num_draws : int, optional
+        A fixed number of perturb-and-optimise draws for the std (``"pcg"`` only; at least
+        2). ``None`` (default): as many as ``std_rtol`` asks for.
+    std_rtol : float, default 0.05
+        ``"pcg"``: the relative Monte Carlo error of the std to reach at the median pixel
+        (0.05: about 200 draws).
+    max_draws : int, default 1000
+        ``"pcg"``: the cap on the draws when their number is convergence-controlled;
+        stopping there with a larger error warns with
+        :class:`~bayes_restore.exceptions.ConvergenceWarning`.
     precondition : bool, default True
         Use the DCT preconditioner (``False`` runs plain CG, for comparison).
 
@@ -252,18 +307,22 @@ def exact_posterior(
         ``method="exact"``, ``mean`` (= ``map``), ``std``, ``samples`` of shape
         ``(1, num_samples, *image)`` (float32) when requested;
         ``diagnostics["gaussian"]`` is True, so :meth:`Posterior.interval` is
-        ``mean +- z std``. ``diagnostics["std_method"]`` is ``"exact"`` (DCT) or
-        ``"perturb-optimise"`` with ``diagnostics["num_draws"]``. With PCG, ``info`` is
-        ``SolverInfo(solver="pcg")`` with the mean solve's iterations, its final relative
-        residual as ``gap`` and its residual history; the draws' iterations and residual
-        are ``diagnostics["draw_iterations"]`` and ``diagnostics["draw_residual"]``.
+        ``mean +- z std``. ``diagnostics["std_method"]`` is ``"exact"`` (closed form, with
+        ``diagnostics["aliasing"]`` the operator's aliasing factors, ``None`` for ``A =
+        I``) or ``"perturb-optimise"`` with ``diagnostics["num_draws"]`` and
+        ``diagnostics["std_mc_error"]`` (the estimated relative Monte Carlo error of the
+        std at the median pixel). With PCG, ``info`` is ``SolverInfo(solver="pcg")`` with
+        the mean solve's iterations, its final relative residual as ``gap`` and its
+        residual history; the draws' iterations and residual are
+        ``diagnostics["draw_iterations"]`` and ``diagnostics["draw_residual"]``.
 
     Raises
     ------
     ValueError
         When the model is not the Gaussian-gradient prior with a Gaussian likelihood, when
         ``A`` does not observe the constant image (the posterior is improper), or for a
-        bad ``num_samples``, ``solver``, ``tol``, ``max_iter`` or ``num_draws``.
+        bad ``num_samples``, ``solver``, ``tol``, ``max_iter``, ``num_draws``,
+        ``std_rtol`` or ``max_draws``.
 
     References
     ----------
@@ -275,20 +334,23 @@ def exact_posterior(
     --------
     >>> import torch
     >>> from bayes_restore.models import restoration_model
-    >>> from bayes_restore.operators import Blur, gaussian_psf
+    >>> from bayes_restore.operators import Blur, Downsample, gaussian_psf
     >>> from bayes_restore.priors import GaussianGradient
     >>> y = torch.rand(16, 16, dtype=torch.float64)
-    >>> post = exact_posterior(restoration_model, y, prior=GaussianGradient(0.1, shape=(16, 16)),
-    ...                        sigma=0.1)
+    >>> prior = GaussianGradient(0.1, shape=(16, 16))
+    >>> post = exact_posterior(restoration_model, y, prior=prior, sigma=0.1)
     >>> post.std.shape, post.diagnostics["std_method"]
     (torch.Size([16, 16]), 'exact')
-    >>> post = exact_posterior(restoration_model, y, prior=GaussianGradient(0.1, shape=(16, 16)),
-    ...                        sigma=0.1, operator=Blur(gaussian_psf(5, 1.0)), num_samples=8,
-    ...                        seed=0)
-    >>> post.info.solver, post.info.converged, post.samples.shape
-    ('pcg', True, torch.Size([1, 8, 16, 16]))
-    >>> post.diagnostics["std_method"], post.diagnostics["num_draws"]
-    ('perturb-optimise', 100)
+    >>> post = exact_posterior(restoration_model, y[:8, :8], prior=prior, sigma=0.1,
+    ...                        operator=Downsample(2), num_samples=4)
+    >>> post.info.solver, post.diagnostics["aliasing"], post.samples.shape
+    ('dct', (2, 2), torch.Size([1, 4, 16, 16]))
+    >>> post = exact_posterior(restoration_model, y, prior=prior, sigma=0.1,
+    ...                        operator=Blur(gaussian_psf(5, 1.0), boundary="periodic"))
+    >>> post.info.solver, post.info.converged, post.diagnostics["std_method"]
+    ('pcg', True, 'perturb-optimise')
+    >>> post.diagnostics["std_mc_error"] <= 0.05
+    True
     """
     kwargs = model_arguments(kwargs, model_kwargs)
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 0:
@@ -299,8 +361,13 @@ def exact_posterior(
         raise ValueError(f"tol must be a number in (0, 1), got {tol!r}")
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
         raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
-    if isinstance(num_draws, bool) or not isinstance(num_draws, int) or num_draws < 2:
-        raise ValueError(f"num_draws must be an integer >= 2, got {num_draws!r}")
+    if num_draws is not None and (isinstance(num_draws, bool) or not isinstance(num_draws, int)
+                                  or num_draws < 2):
+        raise ValueError(f"num_draws must be None or an integer >= 2, got {num_draws!r}")
+    if isinstance(std_rtol, bool) or not (isinstance(std_rtol, (int, float)) and 0 < std_rtol < 1):
+        raise ValueError(f"std_rtol must be a number in (0, 1), got {std_rtol!r}")
+    if isinstance(max_draws, bool) or not isinstance(max_draws, int) or max_draws < 2:
+        raise ValueError(f"max_draws must be an integer >= 2, got {max_draws!r}")
     start = time.perf_counter()
     problem = recognise(model, args, kwargs)
     if problem is None or problem.beta != 2.0 or problem.noise != "gaussian":
@@ -309,14 +376,23 @@ def exact_posterior(
             "likelihood: its posterior is Gaussian. For TV or other priors use 'vi' or 'mcmc'"
         )
     gen = make_generator(seed, generator, problem.y.device)
-    identity = problem.operator.is_identity
-    if solver == "dct" and not identity:
+    op = problem.operator
+    identity = op.is_identity
+    aliasing = None
+    if not identity and solver != "pcg":
+        image = tuple(problem.prior.event_shape)[-2:]
+        aliasing = dct_aliasing(op, image, problem.y)
+    if solver == "dct" and not identity and aliasing is None:
         raise ValueError(
-            f"solver='dct' diagonalises A = I only, not {problem.operator!r}; use solver='pcg'"
+            f"solver='dct' needs A = I or an operator that shares the DCT-II basis (a "
+            f"reflective blur by a symmetric kernel, a box decimation dividing the image), "
+            f"not {op!r}; use solver='pcg'"
         )
-    if solver == "pcg" or not identity:
+    if solver == "pcg" or (not identity and aliasing is None):
         return pcg_posterior(problem, num_samples, gen, tol, max_iter, num_draws,
-                             precondition, start)
+                             precondition, start, std_rtol=std_rtol, max_draws=max_draws)
+    if aliasing is not None:
+        return _spectral_posterior(problem, aliasing, num_samples, gen, start)
     y = problem.y.detach()
     sigma, scale = problem.sigma, problem.scale  # one value per image, broadcast shape
     h, w = y.shape[-2:]
@@ -336,4 +412,27 @@ def exact_posterior(
         method="exact", map=mean, mean=mean, std=std, samples=samples, info=info,
         diagnostics=ExactDiagnostics(observed=y, prior_scale=scale, sigma=sigma,
                                      std_method="exact"),
+    )
+
+
+def _spectral_posterior(problem, aliasing, num_samples, gen, start) -> Posterior:
+    """Mean, exact std and exact draws where ``A`` shares the prior's DCT-II basis."""
+    y = problem.y.detach()
+    shape = tuple(y.shape[: y.dim() - problem.event_dim]) + tuple(problem.prior.event_shape)
+    sigma = problem.sigma.to(dtype=y.dtype, device=y.device)
+    scale = problem.scale.to(dtype=y.dtype, device=y.device)
+    # one (sigma, b) per image: batch + (1,) * event_dim, read as "anything, then (1, 1)"
+    post = SpectralGaussian(aliasing, sigma, scale)
+    mean = post.mean(y).expand(shape)
+    std = post.std().expand(shape)
+    samples = None
+    if num_samples:
+        samples = post.sample(mean, num_samples, gen).to(torch.float32).unsqueeze(0)
+    info = SolverInfo(solver="dct", iterations=0, converged=True,
+                      time=time.perf_counter() - start, gap=0.0)
+    return Posterior(
+        method="exact", map=mean, mean=mean, std=std, samples=samples, info=info,
+        diagnostics=ExactDiagnostics(observed=y, prior_scale=problem.scale,
+                                     sigma=problem.sigma, std_method="exact",
+                                     aliasing=tuple(aliasing.factors)),
     )

@@ -47,8 +47,9 @@ def map_estimate(
       Derivations page of the documentation);
     - ``"pdhg"``: total variation (isotropic or anisotropic), any linear operator:
       accelerated Chambolle-Pock for ``A = I``, Chambolle-Pock with the data term in
-      the primal prox (masks, box decimation, periodic blur) or with ``K = [grad; A]``
-      otherwise, all stopped by a certified relative primal-dual gap
+      the primal prox on fused numba kernels (every operator with an exact
+      ``solve_normal``: masks, box decimation, blur) or with
+      ``K = [grad; A]`` otherwise, all stopped by a certified relative primal-dual gap
       (:func:`~bayes_restore.infer.tv_map_pdhg`); and TV with a
       :class:`~bayes_restore.likelihoods.LaplaceLikelihood` and ``A = I`` (TV-L1,
       :func:`~bayes_restore.infer.tv_l1_pdhg`).
@@ -169,7 +170,9 @@ def _run_fast(name: str, problem: RestorationProblem, tol, max_iter) -> Posterio
         )
     else:
         # E = |A x - y|^2 + lambda TV(x); tv_map_pdhg runs the accelerated ROF solver
-        # for A = I and the primal-dual method with K = [grad; A] otherwise
+        # for A = I, else its fast path: the primal splitting on fused kernels where A
+        # solves its normal equations exactly, the primal-dual method with K = [grad; A]
+        # otherwise
         x, info = tv_map_pdhg(
             y,
             problem.weight,

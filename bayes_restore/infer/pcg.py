@@ -14,7 +14,14 @@ from bayes_restore.differences import dct2, div, grad, idct2, laplacian_eigenval
 from bayes_restore.exceptions import ConvergenceWarning
 from bayes_restore.posterior import ExactDiagnostics, Posterior, SolverInfo
 
-__all__ = ["pcg", "pcg_posterior", "DRAW_BLOCK"]
+__all__ = ["pcg", "pcg_posterior", "DRAW_BLOCK", "DEFAULT_STD_RTOL", "MAX_DRAWS", "MIN_DRAWS"]
+
+#: the relative Monte Carlo error of the std to reach at the median pixel (about 200 draws)
+DEFAULT_STD_RTOL = 0.05
+#: the cap on convergence-controlled draws
+MAX_DRAWS = 1000
+#: the first batch of convergence-controlled draws (enough for the error estimate itself)
+MIN_DRAWS = 32
 
 
 def pcg(
@@ -109,10 +116,12 @@ DRAW_BLOCK = 2**22
 
 
 def pcg_posterior(problem, num_samples, generator, tol, max_iter, num_draws, precondition,
-                  start) -> Posterior:
+                  start, *, std_rtol=DEFAULT_STD_RTOL, max_draws=MAX_DRAWS) -> Posterior:
     """Mean by PCG, std and draws by perturb-and-optimise.
 
     See :func:`~bayes_restore.infer.exact_posterior`, whose ``solver="pcg"`` this is.
+    ``num_draws=None``: draws are added until the std's relative Monte Carlo error at the
+    median pixel is at most ``std_rtol`` (or ``max_draws`` are made); an integer fixes it.
     """
     y = problem.y.detach()
     op = problem.operator
@@ -152,14 +161,18 @@ def pcg_posterior(problem, num_samples, generator, tol, max_iter, num_draws, pre
     mean, iterations, residual, history = pcg(apply_q, adjoint(y) / sigma**2, **solve_kw)
     mean_ok = iterations < max_iter or float(residual.max()) <= tol
 
-    n = max(num_draws, num_samples)
+    fixed = num_draws is not None
+    n_target = max(num_draws, num_samples) if fixed else max(MIN_DRAWS, num_samples)
+    cap = n_target if fixed else max(max_draws, num_samples)
     block = max(1, DRAW_BLOCK // max(1, math.prod(shape)))
     noise_device = generator.device
     obs_shape, grad_shape = tuple(y.shape), shape[:-2] + (2,) + shape[-2:]
     sq = torch.zeros(shape, dtype=y.dtype, device=y.device)
-    kept, draw_iterations, draw_residual = [], 0, 0.0
-    for first in range(0, n, block):
-        m = min(block, n - first)
+    quad = torch.zeros(shape, dtype=y.dtype, device=y.device)
+    kept, draw_iterations, draw_residual, n = [], 0, 0.0, 0
+    error = math.inf
+    while n < n_target:
+        m = min(block, n_target - n)
         e1 = torch.randn((m,) + obs_shape, generator=generator, dtype=y.dtype,
                          device=noise_device).to(y.device)
         e2 = torch.randn((m,) + grad_shape, generator=generator, dtype=y.dtype,
@@ -168,10 +181,24 @@ def pcg_posterior(problem, num_samples, generator, tol, max_iter, num_draws, pre
         delta, it, res, _ = pcg(apply_q, rhs, **solve_kw)
         draw_iterations = max(draw_iterations, it)
         draw_residual = max(draw_residual, float(res.max()))
-        sq += (delta**2).sum(0)
-        if first < num_samples:
-            kept.append((mean + delta[: num_samples - first]).to(torch.float32))
+        d2 = delta**2
+        sq += d2.sum(0)
+        quad += (d2**2).sum(0)
+        if n < num_samples:
+            kept.append((mean + delta[: num_samples - n]).to(torch.float32))
+        n += m
+        error = _std_error(sq, quad, n, event_dim)
+        if not fixed and n >= n_target and error > std_rtol and n < cap:
+            # the error falls as 1 / sqrt(n): aim a little past the target
+            n_target = min(cap, max(n + 1, math.ceil(1.1 * n * (error / std_rtol) ** 2)))
     std = torch.sqrt(sq / n)
+    if not fixed and error > std_rtol:
+        warnings.warn(
+            f"perturb-and-optimise stopped at max_draws={cap} with a relative Monte Carlo "
+            f"error of the std of {error:.3f} > std_rtol={std_rtol:g} at the median pixel",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
     draws_ok = draw_residual <= tol
     if not (mean_ok and draws_ok):
         warnings.warn(
@@ -193,5 +220,22 @@ def pcg_posterior(problem, num_samples, generator, tol, max_iter, num_draws, pre
             cg_iterations=iterations, cg_residual=float(residual.max()),
             draw_iterations=draw_iterations, draw_residual=draw_residual, tol=tol,
             preconditioner="dct" if precondition else None,
+            std_mc_error=error, std_rtol=None if fixed else std_rtol,
         ),
     )
+
+
+def _std_error(sq: torch.Tensor, quad: torch.Tensor, n: int, event_dim: int) -> float:
+    """Relative standard error of the Monte Carlo std at the median pixel (worst image).
+
+    With ``v = mean(d^2)`` and ``k = mean(d^4)`` over ``n`` draws, ``Var(v) ~ (k - v^2) / n``
+    and the std ``sqrt(v)`` has the relative error ``sqrt((k / v^2 - 1) / n) / 2``
+    (``sqrt(1 / (2 n))`` for Gaussian draws).
+    """
+    v = sq / n
+    k = quad / n
+    ratio = torch.where(v > 0, k / torch.where(v > 0, v * v, torch.ones_like(v)),
+                        torch.full_like(v, 3.0))
+    rel = 0.5 * torch.sqrt((ratio - 1).clamp_min(0) / n)
+    per_image = rel.flatten(-event_dim).median(-1).values
+    return float(per_image.max())

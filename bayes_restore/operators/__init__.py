@@ -16,10 +16,16 @@ the solvers' fast paths, without any change to the package:
 - :class:`PixelDiagonal` ``(d)``: ``A = diag(d)`` (masks, pointwise gains);
 - :class:`FourierDiagonal` ``(transfer)``: a periodic convolution, diagonal in the
   2-D discrete Fourier basis;
+- :class:`DCTDiagonal` ``(eigenvalues)``: a symmetric convolution with reflective
+  boundaries, diagonal in the orthonormal 2-D DCT-II basis (the basis of the Neumann
+  gradient prior);
 - :class:`BlockMean` ``(factor)``: the mean of each ``factor x factor`` block
   (``A A^T = I / factor^2``).
 
-Layout: ``structures.py`` (the three structures), ``base.py`` (the interface and the
+The structures that share the prior's DCT-II basis describe themselves in it as a
+:class:`DCTAliasing` (``dct_aliasing(h, w, like)``): the exact Gaussian posterior's path.
+
+Layout: ``structures.py`` (the structures), ``base.py`` (the interface and the
 general gain :class:`Diagonal`, which its ``restrict`` returns), ``pointwise.py``
 (:class:`Identity`, :class:`Mask`, :func:`as_operator`), ``blur.py`` (:class:`Blur` and
 its point-spread functions), ``sampling.py`` (:class:`Downsample`). Every name is
@@ -31,7 +37,7 @@ from .blur import Blur, box_psf, gaussian_psf
 from .pointwise import Identity, Mask
 from .pointwise import as_operator as as_operator  # not in __all__, used by the package
 from .sampling import Downsample
-from .structures import BlockMean, FourierDiagonal, PixelDiagonal
+from .structures import BlockMean, DCTAliasing, DCTDiagonal, FourierDiagonal, PixelDiagonal
 
 __all__ = [
     "LinearOperator",
@@ -42,7 +48,9 @@ __all__ = [
     "Diagonal",
     "PixelDiagonal",
     "FourierDiagonal",
+    "DCTDiagonal",
     "BlockMean",
+    "DCTAliasing",
     "gaussian_psf",
     "box_psf",
 ]

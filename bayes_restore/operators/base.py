@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 
 from ._common import check_window
-from .structures import BlockMean, FourierDiagonal, PixelDiagonal
+from .structures import BlockMean, DCTDiagonal, FourierDiagonal, PixelDiagonal
 
 __all__ = ["LinearOperator", "Diagonal"]
 
@@ -81,7 +81,7 @@ class LinearOperator:
             )
         return tuple(shape)
 
-    def structure(self) -> PixelDiagonal | FourierDiagonal | BlockMean | None:
+    def structure(self) -> PixelDiagonal | FourierDiagonal | DCTDiagonal | BlockMean | None:
         """The operator's spectral structure, or ``None`` for a general operator.
 
         Solvers use it for closed-form steps (the data term's proximal step); the base
@@ -106,7 +106,8 @@ class LinearOperator:
         if structure is None:
             raise NotImplementedError(
                 f"{self!r} has no closed-form (A^T A + rho I)^-1: it declares no structure() "
-                "(PixelDiagonal, FourierDiagonal or BlockMean); use an iterative solver"
+                "(PixelDiagonal, FourierDiagonal, DCTDiagonal or BlockMean); use an iterative "
+                "solver"
             )
         return structure.solve_normal(v, rho)
 
@@ -135,11 +136,14 @@ class LinearOperator:
     def dct_symbol(self, h: int, w: int, like: torch.Tensor) -> torch.Tensor | None:
         """``A^T A`` approximated as diagonal in the DCT-II basis of ``(h, w)`` images, or None.
 
-        Preconditioners ask for it. From a :class:`FourierDiagonal` structure it is
-        ``|H|^2`` at the DCT frequencies ``(pi k / h, pi l / w)``: exact for a symmetric
-        kernel with reflexive boundaries, close otherwise.
+        Preconditioners ask for it. From a :class:`DCTDiagonal` structure it is exact,
+        ``lambda^2``; from a :class:`FourierDiagonal` one it is ``|H|^2`` at the DCT
+        frequencies ``(pi k / h, pi l / w)``: exact for a symmetric kernel with reflexive
+        boundaries, close otherwise.
         """
         structure = self.structure()
+        if isinstance(structure, DCTDiagonal):
+            return structure.eigenvalues(h, w, like).square()
         if isinstance(structure, FourierDiagonal):
             return structure.transfer(2 * h, 2 * w, like)[:h, :w].abs().square()
         return None

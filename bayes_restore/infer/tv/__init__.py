@@ -6,10 +6,10 @@ Three solvers share one workspace of preallocated buffers (``_workspace.py``):
   algorithm, on eager torch or on fused numba kernels (``_rof_numba.py``);
 - :func:`tv_map_pdhg` (``splitting.py``), any
   :class:`~bayes_restore.operators.LinearOperator` ``A``: Chambolle & Pock with the
-  data term in the primal prox where the operator's declared
-  :meth:`~bayes_restore.operators.LinearOperator.structure` makes it closed-form
-  (``_data_prox.py``: pixel-diagonal, block mean, periodic convolution), else with
-  ``K = [grad; A]`` (``A`` in the dual, no inner solve);
+  data term in the primal prox where the operator solves its normal equations exactly
+  (``_data_prox.py``: from ``solve_normal``, specialised for pixel-diagonal, block mean
+  and periodic convolution), on fused numba kernels (``_splitting_numba.py``), else
+  with ``K = [grad; A]`` (``A`` in the dual, no inner solve);
 - :func:`tv_l1_pdhg` (``l1.py``), TV-L1 (Laplace likelihood, ``A = I``): Chambolle &
   Pock with the shrinkage towards ``y`` as the primal prox.
 

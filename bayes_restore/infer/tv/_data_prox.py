@@ -1,10 +1,17 @@
 """The data term's proximal step where it is closed-form, chosen by the operator's structure.
 
-``prox_{tau G}`` of ``G(u) = 0.5 |A u - y|^2`` is ``(I + tau A^T A)^{-1} (v + tau A^T y)``:
-closed-form when ``A`` is pixel-diagonal, Fourier-diagonal (periodic convolution) or a
-block mean (box decimation), the structures an operator declares with
-:meth:`~bayes_restore.operators.LinearOperator.structure`. Nothing here looks at the
-operator's class: a new operator that declares one of them gets the primal splitting.
+``prox_{tau G}`` of ``G(u) = 0.5 |A u - y|^2`` is ``(I + tau A^T A)^{-1} (v + tau A^T y)
+= (A^T A + rho I)^{-1} (rho v + A^T y)`` with ``rho = 1 / tau``, that is
+``operator.solve_normal(rho v + A^T y, rho)``: closed-form for every operator that can
+solve its normal equations exactly
+(:attr:`~bayes_restore.operators.LinearOperator.can_solve_normal`: every declared
+:meth:`~bayes_restore.operators.LinearOperator.structure`, or an operator's own
+``solve_normal``), which is the generic step (:class:`SolveNormalProx`). Specialised
+versions run where they measure faster: pixel-diagonal (a pointwise affine map, fused
+into the solver's numba pass), block mean (box decimation: one numba pass) and
+Fourier-diagonal (periodic convolution: the transfer function cached, one FFT pair).
+Nothing here looks at the operator's class: a new operator that declares a structure,
+or solves its normal equations, gets the primal splitting.
 """
 
 from __future__ import annotations
@@ -25,8 +32,16 @@ class DataProx:
     A^T y)`` into ``out``.
     """
 
+    #: the fused numba kernels (``_splitting_numba``), set by the solver when they run
+    kernels = None
+
     def __init__(self, operator: LinearOperator, ys: torch.Tensor):
         self.op, self.ys = operator, ys
+
+    def affine(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(gain, offset)`` with ``prox(v) = gain v + offset`` pointwise (image-shaped,
+        contiguous; after :meth:`set_step`), or ``None`` when the step is not pointwise."""
+        return None
 
     def set_step(self, tau: float) -> None:
         raise NotImplementedError
@@ -86,6 +101,16 @@ class PixelDiagonalProx(DataProx):
             torch.add(v, self.tdy, out=out)
             out.mul_(self.inv)
 
+    def affine(self):
+        shape = self.d.shape
+        if self.binary:
+            gain = (1.0 - self.mc).expand(shape).contiguous()
+            offset = (self.mc * self.ys).expand(shape).contiguous()
+        else:
+            gain = self.inv.expand(shape).contiguous()
+            offset = (self.tdy * self.inv).expand(shape).contiguous()
+        return gain, offset
+
     def initial_image(self, y, aty):
         """``y / d`` where observed (``A``'s pseudo-inverse), elsewhere their mean."""
         observed = self.observed
@@ -137,10 +162,17 @@ class BlockMeanProx(DataProx):
         f2 = self.f**2
         self.c = tau / (f2 + tau)
         self.scaled_aty = self.aty * (tau * (1.0 - self.c))
+        self.scaled_aty_full = self.scaled_aty.contiguous()
 
     def prox(self, v, out):
         f = self.f
         h, w = v.shape[-2:]
+        if self.kernels is not None:  # one pass (the solver checked dtype, device, layout)
+            flat = (-1, h, w)
+            self.kernels.block_prox(v.view(flat).numpy(), out.view(flat).numpy(),
+                                    self.scaled_aty_full.view(flat).numpy(), f,
+                                    v.numpy().dtype.type(self.c / f**2))
+            return
         # block means by avg_pool2d (several times faster than a mean over strided views)
         means = torch.nn.functional.avg_pool2d(v.reshape(-1, 1, h, w), f)
         shape = (-1, h // f, 1, w // f, 1)
@@ -176,15 +208,41 @@ class FourierDiagonalProx(DataProx):
         return y.clone()
 
 
-#: the closed-form proximal step of each structure
+class SolveNormalProx(DataProx):
+    """Any operator that solves its normal equations exactly (``operator.solve_normal``):
+    ``prox(v) = (A^T A + rho I)^{-1} (rho v + A^T y)`` with ``rho = 1 / tau``."""
+
+    def __init__(self, operator, ys, x_shape):
+        super().__init__(operator, ys)
+        self.aty = operator.adjoint_as(ys, x_shape)
+        self.rho = None
+
+    def set_step(self, tau):
+        self.rho = 1.0 / tau
+
+    def prox(self, v, out):
+        out.copy_(self.op.solve_normal(torch.add(self.aty, v, alpha=self.rho), self.rho))
+
+    def initial_image(self, y, aty):
+        # y itself where it is an image of the same shape (a blur), else A^T y
+        return y.clone() if y.shape == aty.shape else aty
+
+
+#: the specialised proximal steps, where they measure faster than the generic one
 _PROX_OF = ((PixelDiagonal, PixelDiagonalProx), (BlockMean, BlockMeanProx),
             (FourierDiagonal, FourierDiagonalProx))
 
 
 def make_data_prox(operator: LinearOperator, ys: torch.Tensor, x_shape) -> DataProx | None:
-    """The closed-form ``prox_{tau G}`` for ``operator.structure()``, or ``None`` (general)."""
+    """The closed-form ``prox_{tau G}`` of the operator, or ``None`` (no exact normal solve).
+
+    A specialised step for the declared :meth:`structure` where there is one, else
+    :class:`SolveNormalProx` when the operator :attr:`can_solve_normal`.
+    """
     structure = operator.structure()
     for kind, prox in _PROX_OF:
         if isinstance(structure, kind):
             return prox(operator, structure, ys, x_shape)
+    if operator.can_solve_normal:
+        return SolveNormalProx(operator, ys, x_shape)
     return None

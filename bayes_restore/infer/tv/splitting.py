@@ -1,11 +1,13 @@
 """TV MAP for any linear operator ``A``: the primal and the dual splittings of Chambolle & Pock.
 
-The data term goes in the primal proximal step where the operator's declared
-structure makes that step closed-form (``_data_prox.py``), else ``A`` goes in the dual
-(``K = [grad; A]``, only ``A`` and ``A^T`` applied). The public ``weight`` is ``lambda``
-of ``|A x - y|^2 + lambda TV(x)``; both splittings iterate on half that energy with ``w
-= lambda / 2``, on ``u = x / w`` as the ROF solver does, and are certified by
-``certificate.py``.
+The data term goes in the primal proximal step where the operator solves its normal
+equations exactly (a declared structure, or its own ``solve_normal``: ``_data_prox.py``),
+else ``A`` goes in the dual (``K = [grad; A]``, only ``A`` and ``A^T`` applied). The
+primal splitting runs on fused numba kernels on the CPU (``_splitting_numba.py``: the dual
+step, its projection, the extrapolation and ``u + tau div p`` in one pass, and a
+pointwise data step in the same pass). The public ``weight`` is ``lambda`` of ``|A x -
+y|^2 + lambda TV(x)``; both splittings iterate on half that energy with ``w = lambda /
+2``, on ``u = x / w`` as the ROF solver does, and are certified by ``certificate.py``.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def tv_map_pdhg(
     tau: float | None = None,
     splitting: str = "auto",
     init: torch.Tensor | None = None,
+    backend: str = "auto",
 ) -> tuple[torch.Tensor, SolverInfo]:
     r"""Minimise ``|A x - y|^2 + lambda TV(x)`` for any linear operator ``A``, gap-certified.
 
@@ -62,8 +65,11 @@ def tv_map_pdhg(
     splittings (for ``A = I`` it runs :func:`tv_denoise_pdhg`, accelerated, instead):
 
     - ``"primal"``: the data term in the primal proximal step, ``K = grad`` only
-      (``tau sigma 8 = 1``). Used when that step is closed-form, which the operator
-      says through :meth:`~bayes_restore.operators.LinearOperator.structure`:
+      (``tau sigma 8 = 1``). Used when that step is closed-form: the operator's exact
+      :meth:`~bayes_restore.operators.LinearOperator.solve_normal` gives it
+      (``(I + tau A^T A)^{-1} (v + tau A^T y) = solve_normal(v / tau + A^T y, 1 / tau)``),
+      available for every declared
+      :meth:`~bayes_restore.operators.LinearOperator.structure`, with specialised steps for
       :class:`~bayes_restore.operators.PixelDiagonal` (masks, pointwise gains),
       :class:`~bayes_restore.operators.BlockMean` (box decimation, ``A A^T = I / f^2``,
       so ``(I + t A^T A)^{-1} = I - t / (f^2 + t) A^T A``) and
@@ -121,6 +127,16 @@ def tv_map_pdhg(
         Starting image, shape of ``A^T y``. Default: nearest-neighbour upsampling
         (``f^2 A^T y``) for a block mean, ``y / d`` at the observed pixels of a pixel
         diagonal (their mean elsewhere), ``y`` for a periodic blur, ``A^T y`` otherwise.
+    backend : {"auto", "numba", "torch"}, default "auto"
+        What runs the primal splitting. ``"numba"``: fused CPU kernels, one pass over
+        memory per iteration (the data step included when it is pointwise, a masked or
+        pixel-diagonal ``A``; a block mean's step is one more pass, a periodic blur's an
+        FFT pair); float32/float64 CPU tensors and non-vectorial TV only. ``"torch"``:
+        eager tensor operations, any device, dtype and TV. ``"auto"``: numba where it
+        applies and loads. Both run the same iteration (tested to agree); the gap is
+        checked on a schedule predicted from its measured decay (at least every
+        ``check_every`` iterations and at most an eighth of those done apart). The dual
+        splitting runs on torch.
 
     Returns
     -------
@@ -128,7 +144,7 @@ def tv_map_pdhg(
         The MAP image(s), shape of ``A^T y``.
     info : SolverInfo
         As for :func:`tv_denoise_pdhg`: ``objective`` is ``|A x - y|^2 + lambda TV(x)``
-        summed over the batch.
+        summed over the batch; ``backend`` says what ran.
 
     Examples
     --------
@@ -169,6 +185,8 @@ def tv_map_pdhg(
         )
     if splitting not in ("auto", "primal", "dual"):
         raise ValueError(f"splitting must be 'auto', 'primal' or 'dual', got {splitting!r}")
+    if backend not in _BACKENDS:
+        raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
     y = y.detach()
     x0 = operator.adjoint(y)
     check_options(x0, event_dim, vectorial, tol, max_iter, check_every, isotropic)
@@ -189,9 +207,9 @@ def tv_map_pdhg(
     if splitting == "primal" and data is None:
         raise ValueError(
             "splitting='primal' needs a closed-form proximal step of the data term, from "
-            "an operator whose structure() is PixelDiagonal, BlockMean or FourierDiagonal "
-            f"(e.g. Mask, Downsample(kernel='box'), Blur(boundary='periodic')); {operator!r} "
-            "declares none"
+            "an operator that solves its normal equations exactly (a declared structure(), "
+            "e.g. Mask, Downsample(kernel='box'), Blur(boundary='periodic'), or its own "
+            f"solve_normal); {operator!r} has neither"
         )
     cert = GeneralCertificate(operator, ws, ys, x0.shape)
     if data is not None:
@@ -200,10 +218,14 @@ def tv_map_pdhg(
         if tau is None:
             spread = float(x0.double().std()) if x0.numel() > 1 else 0.0
             tau = _TAU_PRIMAL * (spread if spread > 0 else 1.0) / float(ws.per_image(w).mean())
-        u, gap, objective, it, history = _pdhg_primal_prox(
+        kernels = _fused_kernels(x0, ws, backend)
+        run = _pdhg_primal_prox if kernels is None else _pdhg_primal_fused
+        u, gap, objective, it, history = run(
             torch.div(x0, w), ws, w2, data, cert, tau=tau, tol=tol, max_iter=max_iter,
             check_every=check_every,
+            **({} if kernels is None else {"kernels": kernels}),
         )
+        used = "torch" if kernels is None else "numba"
     else:
         norm2 = GRAD_NORM2 + float(operator.norm_bound) ** 2
         u, gap, objective, it, history = _pdhg_operator_in_dual(
@@ -211,7 +233,9 @@ def tv_map_pdhg(
             tau=3.0 / math.sqrt(norm2) if tau is None else tau, tol=tol, max_iter=max_iter,
             check_every=check_every,
         )
-    return finish(u.mul_(w), "pdhg", it, gap, objective, history, tol, max_iter, start)
+        used = "torch"
+    return finish(u.mul_(w), "pdhg", it, gap, objective, history, tol, max_iter, start,
+                  backend=used)
 
 
 # --------------------------------------------------------------------------------------
@@ -287,3 +311,112 @@ def _pdhg_operator_in_dual(u, ys, ws, w2, operator, cert, *, norm2, tau, tol, ma
             if gap <= tol:
                 break
     return u, gap, objective, it, history
+
+
+# --------------------------------------------------------------------------------------
+# the primal splitting on fused numba kernels
+# --------------------------------------------------------------------------------------
+
+#: most iterations one call of the fused pointwise kernel runs (between two gap checks)
+_MAX_FUSED = 16
+#: accepted values of ``backend`` (as for the ROF solver)
+_BACKENDS = ("auto", "numba", "torch")
+
+
+def _fused_kernels(x0: torch.Tensor, ws: Workspace, backend: str):
+    """The module ``_splitting_numba`` if its kernels run this problem, else ``None``."""
+    if backend == "torch":
+        return None
+    runs = x0.device.type == "cpu" and not ws.vectorial and x0.dtype in (torch.float32,
+                                                                         torch.float64)
+    if not runs:
+        if backend == "numba":
+            raise ValueError(
+                "backend='numba' runs float32/float64 CPU tensors and non-vectorial TV only; "
+                f"got device={x0.device.type!r}, dtype={x0.dtype}, vectorial={ws.vectorial}"
+            )
+        return None
+    try:
+        from . import _rof_numba, _splitting_numba
+    except Exception as err:  # numba missing, broken, or unable to cache on this machine
+        if backend == "numba":
+            raise ImportError(f"backend='numba' needs numba ({err})") from err
+        return None
+    if backend == "auto" and _rof_numba.jit_disabled():
+        return None
+    return _splitting_numba
+
+
+def _pdhg_primal_fused(u, ws, w2, data, cert, *, tau, tol, max_iter, check_every, kernels):
+    """:func:`_pdhg_primal_prox` on the fused kernels: the same iteration.
+
+    A pointwise data step (pixel-diagonal ``A``) runs inside the kernel's single pass
+    (:func:`~._splitting_numba.iterate_affine`); any other runs between two passes of
+    :func:`~._splitting_numba.dual_div`, on the ``v = u + tau div p`` it writes.
+    """
+    sigma = 1.0 / (GRAD_NORM2 * tau)
+    data.set_step(tau)
+    data.kernels = kernels
+    h, w = ws.h, ws.w
+    u = u.contiguous()
+    u_old = u.clone()  # u_bar = 2 u - u_old = u at the start
+    v = torch.empty_like(u)
+    flat = (-1, h, w)
+    dtype = u.numpy().dtype.type
+    p_np = ws.p.view(-1, 2, h + 1, w + 1).numpy()
+    affine = data.affine()
+    if affine is not None:
+        gain, offset = (t.view(flat).numpy() for t in affine)
+    s, t, one, iso = dtype(sigma), dtype(tau), dtype(1.0), ws.isotropic
+    history: list[float] = []
+    best = None
+    gap, objective, it, next_check = math.inf, math.nan, 0, check_every
+    checks: list[tuple[int, float]] = []
+    while it < max_iter:
+        m = min(_MAX_FUSED, next_check - it, max_iter - it)
+        un, uo = u.view(flat).numpy(), u_old.view(flat).numpy()
+        if affine is not None:
+            kernels.iterate_affine(un, uo, p_np, gain, offset, s, t, one, iso, m)
+            if m % 2:
+                u, u_old = u_old, u
+        else:
+            vn = v.view(flat).numpy()
+            for _ in range(m):
+                kernels.dual_div(un, uo, p_np, vn, s, t, one, iso)
+                data.prox(v, u_old)  # u_next over u_old
+                u, u_old = u_old, u
+                un, uo = uo, un
+        it += m
+        if it == next_check or it == max_iter:
+            primal = cert.primal(u)
+            dual = cert.dual(data.residual(u))
+            own = data.lower_bound(ws, v)
+            if own is not None:  # either can be the tighter one
+                dual = torch.maximum(dual, own)
+            best = dual if best is None else torch.maximum(best, dual)
+            gap, objective = relative_gap(primal, best, w2)
+            history.append(gap)
+            checks.append((it, gap))
+            if gap <= tol:
+                break
+            next_check = it + _next_interval(checks, tol, check_every)
+    data.kernels = None
+    return u, gap, objective, it, history
+
+
+def _next_interval(checks, tol: float, check_every: int) -> int:
+    """Iterations to the next gap check, from the gap's measured decay.
+
+    The gap falls about like ``k^-a``; ``a`` from the last two checks (at least 1, the
+    non-accelerated rate) predicts the crossing of ``tol``; the next check comes at 80 %
+    of the way there, at least ``check_every`` and at most an eighth of the iterations done
+    later (a check costs a few iterations: an ``A``, an ``A^T`` and a Poisson solve).
+    """
+    it, gap = checks[-1]
+    a = 1.0
+    if len(checks) >= 2:
+        (k0, g0), (k1, g1) = checks[-2], checks[-1]
+        if g1 < g0 and k1 > k0:
+            a = max(1.0, math.log(g0 / g1) / math.log(k1 / k0))
+    remaining = it * ((gap / tol) ** (1.0 / a) - 1.0)
+    return int(min(max(check_every, it // 8), max(check_every, math.ceil(0.8 * remaining))))
