@@ -12,7 +12,7 @@ import torch
 
 from bayes_restore._validation import as_float, check_positive
 from bayes_restore.differences import dct2, laplacian_eigenvalues
-from bayes_restore.infer.gaussian_spectral import dct_aliasing, prior_gain
+from bayes_restore.infer.gaussian_spectral import observed_prior_gain
 from bayes_restore.operators import LinearOperator
 
 from ._common import golden, image_tensor
@@ -118,15 +118,7 @@ def _dct_power(
         keep = mu > 0
         nu = 1.0 / torch.where(keep, mu, torch.ones_like(mu))
     else:
-        image = tuple(operator.input_shape((h, w)))
-        aliasing = dct_aliasing(operator, image, y)
-        if aliasing is None:
-            raise ValueError(
-                f"no closed-form evidence for {operator!r} on {image} images: it needs an "
-                "operator that shares the prior's DCT-II basis (Blur(psf, boundary='reflect') "
-                "with a symmetric psf, Downsample(f) with f dividing the image)"
-            )
-        nu = prior_gain(aliasing, y)
+        nu = observed_prior_gain(operator, y)
         keep = torch.ones_like(nu, dtype=torch.bool)
         keep[0, 0] = False
     c2 = dct2(y).square().reshape(-1, h, w)

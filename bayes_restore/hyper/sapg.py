@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
 from bayes_restore._validation import as_float, check_positive
-from bayes_restore.differences import gradient_energy
-from bayes_restore.infer.langevin import myula_step
-from bayes_restore.infer.prox import tv_prox
 from bayes_restore.infer.scale import tv_scale_chain
 from bayes_restore.infer.tv import tv_map_pdhg
 from bayes_restore.operators import LinearOperator, as_operator
@@ -21,7 +17,7 @@ from bayes_restore.operators import LinearOperator, as_operator
 from ._common import check_iterations, degrees_of_freedom, tv_problem
 from .estimate import ScaleEstimate, make_estimate
 
-__all__ = ["tv_scale_sapg", "operator_chain"]
+__all__ = ["tv_scale_sapg"]
 
 
 def tv_scale_sapg(
@@ -151,74 +147,15 @@ def tv_scale_sapg(
         gamma = step0 * (k - burn_in // 2) ** -0.8
         return theta * math.exp(gamma * max(min(1 - theta * tv / dof, 1.0), -1.0))
 
-    if not op.is_identity:
-        thetas = operator_chain(
-            t, op, sigma, event_dim, update, theta0=theta0, num_iter=num_iter,
-            isotropic=isotropic, smoothing=smoothing, prox_iter=prox_iter, dtype=dtype,
-            generator=generator,
-        )
-        theta = float(np.mean(thetas[burn_in:]))
-        return make_estimate("sapg", sigma, sigma**2 * theta, start, num_iter,
-                             {"theta": thetas})
+    operator, x0 = None, None
+    if not op.is_identity:  # the chain starts at the TV-MAP of theta0
+        operator = op
+        x0, _ = tv_map_pdhg(t.to(dtype), 2 * sigma**2 * theta0, op, isotropic=isotropic,
+                            event_dim=event_dim, tol=1e-2, max_iter=2000)
     thetas = tv_scale_chain(
         t, sigma, event_dim, update, theta0=theta0, num_iter=num_iter, isotropic=isotropic,
         smoothing=smoothing, prox_iter=prox_iter, dtype=dtype, generator=generator,
+        operator=operator, start=x0,
     )
     theta = float(np.mean(thetas[burn_in:]))
     return make_estimate("sapg", sigma, sigma**2 * theta, start, num_iter, {"theta": thetas})
-
-
-def operator_chain(
-    t: torch.Tensor,
-    op: LinearOperator,
-    sigma: float,
-    event_dim: int,
-    update: Callable[[int, float, float], float],
-    *,
-    theta0: float,
-    num_iter: int,
-    isotropic: bool,
-    smoothing: float,
-    prox_iter: int,
-    dtype: torch.dtype,
-    generator: torch.Generator | None,
-) -> list[float]:
-    """MYULA on ``x | y, theta`` for ``y = A x + n``, ``theta <- update(k, theta, TV(x_k))``.
-
-    ``U(x) = |A x - y|^2 / (2 sigma^2) + theta TV(x)``, the TV term by its Moreau-Yosida
-    envelope of parameter ``lam = smoothing * sigma^2`` (the prox warm-started, as in
-    :func:`~bayes_restore.infer.scale.tv_scale_chain`); step ``0.9 / L``,
-    ``L = ||A||^2 / sigma^2 + 1 / lam``. The chain starts at the TV-MAP of ``theta0``.
-    Returns the ``theta`` after each step.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from bayes_restore.operators import Downsample
-    >>> y = torch.rand(8, 8, generator=torch.Generator().manual_seed(0))
-    >>> thetas = operator_chain(y, Downsample(2), 0.1, 2, lambda k, th, tv: th, theta0=10.0,
-    ...                         num_iter=3, isotropic=True, smoothing=0.03, prox_iter=5,
-    ...                         dtype=torch.float32, generator=None)
-    >>> thetas
-    [10.0, 10.0, 10.0]
-    """
-    y = t.to(dtype)
-    lam = smoothing * sigma**2
-    norm = float(op.norm_bound)
-    step = 0.9 / (norm**2 / sigma**2 + 1 / lam)
-    noise_scale = math.sqrt(2 * step)
-    x, _ = tv_map_pdhg(y, 2 * sigma**2 * theta0, op, isotropic=isotropic,
-                       event_dim=event_dim, tol=1e-2, max_iter=2000)
-    x = x.to(dtype).clone()
-    dual = None
-    theta = theta0
-    thetas = []
-    for k in range(1, num_iter + 1):
-        px, dual = tv_prox(x, lam * theta, isotropic=isotropic, dual=dual, num_iter=prox_iter)
-        drift = op.adjoint_as(op.forward(x) - y, x.shape).div_(sigma**2).add_((x - px).div_(lam))
-        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-        x = myula_step(x, drift, step, noise, noise_scale)
-        tv = float(gradient_energy(x, 1.0, isotropic=isotropic, event_dim=event_dim).sum())
-        theta = update(k, theta, tv)
-        thetas.append(theta)
-    return thetas

@@ -17,7 +17,7 @@ from bayes_restore.differences import dct2, dct_matrix, idct2, laplacian_eigenva
 from bayes_restore.operators import LinearOperator
 from bayes_restore.posterior import ExactDiagnostics, Posterior, SolverInfo
 
-from .gaussian_spectral import SpectralGaussian, dct_aliasing, prior_gain
+from .gaussian_spectral import SpectralGaussian, dct_aliasing, observed_prior_gain
 from .generic import DEFAULT_SEED, make_generator, model_arguments
 from .pcg import DEFAULT_STD_RTOL, MAX_DRAWS, pcg, pcg_posterior
 from .problem import recognise
@@ -173,15 +173,7 @@ def gaussian_log_evidence(
     torch.Size([])
     """
     if operator is not None and not operator.is_identity:
-        image = tuple(operator.input_shape(tuple(y.shape[-2:])))
-        aliasing = dct_aliasing(operator, image, y)
-        if aliasing is None:
-            raise ValueError(
-                f"no closed-form evidence for {operator!r} on {image} images: it needs an "
-                "operator that shares the prior's DCT-II basis (Blur(psf, boundary='reflect') "
-                "with a symmetric psf, Downsample(f) with f dividing the image)"
-            )
-        nu = prior_gain(aliasing, y)
+        nu = observed_prior_gain(operator, y)
         sigma = torch.as_tensor(sigma, dtype=y.dtype, device=y.device)[..., None, None]
         scale = torch.as_tensor(scale, dtype=y.dtype, device=y.device)[..., None, None]
         var = sigma**2 + scale**2 * nu

@@ -32,7 +32,31 @@ import torch
 from bayes_restore.differences import dct2, idct2, laplacian_eigenvalues
 from bayes_restore.operators import DCTAliasing, LinearOperator
 
-__all__ = ["SpectralGaussian", "dct_aliasing"]
+__all__ = ["SpectralGaussian", "dct_aliasing", "observed_prior_gain"]
+
+
+def observed_prior_gain(operator: LinearOperator, y: torch.Tensor) -> torch.Tensor:
+    """:func:`prior_gain` of ``operator`` for observations like ``y``, or a ``ValueError``.
+
+    The prior's variance as the observation sees it, per DCT coefficient of ``y`` (the
+    closed-form evidence); raises, naming the operator, when it has no such description.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bayes_restore.operators import Downsample
+    >>> observed_prior_gain(Downsample(2), torch.zeros(4, 4, dtype=torch.float64)).shape
+    torch.Size([4, 4])
+    """
+    image = tuple(operator.input_shape(tuple(y.shape[-2:])))
+    aliasing = dct_aliasing(operator, image, y)
+    if aliasing is None:
+        raise ValueError(
+            f"no closed-form evidence for {operator!r} on {image} images: it needs an "
+            "operator that shares the prior's DCT-II basis (Blur(psf, boundary='reflect') "
+            "with a symmetric psf, Downsample(f) with f dividing the image)"
+        )
+    return prior_gain(aliasing, y)
 
 
 def dct_aliasing(

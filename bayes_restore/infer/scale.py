@@ -18,6 +18,7 @@ import torch
 
 from bayes_restore._validation import check_finite, check_positive
 from bayes_restore.differences import gradient_energy
+from bayes_restore.operators import LinearOperator
 
 from .langevin import myula_step
 from .prox import tv_prox
@@ -147,6 +148,8 @@ def tv_scale_chain(
     prox_iter: int,
     dtype: torch.dtype,
     generator: torch.Generator | None,
+    operator: LinearOperator | None = None,
+    start: torch.Tensor | None = None,
 ) -> list[float]:
     """MYULA on ``x | y, theta`` with ``theta <- update(k, theta, TV(x_k))`` after each step.
 
@@ -157,6 +160,11 @@ def tv_scale_chain(
     with ``L = 1/sigma^2 + 1/lam`` (:func:`~bayes_restore.infer.langevin.myula_step`), the
     chain started at ``t``. ``TV(x_k)`` is summed over the images. Returns the ``theta``
     after each step.
+
+    With an ``operator`` ``A`` (``y = A x + n``) the data term is ``|A x - y|^2 / (2
+    sigma^2)``, its gradient ``A^T (A x - y) / sigma^2``, ``L = ||A||^2 / sigma^2 + 1 /
+    lam`` (``||A||`` from ``operator.norm_bound``), and the chain starts at ``start``
+    (required then: an image of ``A^T y``'s shape, e.g. a TV-MAP).
 
     Examples
     --------
@@ -170,15 +178,19 @@ def tv_scale_chain(
     """
     y = t.to(dtype)
     lam = smoothing * sigma**2
-    step = 0.9 / (1 / sigma**2 + 1 / lam)
+    norm = 1.0 if operator is None else float(operator.norm_bound)
+    step = 0.9 / (norm**2 / sigma**2 + 1 / lam)
     noise_scale = math.sqrt(2 * step)
-    x = y.clone()
+    if operator is not None and start is None:
+        raise ValueError("start is required with an operator (an image of A^T y's shape)")
+    x = y.clone() if start is None else start.to(dtype).clone()
     dual = None
     theta = theta0
     thetas = []
     for k in range(1, num_iter + 1):
         px, dual = tv_prox(x, lam * theta, isotropic=isotropic, dual=dual, num_iter=prox_iter)
-        drift = (x - y).div_(sigma**2).add_((x - px).div_(lam))
+        residual = x - y if operator is None else operator.adjoint_as(operator(x) - y, x.shape)
+        drift = residual.div_(sigma**2).add_((x - px).div_(lam))
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
         x = myula_step(x, drift, step, noise, noise_scale)
         tv = float(gradient_energy(x, 1.0, isotropic=isotropic, event_dim=event_dim).sum())

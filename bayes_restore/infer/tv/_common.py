@@ -19,6 +19,8 @@ __all__ = [
     "energy_unit",
     "relative_gap",
     "finish",
+    "BACKENDS",
+    "fused_kernels",
 ]
 
 F64 = torch.float64
@@ -109,3 +111,37 @@ def finish(x, solver, it, gap, objective, history, tol, max_iter, start, backend
         backend=backend,
     )
     return x, info
+
+
+#: accepted values of the solvers' ``backend``
+BACKENDS = ("auto", "numba", "torch")
+
+
+def fused_kernels(module: str, like: torch.Tensor, vectorial: bool, backend: str):
+    """The numba kernel module ``module`` (of this package) if it runs the problem, else None.
+
+    ``backend="torch"``: None. ``"numba"``: the module, or an error saying why it cannot
+    run (a device other than the CPU, a dtype other than float32/float64, vectorial TV,
+    numba missing). ``"auto"``: the module where it runs and the JIT is on, else None.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "torch":
+        return None
+    if like.device.type != "cpu" or vectorial or like.dtype not in (torch.float32, F64):
+        if backend == "numba":
+            raise ValueError(
+                "backend='numba' runs float32/float64 CPU tensors and non-vectorial TV only; "
+                f"got device={like.device.type!r}, dtype={like.dtype}, vectorial={vectorial}"
+            )
+        return None
+    try:
+        package = __import__(__package__, fromlist=(module, "_rof_numba"))
+        kernels, rof_kernels = getattr(package, module), package._rof_numba
+    except Exception as err:  # numba missing, broken, or unable to cache on this machine
+        if backend == "numba":
+            raise ImportError(f"backend='numba' needs numba ({err})") from err
+        return None
+    if backend == "auto" and rof_kernels.jit_disabled():  # NUMBA_DISABLE_JIT: Python loops
+        return None
+    return kernels

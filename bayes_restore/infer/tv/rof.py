@@ -24,12 +24,12 @@ import torch
 from bayes_restore.posterior import SolverInfo
 
 from ._common import (
-    F64,
     GRAD_NORM2,
     check_options,
     check_weight,
     energy_unit,
     finish,
+    fused_kernels,
     half_weight,
     relative_gap,
 )
@@ -216,31 +216,9 @@ def _rof_accelerated(ys, ws, w2, *, tol, max_iter, check_every, tau0):
     return u, gap, objective, it, history
 
 
-_BACKENDS = ("auto", "numba", "torch")
-
-
 def _fused_kernels(ys: torch.Tensor, ws: Workspace, backend: str):
     """The fused numba kernels (module ``_rof_numba``) if they run this problem, else None."""
-    if backend not in _BACKENDS:
-        raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
-    if backend == "torch":
-        return None
-    if ys.device.type != "cpu" or ws.vectorial or ys.dtype not in (torch.float32, F64):
-        if backend == "numba":
-            raise ValueError(
-                "backend='numba' runs float32/float64 CPU tensors and non-vectorial TV only; "
-                f"got device={ys.device.type!r}, dtype={ys.dtype}, vectorial={ws.vectorial}"
-            )
-        return None
-    try:
-        from . import _rof_numba
-    except Exception as err:  # numba missing, broken, or unable to cache on this machine
-        if backend == "numba":
-            raise ImportError(f"backend='numba' needs numba ({err})") from err
-        return None
-    if backend == "auto" and _rof_numba.jit_disabled():  # NUMBA_DISABLE_JIT: Python loops
-        return None
-    return _rof_numba
+    return fused_kernels("_rof_numba", ys, ws.vectorial, backend)
 
 
 def _rof_accelerated_fused(ys, ws, w2, *, tol, max_iter, check_every, tau0, kernels):

@@ -21,11 +21,13 @@ from bayes_restore.operators import LinearOperator
 from bayes_restore.posterior import SolverInfo
 
 from ._common import (
+    BACKENDS,
     GRAD_NORM2,
     check_options,
     check_weight,
     energy_unit,
     finish,
+    fused_kernels,
     half_weight,
     relative_gap,
 )
@@ -185,8 +187,8 @@ def tv_map_pdhg(
         )
     if splitting not in ("auto", "primal", "dual"):
         raise ValueError(f"splitting must be 'auto', 'primal' or 'dual', got {splitting!r}")
-    if backend not in _BACKENDS:
-        raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     y = y.detach()
     x0 = operator.adjoint(y)
     check_options(x0, event_dim, vectorial, tol, max_iter, check_every, isotropic)
@@ -319,32 +321,9 @@ def _pdhg_operator_in_dual(u, ys, ws, w2, operator, cert, *, norm2, tau, tol, ma
 
 #: most iterations one call of the fused pointwise kernel runs (between two gap checks)
 _MAX_FUSED = 16
-#: accepted values of ``backend`` (as for the ROF solver)
-_BACKENDS = ("auto", "numba", "torch")
-
-
 def _fused_kernels(x0: torch.Tensor, ws: Workspace, backend: str):
     """The module ``_splitting_numba`` if its kernels run this problem, else ``None``."""
-    if backend == "torch":
-        return None
-    runs = x0.device.type == "cpu" and not ws.vectorial and x0.dtype in (torch.float32,
-                                                                         torch.float64)
-    if not runs:
-        if backend == "numba":
-            raise ValueError(
-                "backend='numba' runs float32/float64 CPU tensors and non-vectorial TV only; "
-                f"got device={x0.device.type!r}, dtype={x0.dtype}, vectorial={ws.vectorial}"
-            )
-        return None
-    try:
-        from . import _rof_numba, _splitting_numba
-    except Exception as err:  # numba missing, broken, or unable to cache on this machine
-        if backend == "numba":
-            raise ImportError(f"backend='numba' needs numba ({err})") from err
-        return None
-    if backend == "auto" and _rof_numba.jit_disabled():
-        return None
-    return _splitting_numba
+    return fused_kernels("_splitting_numba", x0, ws.vectorial, backend)
 
 
 def _pdhg_primal_fused(u, ws, w2, data, cert, *, tau, tol, max_iter, check_every, kernels):
