@@ -125,10 +125,8 @@ def resolve_parameters(
     op = as_operator(operator)
     op_is_identity = op.is_identity
     if sigma is None:
-        if op_is_identity:
-            sigma = _rms(hyper.estimate_sigma(y))
-        else:
-            sigma = hyper.estimate_observation_sigma(y, op)
+        sigma = hyper.estimate_observation_sigma(y, op)  # estimate_sigma's RMS for A = I
+        if not op_is_identity:
             info["sigma_method"] = "observation"
         info["sigma_estimated"] = sigma
         if sigma == 0.0:

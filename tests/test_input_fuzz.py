@@ -97,7 +97,8 @@ BAD_CALLS = {
 @pytest.mark.parametrize("case", sorted(BAD_CALLS))
 def test_bad_input_gives_one_clean_error_naming_the_argument(case):
     call, name = BAD_CALLS[case]
-    _clean_error(call, name)
+    err = _clean_error(call, name)
+    assert isinstance(err, (ValueError, TypeError)) and name in str(err)
 
 
 def test_unknown_keyword_lists_what_the_engine_takes():

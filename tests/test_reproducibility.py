@@ -118,8 +118,10 @@ def test_map_generic_path_draws_its_start_from_the_seed(user_state):
 
 def test_exact_dct(user_state):
     y = _noisy()
-    _check(lambda **kw: exact_posterior(restoration_model, y, num_samples=4, **GAUSS, **kw),
-           user_state, differing=["samples"])
+    post = _check(lambda **kw: exact_posterior(restoration_model, y, num_samples=4, **GAUSS,
+                                               **kw),
+                  user_state, differing=["samples"])
+    assert post.diagnostics["std_method"] == "exact" and post.samples.shape[1] == 4
 
 
 @pytest.mark.parametrize(
@@ -130,9 +132,10 @@ def test_exact_dct(user_state):
 )
 def test_exact_pcg(operator, user_state):
     y = _noisy()
-    _check(lambda **kw: exact_posterior(restoration_model, y, operator=operator, num_samples=2,
-                                        num_draws=4, **GAUSS, **kw),
-           user_state, differing=["std", "samples"])
+    post = _check(lambda **kw: exact_posterior(restoration_model, y, operator=operator,
+                                               num_samples=2, num_draws=4, **GAUSS, **kw),
+                  user_state, differing=["std", "samples"])
+    assert post.diagnostics["std_method"] == "perturb-optimise"
 
 
 @pytest.mark.filterwarnings("ignore::bayes_restore.exceptions.ConvergenceWarning")
@@ -155,9 +158,10 @@ def test_variational(guide, user_state):
 )
 def test_langevin(options, user_state):
     y = _noisy()
-    _check(lambda **kw: mcmc(restoration_model, y, num_samples=10, warmup=5, **TV, **options,
-                             **kw),
-           user_state, differing=["mean", "std", "samples"])
+    post = _check(lambda **kw: mcmc(restoration_model, y, num_samples=10, warmup=5, **TV,
+                                    **options, **kw),
+                  user_state, differing=["mean", "std", "samples"])
+    assert post.diagnostics["sampler"] == options["sampler"]
 
 
 def test_nuts(user_state):
@@ -170,9 +174,10 @@ def test_nuts(user_state):
 
 def test_nuts_other_latents_start_from_the_seed(user_state):
     y = _noisy()[:3, :3]
-    _check(lambda **kw: mcmc(_hierarchical_model, y, num_samples=3, warmup=3, num_chains=1,
-                             max_tree_depth=3, **kw),
-           user_state, differing=["samples"])
+    post = _check(lambda **kw: mcmc(_hierarchical_model, y, num_samples=3, warmup=3,
+                                    num_chains=1, max_tree_depth=3, **kw),
+                  user_state, differing=["samples"])
+    assert post.diagnostics["sampler"] == "nuts"
 
 
 def test_seed_none_is_fresh_entropy(user_state):
