@@ -37,6 +37,7 @@ def to_inference_data(
     sample_stats: Mapping[str, np.ndarray] | None = None,
     attrs: Mapping[str, Any] | None = None,
     extra: Mapping[str, np.ndarray] | None = None,
+    mcse: Mapping[str, np.ndarray] | None = None,
 ) -> Any:
     """ArviZ's container for image draws of shape ``(chain, draw, *image)``.
 
@@ -48,7 +49,8 @@ def to_inference_data(
     On ArviZ 1.x (``xarray.DataTree``) the same groups are built by ``az.from_dict``,
     which both versions provide. ``extra`` adds posterior variables of shape
     ``(chain, draw, ...)`` with the same chains and draws (e.g. ``{"scale": draws}``);
-    ArviZ names their further dimensions.
+    ArviZ names their further dimensions. ``mcse`` adds a group ``"mcse"`` of per-pixel
+    maps (the Monte Carlo standard errors ``"mean"`` and ``"std"``), dims those of one image.
     """
     az = import_arviz()
     samples = np.asarray(samples)
@@ -68,9 +70,20 @@ def to_inference_data(
     if sample_stats:
         groups["sample_stats"] = {k: np.asarray(v) for k, v in sample_stats.items()}
     kwargs = dict(dims=dims, attrs=dict(attrs or {}))
+    maps = None
+    if mcse:
+        import xarray as xr
+
+        img_dims = image_dims(samples.ndim - 2)
+        maps = xr.Dataset({k: (img_dims, np.asarray(v)) for k, v in mcse.items()})
     if int(az.__version__.split(".")[0]) >= 1:  # pragma: no cover - ArviZ 1.x, Python >= 3.12
-        return az.from_dict(groups, **kwargs)
+        tree = az.from_dict(groups, **kwargs)
+        if maps is not None:
+            tree["mcse"] = xr.DataTree(maps)
+        return tree
     idata = az.from_dict(**groups, **kwargs)
     if "posterior" not in idata.groups():  # ArviZ drops a group whose names clash silently
         raise RuntimeError(f"ArviZ did not build the posterior group from dims {dims}")
+    if maps is not None:
+        idata.add_groups(mcse=maps)
     return idata

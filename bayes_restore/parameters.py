@@ -19,7 +19,8 @@ from bayes_restore.posterior import Diagnostics, Posterior, with_diagnostics
 from bayes_restore.priors import make_prior
 
 __all__ = ["build_prior", "resolve_parameters", "unchanged_posterior", "unit_scale",
-           "rescale", "prior_order", "in_units", "sampled_scale", "UNIT_LIMIT"]
+           "rescale", "prior_order", "in_units", "sampled_scale", "vb_learn",
+           "learned_parameters", "UNIT_LIMIT"]
 
 
 def build_prior(
@@ -254,7 +255,8 @@ def prior_order(prior: str, beta: float | None) -> float:
 def in_units(post: Posterior, unit: float, order: float) -> Posterior:
     """``post`` of ``y / unit`` turned back into the input's units (prior order ``order``)."""
     params = dict(post.diagnostics.get("parameters", {}))
-    for key in ("sigma", "scale", "sigma_estimated", "scale_estimated", "scale_std"):
+    for key in ("sigma", "scale", "sigma_estimated", "scale_estimated", "scale_std",
+                "sigma_start", "scale_start"):
         if isinstance(params.get(key), float):
             params[key] *= unit
     for key in ("weight", "weight_estimated"):
@@ -274,3 +276,55 @@ def sampled_scale(summary: dict, sigma: float, parameters: dict) -> dict:
     return {**kept, "scale": scale, "weight": weight_from_scale(sigma, scale),
             "scale_method": "hierarchical", "scale_std": mean(summary["std"]),
             "scale_interval": tuple(mean(v) for v in summary["interval"]), **start}
+
+
+def vb_learn(prior: str | Distribution, beta: float | None, estimated: dict,
+             engine_kwargs: dict) -> tuple[str, ...]:
+    """What ``restore(..., method="vi")`` lets the variational engine refine by VB-EM.
+
+    The TV prior only (the Gaussian-gradient prior's parameters come from its exact
+    evidence), with the structured engine: ``"sigma"`` when sigma was estimated,
+    ``"scale"`` when the weight was estimated by SAPG (with an operator); ``()`` when the
+    user chose the engine's ``learn`` or ``engine="svi"``. SURE's weight (denoising) is
+    kept: measured on the parameter benchmark, VB-EM's scale over-smooths there (0.66 dB
+    below the oracle weight on average, against SURE's 0.02 dB), while with a blur it is
+    within 0.02 dB of the oracle.
+
+    Examples
+    --------
+    >>> vb_learn("tv", None, {"sigma_estimated": 0.1, "weight_method": "sapg"}, {})
+    ('sigma', 'scale')
+    >>> vb_learn("tv", None, {"sigma_estimated": 0.1, "weight_method": "sure"}, {})
+    ('sigma',)
+    >>> vb_learn("gaussian", None, {"sigma_estimated": 0.1}, {})
+    ()
+    """
+    if "learn" in engine_kwargs or engine_kwargs.get("engine", "auto") == "svi":
+        return ()
+    order = prior_order(prior, beta) if isinstance(prior, str) else _order_of(prior)
+    if order != 1.0:
+        return ()
+    learn = ("sigma",) if "sigma_estimated" in estimated else ()
+    if estimated.get("weight_method") == "sapg":
+        learn += ("scale",)
+    return learn
+
+
+def learned_parameters(diagnostics: Any, parameters: dict) -> dict:
+    """``parameters`` with the VB-EM values of the variational engine in place of its start.
+
+    ``sigma`` and ``scale`` become the engine's (``sigma_method`` / ``scale_method``
+    ``"vb-em"`` for the learned ones), ``weight`` follows; the estimates they started from
+    are kept as ``sigma_start`` and ``scale_start``.
+    """
+    mean = lambda v: float(torch.as_tensor(v, dtype=torch.float64).mean())  # noqa: E731
+    learned = tuple(diagnostics["learned"])
+    sigma = mean(diagnostics["sigma"]) if "sigma" in learned else parameters["sigma"]
+    scale = mean(diagnostics["prior_scale"]) if "scale" in learned else parameters["scale"]
+    out = {**parameters, "sigma_start": parameters["sigma"], "scale_start": parameters["scale"]}
+    if "sigma" in learned:
+        out["sigma_method"] = "vb-em"
+    if "scale" in learned:
+        out["scale_method"] = "vb-em"
+    out.update(sigma=sigma, scale=scale, weight=weight_from_scale(sigma, scale))
+    return out

@@ -181,6 +181,20 @@ class MCMCDiagnostics(Diagnostics):
     ``storage_thin``-th. ``scale`` (a summary mapping: ``mean``, ``std``, ``interval``,
     ...) and ``scale_samples`` are set when the prior scale was sampled with the image;
     ``latents`` (NUTS) summarises the other latent sites.
+
+    Convergence (every run, from the draws' per-pixel rank-normalised split R-hat and bulk
+    and tail effective sample sizes): ``converged`` (every pixel met ``target_rhat`` and
+    ``target_ess``; ``None`` when no targets were set, i.e. a fixed ``num_samples``),
+    ``rhat_max``, ``ess_bulk_min``, ``ess_bulk_median``, ``ess_tail_min`` (over the pixels),
+    ``std_mc_error`` and ``mean_mc_error`` (the Monte Carlo standard errors of the std and
+    mean maps relative to the std, at the median pixel), ``convergence`` (per-pixel maps
+    ``rhat``, ``ess_bulk``, ``ess_tail``: where the slow pixels are), ``diagnostic_draws``
+    (draws per chain the diagnostics saw, every ``diagnostic_thin``-th; for a fixed budget of
+    more than ``2^24`` values, on every ``diagnostic_stride``-th pixel of every
+    ``diagnostic_stride``-th row, without the per-pixel ``mean_mcse``/``std_mcse``: their
+    cost grows like the draws) and ``checks`` (one
+    mapping per convergence check: ``draws``, ``seconds``, ``rhat_max``, ``ess_bulk_min``,
+    ``ess_tail_min``).
     """
 
     sampler: str = ""
@@ -207,6 +221,20 @@ class MCMCDiagnostics(Diagnostics):
     sample_stats: Mapping[str, Any] | None = None
     scale: Mapping[str, Any] | None = None
     scale_samples: Any = None
+    converged: bool | None = None
+    target_ess: float | None = None
+    target_rhat: float | None = None
+    rhat_max: float | None = None
+    ess_bulk_min: float | None = None
+    ess_bulk_median: float | None = None
+    ess_tail_min: float | None = None
+    std_mc_error: float | None = None
+    mean_mc_error: float | None = None
+    convergence: Mapping[str, Any] | None = None
+    diagnostic_draws: int | None = None
+    diagnostic_thin: int | None = None
+    diagnostic_stride: int | None = None
+    checks: tuple[Mapping[str, Any], ...] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -216,13 +244,15 @@ class TiledDiagnostics(Diagnostics):
     tiles: Mapping[str, Any] = field(default_factory=dict)
 
 
-def sampler_info(sampler: str, steps: int, seconds: float) -> SolverInfo:
-    """The :class:`SolverInfo` of a sampler that ran its ``steps`` (all chains) to the end.
+def sampler_info(sampler: str, steps: int, seconds: float, converged: bool = True) -> SolverInfo:
+    """The :class:`SolverInfo` of a sampler that ran its ``steps`` (all chains).
 
-    ``converged`` says the chains ran as asked; whether they mixed is for R-hat and the
-    effective sample size (``Posterior.to_arviz()``).
+    ``converged``: for a fixed number of draws, that the chains ran as asked (whether they
+    mixed is in the diagnostics' R-hat and effective sample sizes); for a run to
+    convergence, that every pixel met the targets.
     """
-    return SolverInfo(solver=sampler, iterations=int(steps), converged=True, time=seconds)
+    return SolverInfo(solver=sampler, iterations=int(steps), converged=bool(converged),
+                      time=seconds)
 
 
 def with_diagnostics(post: Posterior, **changes: Any) -> Posterior:
@@ -242,7 +272,8 @@ class Posterior:
     Attributes
     ----------
     method : str
-        The engine: ``"map"``, ``"exact"``, ``"vi"``, ``"mcmc"``.
+        The engine: ``"map"``, ``"exact"``, ``"vi"``, ``"mcmc"`` (``"network"`` for a
+        network's predictive distribution, :func:`bayes_restore.learning.predict`).
     map : array or tensor, optional
         The maximum a posteriori image.
     mean : array or tensor, optional
@@ -257,6 +288,9 @@ class Posterior:
         What the engine reports besides the images: a typed record per engine
         (:class:`MAPDiagnostics`, :class:`ExactDiagnostics`, :class:`VIDiagnostics`,
         :class:`MCMCDiagnostics`), readable as attributes or as a mapping.
+    mean_mcse, std_mcse : array or tensor, optional
+        Per-pixel Monte Carlo standard errors of ``mean`` and ``std`` (samplers): how far
+        the maps may be from what infinitely long chains would give.
 
     Examples
     --------
@@ -273,6 +307,8 @@ class Posterior:
     samples: Any = None
     info: SolverInfo | None = None
     diagnostics: Mapping[str, Any] = field(default_factory=dict)
+    mean_mcse: Any = None
+    std_mcse: Any = None
 
     @property
     def point(self) -> Any:
@@ -331,7 +367,9 @@ class Posterior:
         engine recorded per-draw statistics. When the engine sampled the prior scale
         (``diagnostics["scale_samples"]``), ``posterior`` also has ``"scale"``, dims
         ``(chain, draw)``. ArviZ's ``ess``, ``rhat``, ``hdi`` and
-        ``summary`` work on it unchanged.
+        ``summary`` work on it unchanged. A sampler's Monte Carlo standard errors
+        (``mean_mcse``, ``std_mcse``) are the group ``mcse`` (variables ``"mean"`` and
+        ``"std"``, the image's dims).
 
         Raises
         ------
@@ -365,6 +403,8 @@ class Posterior:
             sample_stats=None if stats is None else {k: to_np(v) for k, v in stats.items()},
             attrs={"method": self.method, "engine": "bayes_restore"},
             extra=None if scale is None else {"scale": to_np(scale)},
+            mcse=None if self.mean_mcse is None else {
+                "mean": to_np(self.mean_mcse), "std": to_np(self.std_mcse)},
         )
 
     def with_fields(self, **changes: Any) -> Posterior:
@@ -382,7 +422,9 @@ class Posterior:
         return self.map_images(lambda t: t.detach().cpu().numpy())
 
     def map_images(self, fn: Callable[[torch.Tensor], Any]) -> Posterior:
-        """A copy with ``fn`` applied to each image field (``map``, ``mean``, ``std``, ``samples``).
+        """A copy with ``fn`` applied to each image field (``map``, ``mean``, ``std``, ...).
+
+        The image fields: ``map``, ``mean``, ``std``, ``samples``, ``mean_mcse``, ``std_mcse``.
 
         ``fn`` gets a tensor (numpy fields are viewed as tensors) and works on the
         trailing image dimensions: ``samples`` has two more leading ones.
@@ -394,7 +436,7 @@ class Posterior:
         >>> float(post.map_images(lambda t: 2 * t).map.sum())
         8.0
         """
-        names = ("map", "mean", "std", "samples")
+        names = ("map", "mean", "std", "samples", "mean_mcse", "std_mcse")
         return dataclasses.replace(
             self, **{n: fn(_as_torch(getattr(self, n)))
                      for n in names if getattr(self, n) is not None}

@@ -34,12 +34,14 @@ from bayes_restore.operators import LinearOperator
 from bayes_restore.parameters import (
     build_prior,
     in_units,
+    learned_parameters,
     prior_order,
     rescale,
     resolve_parameters,
     sampled_scale,
     unchanged_posterior,
     unit_scale,
+    vb_learn,
 )
 from bayes_restore.posterior import Posterior, with_diagnostics
 
@@ -82,11 +84,16 @@ def restore(
       exact mean and per-pixel std by the DCT (no sampling); for any other operator the
       mean by preconditioned conjugate gradients and the std from perturb-and-optimise
       draws (:func:`~bayes_restore.infer.exact_posterior`); draws with ``num_samples=``.
-    - ``"vi"``: Pyro SVI with a mean-field (``guide="normal"``) or low-rank
-      (``guide="lowrank"``) Gaussian guide (:func:`~bayes_restore.infer.variational`).
+    - ``"vi"``: variational inference (:func:`~bayes_restore.infer.variational`): for
+      this model a structured Gaussian, deterministic (the exact posterior for the
+      Gaussian-gradient prior; variational Bayes with TV's quadratic majoriser for TV);
+      ``engine="svi"`` runs Pyro SVI with a mean-field (``guide="normal"``) or low-rank
+      (``guide="lowrank"``) guide instead.
     - ``"mcmc"``: proximal Langevin (SK-ROCK / MYULA) for the TV family at full size,
       Pyro's NUTS (``sampler="nuts"``) for small images
-      (:func:`~bayes_restore.infer.mcmc`).
+      (:func:`~bayes_restore.infer.mcmc`). Without ``num_samples`` the chains run until
+      every pixel has split R-hat <= 1.01 and bulk and tail ESS >= 100 (or ``max_time``);
+      the result carries the Monte Carlo errors ``mean_mcse`` and ``std_mcse``.
 
     Parameters
     ----------
@@ -108,6 +115,11 @@ def restore(
         SAPG's with an operator; pass ``sample_scale=False`` to keep it):
         ``diagnostics["parameters"]`` then has ``scale_method="hierarchical"``, ``scale``
         (the posterior mean), its ``weight``, ``scale_std`` and ``scale_interval`` (90 %).
+        With ``method="vi"``, a TV prior and parameters left out, the structured variational
+        engine starts from those estimates and refines the estimated ones by VB-EM
+        (``learn=``; pass ``learn=()`` to keep them): ``diagnostics["parameters"]`` then has
+        ``sigma_method`` / ``scale_method`` ``"vb-em"``, the refined ``sigma``, ``scale``
+        and ``weight``, and ``sigma_start``, ``scale_start``.
     operator : LinearOperator, optional
         ``A``; the identity when ``None``.
     method : {"map", "exact", "vi", "mcmc"}, default "map"
@@ -187,6 +199,10 @@ def restore(
         if (method == "mcmc" and "weight_method" in estimated
                 and engine_kwargs.get("sampler") != "nuts"):
             engine_kwargs = {"sample_scale": True, **engine_kwargs}  # hierarchical, from b
+        if method == "vi":
+            learn = vb_learn(prior, beta, estimated, engine_kwargs)
+            if learn:  # VB-EM refines the estimates it starts from
+                engine_kwargs = {"learn": learn, **engine_kwargs}
         post = engine(restoration_model, y, **model_kwargs, **engine_kwargs)
         parameters = {"sigma": sigma, "scale": _mean_of(getattr(prior_obj, "scale", None)),
                       "weight": _mean_of(prior_obj.weight(sigma)
@@ -194,6 +210,8 @@ def restore(
                       **estimated}
         if "scale_samples" in post.diagnostics:  # the engine sampled b: report its posterior
             parameters = sampled_scale(post.diagnostics["scale"], sigma, parameters)
+        if post.diagnostics.get("learned"):  # VB-EM refined sigma and / or b
+            parameters = learned_parameters(post.diagnostics, parameters)
         post = with_diagnostics(post, parameters=parameters)
     if unit != 1.0:
         post = in_units(post, unit, prior_order(prior, beta))

@@ -3,7 +3,9 @@
 Run ``python benchmarks/uncertainty_speed.py`` (about 5-8 minutes on 2 cores). Each row
 of the table is one function returning a dict; :func:`main` runs the rows, prints the
 table and writes ``benchmarks/results/uncertainty_speed.json``. Rows for other engines
-(exact std, VI) are added by writing a ``row_*`` function and listing it in :func:`rows`.
+(exact std, VI) are added by writing a ``row_*`` function and listing it in :func:`rows`;
+``--only vi`` runs the variational rows (SVI mean field at 256x256, the structured engine on
+the Gaussian model, TV variational Bayes at 512x512 with and without a blur).
 
 TV sampling rows: the denoising posterior ``x ~ TV(b)``, ``y ~ N(x, sigma^2)`` on crops of
 scikit-image's ``camera`` (values in [0, 1]), ``sigma = 0.1``, ``b = 0.1`` (TV weight
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -195,7 +198,7 @@ def row_vi_256(quick: bool = False) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         post = variational(restoration_model, y, prior=prior, sigma=SIGMA, num_samples=0,
-                           generator=torch.Generator().manual_seed(0))
+                           engine="svi", generator=torch.Generator().manual_seed(0))
     seconds = time.perf_counter() - start
     return {"row": f"VI mean field {size}x{size}", "seconds": seconds,
             "steps": post.info.iterations, "converged": post.info.converged,
@@ -203,10 +206,80 @@ def row_vi_256(quick: bool = False) -> dict:
             "mean_abs_diff_to_exact": float((post.mean - exact.mean).abs().mean())}
 
 
+def _blur():
+    from bayes_restore.operators import Blur, gaussian_psf
+
+    return Blur(gaussian_psf(9, 1.5))  # reflective boundary (the default)
+
+
+def row_vi_structured_256(quick: bool = False) -> dict:
+    """``method="vi"``'s structured engine on the Gaussian-gradient model, 256x256, A = I
+    and a reflective blur: it is the exact posterior (mean and std against the exact
+    engine)."""
+    from bayes_restore.infer import exact_posterior, variational
+    from bayes_restore.models import restoration_model
+    from bayes_restore.priors import GaussianGradient
+
+    size = 64 if quick else 256
+    prior = GaussianGradient(SCALE, shape=(size, size))
+    out = {"row": f"VI structured Gaussian {size}x{size}"}
+    for name, op in (("identity", None), ("blur", _blur())):
+        y = noisy(size)
+        y = y if op is None else op(y)
+        exact = exact_posterior(restoration_model, y, prior=prior, sigma=SIGMA, operator=op)
+        start = time.perf_counter()
+        post = variational(restoration_model, y, prior=prior, sigma=SIGMA, operator=op,
+                           num_samples=0)
+        out[f"seconds_{name}"] = time.perf_counter() - start
+        out[f"max_mean_diff_{name}"] = float((post.mean - exact.mean).abs().max())
+        out[f"std_ratio_{name}"] = float((post.std / exact.std).mean())
+    out["seconds"] = out["seconds_identity"]
+    return out
+
+
+def _vi_tv(size: int, operator, repeats: int) -> dict:
+    from bayes_restore.infer import variational
+    from bayes_restore.models import restoration_model
+
+    y = noisy(size, dtype=torch.float32)
+    y = y if operator is None else operator(y)
+    prior = TotalVariation(torch.tensor(SCALE, dtype=torch.float32), shape=(size, size))
+
+    def run():
+        return variational(restoration_model, y, prior=prior, sigma=SIGMA, operator=operator,
+                           num_samples=0)
+
+    run()  # warm-up (the TV MAP's compiled kernels)
+    times, post = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        post = run()
+        times.append(time.perf_counter() - start)
+    name = "A = I" if operator is None else "blur"
+    return {"row": f"VI TV {size}x{size} ({name})", "seconds": float(np.median(times)),
+            "seconds_all": times, "iterations": post.info.iterations,
+            "cg_iterations": post.diagnostics["cg_iterations"],
+            "converged": post.info.converged, "std_mean": float(post.std.mean()),
+            "start": "TV MAP" if operator is None else "stationary Gaussian mean",
+            "map_returned": post.map is not None,
+            "target_seconds": 2.0 if operator is None else 6.0}
+
+
+def row_vi_tv_512(quick: bool = False) -> dict:
+    """TV variational Bayes with per-pixel std, 512x512 denoising, float32 (target 2 s)."""
+    return _vi_tv(128 if quick else 512, None, 1 if quick else 3)
+
+
+def row_vi_tv_blur_512(quick: bool = False) -> dict:
+    """TV variational Bayes with a reflective Gaussian blur, 512x512, float32 (target 6 s)."""
+    return _vi_tv(128 if quick else 512, _blur(), 1 if quick else 3)
+
+
 def rows() -> list[Callable[..., dict]]:
     """The rows in order."""
-    return [row_exact_512, row_exact_2048, row_vi_256, row_tv_nuts_32, row_tv_skrock_32,
-            row_tv_skrock_128, row_tv_skrock_512]
+    return [row_exact_512, row_exact_2048, row_vi_256, row_vi_structured_256, row_vi_tv_512,
+            row_vi_tv_blur_512, row_tv_nuts_32, row_tv_skrock_32, row_tv_skrock_128,
+            row_tv_skrock_512]
 
 
 def print_table(results: list[dict]) -> None:
@@ -225,6 +298,14 @@ def print_table(results: list[dict]) -> None:
             if "std_ratio_to_exact" in r:
                 extra = (f"  {r['steps']} steps, std / exact {r['std_ratio_to_exact']:.3f}, "
                          f"mean |diff| {r['mean_abs_diff_to_exact']:.4f}")
+            elif "std_ratio_blur" in r:
+                extra = (f"  max |mean - exact| {r['max_mean_diff_identity']:.1e} / "
+                         f"{r['max_mean_diff_blur']:.1e} (blur), std / exact "
+                         f"{r['std_ratio_identity']:.4f} / {r['std_ratio_blur']:.4f}, blur "
+                         f"{r['seconds_blur']:.3f} s")
+            elif "cg_iterations" in r:
+                extra = (f"  {r['iterations']} VB sweeps, {r['cg_iterations']} CG iterations "
+                         f"(target {r['target_seconds']} s)")
             print(f"{r['row']:<30} {r.get('seconds', float('nan')):8.3f}{extra}")
     by_name = {r["row"]: r for r in results}
     nuts, ours = by_name.get("TV sampling nuts 32x32"), by_name.get("TV sampling skrock 32x32")
@@ -243,7 +324,11 @@ def print_table(results: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    """Run every row, print the table, write the JSON file."""
+    """Run every row, print the table, write the JSON file.
+
+    With ``--only`` the rows run are merged into an existing file (same row name:
+    replaced; the others kept), each row carrying the command that measured it.
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
     parser.add_argument("--output", type=Path, default=RESULTS)
@@ -261,9 +346,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
         results.append(row)
         print(f"done: {row['row']} ({row.get('seconds', 0):.1f} s)", file=sys.stderr, flush=True)
     print_table(results)
+    command = ("python benchmarks/uncertainty_speed.py" + (" --quick" if opts.quick else "")
+               + f" --threads {opts.threads}"
+               + (" --only " + " ".join(opts.only) if opts.only else ""))
+    load = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    for row in results:
+        row["command"] = command
+        row["load_average_1_5_15_min"] = load  # at the end of the run: a shared machine
+    if opts.only and opts.output.exists():  # merge: keep the rows not run now
+        previous = json.loads(opts.output.read_text())
+        old = previous.get("rows", [])
+        command = previous.get("command", command)  # the file's; each row has its own
+        new = {r["row"]: r for r in results}
+        merged = [new.pop(r["row"], r) for r in old]
+        results = merged + list(new.values())
     payload = {
-        "command": "python benchmarks/uncertainty_speed.py"
-        + (" --quick" if opts.quick else "") + f" --threads {opts.threads}",
+        "command": command,
         "machine": {"python": platform.python_version(), "torch": torch.__version__,
                     "threads": torch.get_num_threads(), "processor": platform.processor()},
         "settings": {"sigma": SIGMA, "scale": SCALE, "image": "skimage camera crops"},

@@ -143,12 +143,24 @@ def test_exact_pcg(operator, user_state):
 def test_variational(guide, user_state):
     y = _noisy()
     post = _check(lambda **kw: variational(restoration_model, y, guide=guide, rank=2,
-                                           max_steps=12, window=4, num_samples=3, **GAUSS,
-                                           **kw),
+                                           engine="svi", max_steps=12, window=4,
+                                           num_samples=3, **GAUSS, **kw),
                   user_state, differing=["mean", "std", "samples"])
     # the fitted guide's parameters were in a store of the run's own, now gone
     assert not any(name.startswith("Auto") for name in pyro.get_param_store().keys())
     assert len(post.diagnostics["elbo"]) == 12
+
+
+@pytest.mark.parametrize("gauss", [True, False], ids=["gaussian", "tv"])
+def test_structured_variational(gauss, user_state):
+    """The structured engine draws nothing for its fit: the seed changes only the draws."""
+    y = _noisy()
+    post = _check(lambda **kw: variational(restoration_model, y, num_samples=3,
+                                           **(GAUSS if gauss else TV), **kw),
+                  user_state, differing=["samples"])
+    assert post.diagnostics["engine"] == "structured"
+    again = variational(restoration_model, y, num_samples=3, seed=1, **(GAUSS if gauss else TV))
+    assert torch.equal(again.mean, post.mean) and torch.equal(again.std, post.std)
 
 
 @pytest.mark.parametrize(

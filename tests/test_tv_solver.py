@@ -388,18 +388,19 @@ def test_primal_splitting_certificate_bounds_the_true_gap(name, iso):
     op = _package_operators()[name]
     y, w = _observe(op), 0.02
     x_loose, loose = tv_map_pdhg(y, 2 * w, op, isotropic=iso, tol=1e-3, splitting="primal")
-    x_star, star = tv_map_pdhg(y, 2 * w, op, isotropic=iso, tol=1e-7, max_iter=400000,
+    # the optimum to 1e-6 (certified), a thousandth of the loose gap tested against it
+    x_star, star = tv_map_pdhg(y, 2 * w, op, isotropic=iso, tol=1e-6, max_iter=400000,
                                splitting="dual")
     assert loose.converged and star.converged
     p_loose = _objective(x_loose, y, w, op, iso)
     p_star = _objective(x_star, y, w, op, iso)
     assert loose.objective == pytest.approx(2 * p_loose, rel=1e-9)
-    assert -1e-7 <= (p_loose - p_star) / p_loose <= loose.gap
-    # and tight: both splittings reach the same minimiser
-    x_tight, tight = tv_map_pdhg(y, 2 * w, op, isotropic=iso, tol=1e-7, max_iter=400000,
+    assert -1e-6 <= (p_loose - p_star) / p_loose <= loose.gap
+    # and tight: both splittings reach the same minimiser (each within 1e-6 of it)
+    x_tight, tight = tv_map_pdhg(y, 2 * w, op, isotropic=iso, tol=1e-6, max_iter=400000,
                                  splitting="primal")
     p_tight = _objective(x_tight, y, w, op, iso)
-    assert abs(p_tight - p_star) / p_star <= 2e-7
+    assert abs(p_tight - p_star) / p_star <= 2e-6
 
 
 def test_mask_box_bound_is_below_the_optimum_for_any_dual_field(gen):

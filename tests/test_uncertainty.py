@@ -96,7 +96,7 @@ def test_mean_field_vi_matches_the_exact_mean_and_underestimates_the_std():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         vi = variational(restoration_model, y, prior=prior, sigma=0.1, num_samples=50,
-                         generator=torch.Generator().manual_seed(0))
+                         engine="svi", generator=torch.Generator().manual_seed(0))
     assert vi.method == "vi" and vi.samples.shape == (1, 50, 16, 16)
     assert float((vi.mean - exact.mean).abs().mean()) < 0.01
     ratio = float((vi.std / exact.std).mean())

@@ -1,4 +1,4 @@
-"""The draws of a sampler: streaming per-pixel moments and memory-bounded storage."""
+"""The draws of a sampler: streaming moments, bounded storage and per-pixel diagnostics."""
 
 from __future__ import annotations
 
@@ -6,7 +6,13 @@ import math
 
 import torch
 
-__all__ = ["DrawStore"]
+__all__ = [
+    "DrawStore",
+    "BlockSums",
+    "ThinnedDraws",
+    "convergence_diagnostics",
+    "monte_carlo_errors",
+]
 
 
 class DrawStore:
@@ -65,3 +71,282 @@ class DrawStore:
         m1 = self.s1 / n
         var = (self.s2 / n - m1.square()).clamp_min(0.0) * (n / max(n - 1, 1))
         return (self.shift + m1).to(dtype), var.sqrt().to(dtype)
+
+
+# --- streaming moments, a bounded thinned subset, per-pixel convergence diagnostics --------
+
+
+class BlockSums:
+    """Per-chain, per-pixel sums of every draw in ``blocks`` equal blocks: moments and R-hat.
+
+    The draws of each chain are summed (``x - shift`` and its square, float32, the shift
+    the chain's first draw) into ``blocks`` consecutive blocks of ``size`` draws; when all
+    are full, neighbours are merged and ``size`` doubles. The memory is ``2 * blocks``
+    float32 images per chain whatever the number of draws. From them: the mean and std of
+    all draws (:meth:`moments`) and the split R-hat of all draws (:meth:`rhat`: each chain's
+    full blocks cut into two equal halves).
+
+    Examples
+    --------
+    >>> import torch
+    >>> b = BlockSums(2, (1,), blocks=4, device="cpu")
+    >>> for v in (1.0, 2.0, 3.0, 6.0):
+    ...     b.add(torch.tensor([[v], [v + 1.0]]))
+    >>> mean, std = b.moments(torch.float64)
+    >>> float(mean[0]), round(float(std[0]), 4)
+    (3.5, 2.0702)
+    """
+
+    def __init__(self, num_chains: int, shape: tuple[int, ...], *, blocks: int = 8,
+                 device=None) -> None:
+        if blocks < 4 or blocks % 2:
+            raise ValueError(f"blocks must be an even number >= 4, got {blocks!r}")
+        full = (blocks, num_chains) + tuple(shape)
+        self.s1 = torch.zeros(full, dtype=torch.float32, device=device)
+        self.s2 = torch.zeros(full, dtype=torch.float32, device=device)
+        self.shift: torch.Tensor | None = None
+        self.blocks, self.size, self.current, self.filled, self.count = blocks, 1, 0, 0, 0
+
+    def add(self, x: torch.Tensor) -> None:
+        """``x``: one draw of every chain, shape ``(chain, *shape)``."""
+        x = x.detach()
+        if self.shift is None:
+            self.shift = x.to(torch.float32).clone()
+        d = x.to(torch.float32) - self.shift
+        self.s1[self.current] += d
+        self.s2[self.current].addcmul_(d, d)
+        self.count += 1
+        self.filled += 1
+        if self.filled == self.size:
+            self.current += 1
+            self.filled = 0
+            if self.current == self.blocks:
+                half = self.blocks // 2
+                for s in (self.s1, self.s2):
+                    s[:half] = s[0::2] + s[1::2]
+                    s[half:] = 0.0
+                self.current, self.size = half, 2 * self.size
+
+    def moments(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-pixel mean and standard deviation (unbiased) over all chains and draws."""
+        n = self.count
+        s1 = self.s1.sum(0, dtype=torch.float64) / n  # per chain, shifted
+        chain_var = (self.s2.sum(0, dtype=torch.float64) / n - s1.square()).clamp_min(0.0)
+        chain_mean = self.shift.to(torch.float64) + s1
+        mean = chain_mean.mean(0)
+        total = n * chain_mean.shape[0]
+        m2 = chain_var.mean(0) + (chain_mean - mean).square().mean(0)  # biased, all draws
+        return mean.to(dtype), (m2 * total / max(total - 1, 1)).sqrt().to(dtype)
+
+    def rhat(self) -> torch.Tensor | None:
+        """Split R-hat of all draws in full blocks (an odd first block left out), per pixel.
+
+        ``None`` before two blocks are full. Not rank-normalised: the ranks of all draws
+        would need all draws.
+        """
+        full = self.current
+        first = full % 2
+        if full - first < 2:
+            return None
+        half = (full - first) // 2
+        n = half * self.size
+        s1 = self.s1[first:full].to(torch.float64)
+        s2 = self.s2[first:full].to(torch.float64)
+        h1 = torch.stack([s1[:half].sum(0), s1[half:].sum(0)])  # (2, chain, *shape)
+        h2 = torch.stack([s2[:half].sum(0), s2[half:].sum(0)])
+        means = (h1 / n + self.shift.to(torch.float64)).flatten(0, 1)  # (2 chain, *shape)
+        variances = ((h2 - h1.square() / n) / max(n - 1, 1)).flatten(0, 1).clamp_min(0.0)
+        within = variances.mean(0)
+        between = means.var(0)
+        var_hat = within * (n - 1) / n + between
+        return torch.sqrt(var_hat / within.clamp_min(torch.finfo(torch.float64).tiny))
+
+
+class ThinnedDraws:
+    """A bounded, evenly thinned float32 subset of the draws of each chain.
+
+    Holds at most ``capacity`` (even) draws per chain: when full, every other one is dropped
+    and the spacing ``every`` doubles, so the subset always spans the whole run at an even
+    spacing (between ``capacity / 2`` and ``capacity`` draws per chain). Split-chain
+    diagnostics on it (:func:`convergence_diagnostics`) see the run's whole history.
+
+    Examples
+    --------
+    >>> import torch
+    >>> t = ThinnedDraws(1, (1,), capacity=4, device="cpu")
+    >>> for v in range(9):
+    ...     _ = t.add(torch.tensor([[float(v)]]))
+    >>> t.every, t.draws[0, :, 0].tolist()
+    (4, [0.0, 4.0, 8.0])
+    """
+
+    def __init__(self, num_chains: int, shape: tuple[int, ...], capacity: int, device) -> None:
+        self.capacity = max(4, capacity - capacity % 2)
+        self.buffer = torch.empty((num_chains, self.capacity) + tuple(shape),
+                                  dtype=torch.float32, device=device)
+        self.every = 1
+        self.stored = 0
+        self.count = 0
+
+    @property
+    def draws(self) -> torch.Tensor:
+        """The stored draws, ``(chain, draw, *shape)`` (a view)."""
+        return self.buffer[:, : self.stored]
+
+    def add(self, x: torch.Tensor) -> bool:
+        """Offer one draw of every chain; ``True`` when it was stored."""
+        keep = self.count % self.every == 0
+        if keep:
+            if self.stored == self.capacity:
+                half = self.capacity // 2
+                self.buffer[:, :half] = self.buffer[:, ::2].clone()
+                self.stored = half
+                self.every *= 2
+                keep = self.count % self.every == 0
+        if keep:
+            self.buffer[:, self.stored] = x.detach()
+            self.stored += 1
+        self.count += 1
+        return keep
+
+
+def _split(x: torch.Tensor) -> torch.Tensor:
+    """``(p, chain, draw)`` -> ``(p, 2 chain, draw // 2)``: the first and second halves."""
+    n = x.shape[2] // 2
+    return torch.cat([x[:, :, :n], x[:, :, x.shape[2] - n:]], 1)
+
+
+def _rhat(x: torch.Tensor) -> torch.Tensor:
+    """Gelman-Rubin R-hat of ``(p, chain, draw)`` (chains already split)."""
+    n = x.shape[2]
+    within = x.var(2).mean(1)
+    between = x.mean(2).var(1)  # B / n
+    var_hat = within * (n - 1) / n + between
+    return torch.sqrt(var_hat / within.clamp_min(torch.finfo(x.dtype).tiny))
+
+
+def _ess(x: torch.Tensor) -> torch.Tensor:
+    """Effective sample size of ``(p, chain, draw)`` (chains already split), per pixel.
+
+    Geyer's initial monotone sequence on the multi-chain autocorrelation of Vehtari,
+    Gelman, Simpson, Carpenter & Buerkner (2021), as ArviZ computes it, vectorised over
+    the pixels (autocovariances by FFT).
+    """
+    m, n = x.shape[1], x.shape[2]
+    xc = x - x.mean(2, keepdim=True)
+    size = 1 << (2 * n - 1).bit_length()
+    f = torch.fft.rfft(xc, n=size, dim=2)
+    acov = torch.fft.irfft(f.real.square() + f.imag.square(), n=size, dim=2)[..., :n] / n
+    mean_var = acov[..., 0].mean(1) * n / (n - 1)
+    var_plus = mean_var * (n - 1) / n
+    if m > 1:
+        var_plus = var_plus + x.mean(2).var(1)
+    var_plus = var_plus.clamp_min(torch.finfo(x.dtype).tiny)
+    rho = 1.0 - (mean_var.unsqueeze(1) - acov.mean(1)) / var_plus.unsqueeze(1)  # (p, lag)
+    rho[:, 0] = 1.0
+    pairs = (n - 1) // 2  # pairs (2k, 2k + 1) with 2k + 1 <= n - 2, as ArviZ's loop
+    even = rho[:, 0 : 2 * pairs : 2]
+    pair_sum = even + rho[:, 1 : 2 * pairs : 2]
+    positive = torch.cumprod((pair_sum > 0).to(x.dtype), 1)
+    positive[:, 0] = 1.0  # the first pair always counts
+    monotone = torch.cummin(torch.where(positive > 0, pair_sum, pair_sum[:, :1]), 1).values
+    tau = -1.0 + 2.0 * (monotone * positive).sum(1)
+    # the even term of the first pair left out, when positive (ArviZ's "improve estimation")
+    kept = positive.sum(1)
+    first_out = kept.long().clamp_max(pairs - 1)
+    even_out = even.gather(1, first_out.unsqueeze(1)).squeeze(1)
+    tau = tau + torch.where((even_out > 0) & (kept < pairs), even_out, 0.0)
+    total = m * n
+    return total / tau.clamp_min(1.0 / math.log10(total))
+
+
+def _z_scale(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rank-normalise ``(p, chain, draw)`` over all chains and draws of each pixel.
+
+    Returns the normal scores and the sorted pooled values ``(p, chain * draw)``.
+    """
+    p, m, n = x.shape
+    values, order = x.reshape(p, m * n).sort(1)
+    steps = torch.arange(1, m * n + 1, dtype=x.dtype, device=x.device)
+    ranks = torch.empty_like(values).scatter_(1, order, steps.expand(p, -1))
+    z = torch.special.ndtri((ranks - 0.375) / (m * n + 0.25))
+    return z.reshape(p, m, n), values
+
+
+def _quantile_sorted(values: torch.Tensor, q: float) -> torch.Tensor:
+    """Linear-interpolation quantile of each row of sorted ``values``."""
+    pos = q * (values.shape[1] - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, values.shape[1] - 1)
+    return torch.lerp(values[:, lo], values[:, hi], pos - lo)
+
+
+def convergence_diagnostics(draws: torch.Tensor, *, chunk: int = 1 << 22) -> dict:
+    """Per-pixel convergence diagnostics of ``(chain, draw, *shape)`` draws.
+
+    Rank-normalised split R-hat (the larger of the bulk and the folded one), bulk and tail
+    effective sample sizes (Vehtari, Gelman, Simpson, Carpenter & Buerkner 2021, the
+    quantities of ArviZ's ``rhat``, ``ess(method="bulk"/"tail")``), the ESS of the mean
+    (``ess_mean``, split chains, not rank-normalised) and of the squared deviations
+    (``ess_sq``, for the Monte Carlo error of the std), and the kurtosis
+    ``E[(x - mu)^4] / sigma^4``. Each map has the image's shape (float64); the pixels are
+    handled ``chunk // (chain * draw)`` at a time (float32) to bound the memory.
+
+    Examples
+    --------
+    >>> import torch
+    >>> g = torch.Generator().manual_seed(0)
+    >>> d = convergence_diagnostics(torch.randn(4, 200, 3, 3, generator=g))
+    >>> sorted(d), tuple(d["rhat"].shape)
+    (['ess_bulk', 'ess_mean', 'ess_sq', 'ess_tail', 'kurtosis', 'rhat'], (3, 3))
+    >>> bool((d["rhat"] < 1.05).all()), bool((d["ess_bulk"] > 400).all())
+    (True, True)
+    """
+    c, n = draws.shape[:2]
+    if n < 8:
+        raise ValueError(f"convergence diagnostics need at least 8 draws per chain, got {n}")
+    shape = tuple(draws.shape[2:])
+    flat = draws.reshape(c, n, -1)
+    p_total = flat.shape[2]
+    step = max(1, chunk // (c * n))
+    names = ("rhat", "ess_bulk", "ess_tail", "ess_mean", "ess_sq", "kurtosis")
+    out = {k: torch.empty(p_total, dtype=torch.float64, device=draws.device) for k in names}
+    for lo in range(0, p_total, step):
+        part = slice(lo, lo + step)
+        s = _split(flat[:, :, part].permute(2, 0, 1).to(torch.float32).contiguous())
+        z, values = _z_scale(s)
+        med = _quantile_sorted(values, 0.5)
+        zf, _ = _z_scale((s - med[:, None, None]).abs())
+        out["rhat"][part] = torch.maximum(_rhat(z), _rhat(zf)).double()
+        out["ess_bulk"][part] = _ess(z).double()
+        tails = [_ess((s <= _quantile_sorted(values, q)[:, None, None]).to(s.dtype))
+                 for q in (0.05, 0.95)]
+        out["ess_tail"][part] = torch.minimum(*tails).double()
+        out["ess_mean"][part] = _ess(s).double()
+        sq = (s - s.mean((1, 2), keepdim=True)).square()
+        out["ess_sq"][part] = _ess(sq).double()
+        m2 = sq.mean((1, 2)).double()
+        m4 = sq.double().square().mean((1, 2))
+        out["kurtosis"][part] = m4 / m2.square().clamp_min(torch.finfo(torch.float64).tiny)
+    return {k: v.reshape(shape) for k, v in out.items()}
+
+
+def monte_carlo_errors(std: torch.Tensor, diagnostics: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Monte Carlo standard errors of the per-pixel mean and std.
+
+    ``se(mean) = std / sqrt(ess_mean)``; ``se(std) = std sqrt((kurtosis - 1) / (4 ess_sq))``
+    (the delta method on the variance, whose error is ``sqrt((mu_4 - sigma^4) / ess)``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> d = {"ess_mean": torch.tensor([100.0]), "ess_sq": torch.tensor([50.0]),
+    ...      "kurtosis": torch.tensor([3.0])}
+    >>> [round(float(v), 3) for v in monte_carlo_errors(torch.tensor([1.0]), d)]
+    [0.1, 0.1]
+    """
+    s = std.to(torch.float64)
+    mean_se = s / diagnostics["ess_mean"].clamp_min(1.0).sqrt()
+    std_se = s * ((diagnostics["kurtosis"] - 1).clamp_min(0.0)
+                  / (4 * diagnostics["ess_sq"].clamp_min(1.0))).sqrt()
+    return mean_se.to(std.dtype), std_se.to(std.dtype)

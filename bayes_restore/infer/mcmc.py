@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,9 +19,20 @@ from tqdm.auto import tqdm
 
 from bayes_restore._validation import check_int
 from bayes_restore.models import THETA_HYPERPRIOR
-from bayes_restore.posterior import MCMCDiagnostics, Posterior, sampler_info
+from bayes_restore.posterior import (
+    MCMCDiagnostics,
+    Posterior,
+    sampler_info,
+    with_diagnostics,
+)
 
-from .draws import DrawStore
+from .draws import (
+    BlockSums,
+    DrawStore,
+    ThinnedDraws,
+    convergence_diagnostics,
+    monte_carlo_errors,
+)
 from .generic import DEFAULT_SEED, check_random_source, make_generator, model_arguments
 from .langevin import (
     MAX_STAGES,
@@ -45,13 +57,24 @@ __all__ = ["mcmc", "SAMPLERS", "skrock_coefficients"]
 SAMPLERS = ("auto", "skrock", "myula", "lm", "nuts")
 
 _DEFAULT_MAX_MEMORY = 1 << 30
+#: draws per chain kept for the diagnostics of a run to convergence (at most; memory permitting)
+DIAGNOSTIC_DRAWS = 512
+#: fewest draws per chain before the first convergence check
+_FIRST_CHECK = 64
+#: NUTS's draws per chain when ``num_samples`` is not given (it does not run to convergence)
+_NUTS_DRAWS = 1000
+#: at most this many pixels in the screening check of a large image (then all pixels)
+_SCREEN_PIXELS = 1 << 14
+#: a fixed budget's diagnostics cover every pixel up to this many values (chain x draw x
+#: pixel), else a grid of pixels (their cost grows like it: ~1 s per 2^24 on one core)
+_FULL_DIAGNOSTICS = 1 << 24
 
 
 def mcmc(
     model: Callable,
     *args: Any,
     sampler: str = "auto",
-    num_samples: int = 1000,
+    num_samples: int | None = None,
     warmup: int | None = None,
     num_chains: int = 2,
     thin: int = 1,
@@ -69,6 +92,10 @@ def mcmc(
     scale_prior: tuple[float, float] = THETA_HYPERPRIOR,
     scale_every: int = 1,
     model_kwargs: Mapping[str, Any] | None = None,
+    target_ess: float = 100.0,
+    target_rhat: float = 1.01,
+    max_time: float | None = 600.0,
+    diagnostic_draws: int = DIAGNOSTIC_DRAWS,
     **kwargs: Any,
 ) -> Posterior:
     r"""Sample the posterior of a Pyro model whose latent image site is ``"x"``.
@@ -134,11 +161,14 @@ def mcmc(
         model that has its own ``tol``, ``seed``, ...).
     sampler : {"auto", "skrock", "myula", "lm", "nuts"}, default "auto"
         Forcing a Langevin sampler on a model it does not fit raises ``ValueError``.
-    num_samples : int, default 1000
-        Draws per chain after warm-up (a draw every ``thin`` steps).
+    num_samples : int, optional
+        Draws per chain after warm-up (a draw every ``thin`` steps): a fixed budget. Default
+        (``None``): the Langevin chains run until they have converged (below: ``target_rhat``,
+        ``target_ess``, ``max_time``); NUTS draws 1000.
     warmup : int, optional
         Steps discarded at the start of each chain (NUTS: adaptation steps).
-        Default: ``num_samples // 4`` (at least 50) for Langevin, ``num_samples`` for NUTS.
+        Default: ``num_samples // 4`` (at least 50) for Langevin, 100 when running to
+        convergence, ``num_samples`` for NUTS.
     num_chains : int, default 2
         Independent chains.
     thin : int, default 1
@@ -159,6 +189,7 @@ def mcmc(
         every ``k``-th draw is stored; ``mean`` and ``std`` still use all draws. One draw
         of all chains must fit (this bounds ``num_chains``). NUTS keeps every draw of
         its chains (Pyro stores them): ``num_samples * (thin + num_chains)`` images must fit.
+        A run to convergence stores at most ``diagnostic_draws`` per chain within it.
     progress : bool, default False
         Show a progress bar.
     smoothing : float, default 0.01
@@ -200,12 +231,42 @@ def mcmc(
         defaults of :func:`~bayes_restore.models.hierarchical_tv_model`.
     scale_every : int, default 1
         Langevin steps between two Gamma draws of ``theta``.
+    target_ess : float, default 100
+        Run to convergence (no ``num_samples``): the bulk and the tail effective sample
+        sizes every pixel must reach.
+    target_rhat : float, default 1.01
+        Run to convergence: the rank-normalised split R-hat every pixel must be below.
+        Over many pixels the largest R-hat is mostly estimation noise: with ``P`` pixels of
+        independent draws, ``max R-hat <= 1.01`` takes roughly ``4 (q_P - 1) / 0.02``
+        effective draws per pixel, ``q_P`` the ``1 - 1/P`` quantile of ``chi^2_3 / 3`` (about
+        1700 at 512 x 512 with two chains), whatever the sampler.
+    max_time : float or None, default 600
+        Run to convergence: the seconds after which the chains stop anyway, with a
+        ``UserWarning`` giving what was reached (``None``: no bound).
+    diagnostic_draws : int, default 512
+        Run to convergence: draws per chain kept for the diagnostics and returned as
+        ``samples``, at most (and at most ``max_memory``). When full every other one is
+        dropped, so they stay evenly spaced over the whole run (``diagnostic_thin``).
+        ``mean`` and ``std`` are streaming sums over every draw.
+
+    The run to convergence (the default for the Langevin samplers): after ``warmup``, the
+    chains draw until, on every pixel, the rank-normalised split R-hat is at most
+    ``target_rhat`` and the bulk and tail effective sample sizes (Vehtari, Gelman, Simpson,
+    Carpenter & Buerkner 2021) at least ``target_ess``, or ``max_time`` has passed. ``mean``
+    and ``std`` are streaming sums over all draws; the diagnostics are computed on a
+    bounded, evenly thinned subset of the draws (``diagnostic_draws`` per chain, the
+    ``samples``), checked each time it grows by a quarter (first on a grid of pixels, then
+    on all of them). Thinned draws are nearly independent once the spacing exceeds the
+    autocorrelation time, so their effective sample size is a slight underestimate of the
+    whole chain's: the stopping rule errs on the long side. ``progress=True`` shows the
+    worst pixel's ESS and R-hat.
 
     Returns
     -------
     Posterior
         ``method="mcmc"``; ``mean`` and ``std`` per pixel over all chains and draws
-        (the data's dtype), ``samples`` a float32 tensor of shape
+        (the data's dtype), ``mean_mcse`` and ``std_mcse`` their Monte Carlo standard
+        errors, ``samples`` a float32 tensor of shape
         ``(chain, draw, *image_shape)``, ``map=None``, and ``diagnostics``: the
         sampler, step size, ``lambda_MY``, stages, acceptance rate (NUTS), wall
         time, gradient and prox evaluations, draws kept, ``"gaussian": False``. With
@@ -214,7 +275,10 @@ def mcmc(
         ``samples``), and ``"scale"``, their summary over all draws: ``mean``, ``std``,
         ``interval`` (the equal-tailed 90 % interval), ``theta_mean``, ``scale_prior``,
         ``scale_every`` (floats for one image, lists per image for a batch).
-        :meth:`Posterior.to_arviz` shows the draws as a variable ``"scale"``.
+        :meth:`Posterior.to_arviz` shows the draws as a variable ``"scale"``. The
+        convergence fields of :class:`~bayes_restore.posterior.MCMCDiagnostics`
+        (``converged``, ``rhat_max``, ``ess_bulk_min``, ``std_mc_error``, ...); ``info``'s
+        ``converged`` is whether the targets were met.
 
     Raises
     ------
@@ -234,6 +298,16 @@ def mcmc(
     >>> post.diagnostics["sampler"], tuple(post.samples.shape)
     ('skrock', (2, 100, 16, 16))
 
+    Until converged (the default), with the Monte Carlo error of the std map:
+
+    >>> post = mcmc(restoration_model, y[:8, :8], prior=TotalVariation(0.2, shape=(8, 8)),
+    ...             sigma=0.1, target_rhat=1.05, target_ess=50, seed=0)
+    >>> d = post.diagnostics
+    >>> d["converged"], d["rhat_max"] <= 1.05, d["ess_bulk_min"] >= 50
+    (True, True, True)
+    >>> d["std_mc_error"] < 0.1, tuple(post.std_mcse.shape)
+    (True, (8, 8))
+
     The scale sampled with the image (the hierarchical model):
 
     >>> post = mcmc(restoration_model, y, prior=TotalVariation(0.2, shape=(16, 16)),
@@ -244,6 +318,7 @@ def mcmc(
     model_kwargs = model_arguments(kwargs, model_kwargs)
     _check_options(sampler, num_samples, warmup, num_chains, thin, max_memory, smoothing,
                    step_size, stages, prox_iter, generator, seed, target_accept, max_tree_depth)
+    targets = _check_targets(target_ess, target_rhat, max_time, diagnostic_draws)
     scale_prior = _check_scale_options(sample_scale, scale_prior, scale_every, sampler)
     problem = None
     if sampler != "nuts":
@@ -265,17 +340,20 @@ def mcmc(
             else:
                 sampler = "skrock" if problem.beta == 1.0 else "lm"
     if sampler == "nuts":
-        return run_nuts(model, args, model_kwargs, num_samples=num_samples, warmup=warmup,
+        if num_samples is None:
+            num_samples = _NUTS_DRAWS
+        post = run_nuts(model, args, model_kwargs, num_samples=num_samples, warmup=warmup,
                         num_chains=num_chains, thin=thin, generator=generator, seed=seed,
                         max_memory=max_memory, progress=progress,
                         target_accept=target_accept, max_tree_depth=max_tree_depth)
+        return with_convergence(post, post.samples, None)
     assert problem is not None
     return _run_langevin(problem, sampler, num_samples=num_samples, warmup=warmup,
                          num_chains=num_chains, thin=thin, generator=generator, seed=seed,
                          max_memory=max_memory, progress=progress, smoothing=smoothing,
                          step_size=step_size, stages=stages, prox_iter=prox_iter,
                          scale_prior=scale_prior if sample_scale else None,
-                         scale_every=scale_every)
+                         scale_every=scale_every, targets=targets)
 
 
 # --- checks --------------------------------------------------------------------------------
@@ -286,7 +364,8 @@ def _check_options(sampler, num_samples, warmup, num_chains, thin, max_memory, s
                    max_tree_depth) -> None:
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
-    check_int(num_samples, "num_samples", 1)
+    if num_samples is not None:
+        check_int(num_samples, "num_samples", 1)
     if warmup is not None:
         check_int(warmup, "warmup", 0)
     check_int(num_chains, "num_chains", 1)
@@ -313,6 +392,22 @@ def _check_options(sampler, num_samples, warmup, num_chains, thin, max_memory, s
     ):
         raise ValueError(f"step_size must be a positive number, got {step_size!r}")
     check_random_source(seed, generator)
+
+
+def _check_targets(target_ess, target_rhat, max_time, diagnostic_draws) -> dict:
+    """The stopping rule of a run to convergence, checked."""
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    if not (number(target_ess) and 0 < target_ess < math.inf):
+        raise ValueError(f"target_ess must be a positive number, got {target_ess!r}")
+    if not (number(target_rhat) and 1 < target_rhat < math.inf):
+        raise ValueError(f"target_rhat must be a number above 1, got {target_rhat!r}")
+    if max_time is not None and not (number(max_time) and 0 < max_time):
+        raise ValueError(f"max_time must be a positive number of seconds or None, got "
+                         f"{max_time!r}")
+    check_int(diagnostic_draws, "diagnostic_draws", 16)
+    return {"ess": float(target_ess), "rhat": float(target_rhat),
+            "max_time": math.inf if max_time is None else float(max_time),
+            "draws": int(diagnostic_draws)}
 
 
 def _check_scale_options(sample_scale, scale_prior, scale_every, sampler) -> tuple[float, float]:
@@ -374,8 +469,12 @@ def _make_generator(generator, seed, device: torch.device) -> torch.Generator:
 
 def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, warmup,
                   num_chains, thin, generator, seed, max_memory, progress, smoothing,
-                  step_size, stages, prox_iter, scale_prior=None, scale_every=1) -> Posterior:
-    """The Langevin chains of :func:`mcmc`, in parallel as a batch (options checked there)."""
+                  step_size, stages, prox_iter, scale_prior=None, scale_every=1,
+                  targets=None) -> Posterior:
+    """The Langevin chains of :func:`mcmc`, in parallel as a batch (options checked there).
+
+    A fixed budget when ``num_samples`` is given, else until the ``targets`` are met.
+    """
     start = time.perf_counter()
     y = problem.y.detach()
     device, dtype = y.device, y.dtype
@@ -399,13 +498,26 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
     delta = delta.to(dtype)
     sqrt_2delta = torch.sqrt(2 * delta)
     potential = SmoothedPotential(problem, lambda_my, prox_iter)
+    converge = num_samples is None
     if warmup is None:
-        warmup = max(50, num_samples // 4)
+        warmup = 100 if converge else max(50, num_samples // 4)
 
     x0 = _initial_x(problem)
     shape = tuple(x0.shape)  # the image's, not the observation's (decimation)
     # before the chains exist: an absurd num_chains is refused, not allocated
-    store = DrawStore(num_chains, num_samples, shape, device, max_memory)
+    if converge:
+        per_draw = num_chains * math.prod(shape) * 4
+        capacity = min(targets["draws"], max_memory // per_draw)
+        if capacity < 16:
+            raise ValueError(
+                f"max_memory={max_memory} bytes holds {capacity} draws of {num_chains} chains "
+                f"of shape {shape} ({per_draw} bytes each): a run to convergence needs 16 "
+                "for its diagnostics; raise max_memory or give num_samples"
+            )
+        store = ThinnedDraws(num_chains, shape, capacity, device)
+        moments = BlockSums(num_chains, shape, device=device)
+    else:
+        store = DrawStore(num_chains, num_samples, shape, device, max_memory)
     x = x0.expand((num_chains,) + shape).clone()
     if lambda_my is not None:  # a converged dual at the start; later calls warm-start from it
         potential.dual = tv_prox_dual(x, potential.prox_weight.to(dtype),
@@ -416,15 +528,18 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
         theta = (1.0 / problem.scale.to(torch.float64)).reshape(batch).expand(
             (num_chains,) + batch)
         potential.set_theta(theta.to(dtype))
-    total = warmup + num_samples * thin
+    total = None if converge else warmup + num_samples * thin
     bar = tqdm(total=total, desc=f"MCMC ({sampler})", disable=not progress, leave=False)
+    checks: list[dict] = []
+    diag = None
 
     def noise() -> torch.Tensor:
         return torch.randn(x.shape, generator=gen, device=device, dtype=dtype)
 
     xi_prev = noise() if sampler == "lm" else None
+    step = 0
     with torch.no_grad():
-        for step in range(total):
+        while total is None or step < total:
             if sampler == "lm":
                 xi = noise()
                 x = lm_step(x, potential.grad(x), delta, xi, xi_prev)
@@ -439,15 +554,38 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
                 theta = gibbs_theta(x, *scale_prior, gen, isotropic=problem.isotropic,
                                     event_dim=problem.event_dim)
                 potential.set_theta(theta.to(dtype))
-            if step >= warmup and (step - warmup + 1) % thin == 0:
-                store.add(x)
-                if scale_prior is not None:
-                    thetas.append(theta)
+            step += 1
             bar.update(1)
+            if step <= warmup or (step - warmup) % thin != 0:
+                continue
+            if scale_prior is not None:
+                thetas.append(theta)
+            if not converge:
+                store.add(x)
+                continue
+            moments.add(x)
+            kept = store.add(x)
+            if kept and _check_due(store):
+                if not bool(torch.isfinite(x).all()):
+                    break
+                diag = _check(store.draws, targets, rhat=moments.rhat())
+                seconds = time.perf_counter() - start
+                checks.append({"draws": store.count, "seconds": seconds, **diag["summary"]})
+                bar.set_postfix_str(_progress_text(diag["summary"], targets))
+                if diag["converged"] or seconds > targets["max_time"]:
+                    break
     bar.close()
     if not bool(torch.isfinite(x).all()):
         raise FloatingPointError("the Langevin chain diverged (non-finite values)")
-    mean, std = store.moments(num_chains, dtype)
+    if converge:
+        mean, std = moments.moments(dtype)
+        samples, num_draws, every = store.draws, store.count, store.every
+        if diag is None or diag["maps"] is None or checks[-1]["draws"] != store.count:
+            diag = _check(samples, targets, rhat=moments.rhat(), screen=False)
+    else:
+        mean, std = store.moments(num_chains, dtype)
+        samples, num_draws, every = store.samples, num_samples, store.every
+        diag = None  # with_convergence: every pixel, a grid of them, or none (< 8 draws)
     info = {
         "sampler": sampler,
         "step_size": scalar_or_list(delta),
@@ -459,21 +597,142 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
         "num_chains": num_chains,
         "warmup": warmup,
         "thin": thin,
-        "num_steps": total,
+        "num_steps": step,
         "gradient_evaluations": potential.evaluations,
         "prox_evaluations": potential.evaluations if lambda_my is not None else 0,
-        "num_draws": num_samples,
-        "num_draws_kept": store.kept,
-        "storage_thin": store.every,
+        "num_draws": num_draws,
+        "num_draws_kept": samples.shape[1],
+        "storage_thin": every,
         "acceptance_rate": None,
         "wall_time": time.perf_counter() - start,
     }
     if scale_prior is not None:
-        info.update(scale_summary(torch.stack(thetas, 1), store.every, scale_prior,
-                                  scale_every))
-    return Posterior(method="mcmc", mean=mean, std=std, samples=store.samples, map=None,
-                     info=sampler_info(sampler, total, info["wall_time"]),
+        theta_all = torch.stack(thetas, 1)
+        if converge:  # the scale draws that match the kept images
+            info.update(scale_summary(theta_all, every, scale_prior, scale_every))
+            info["scale_samples"] = info["scale_samples"][:, : samples.shape[1]]
+        else:
+            info.update(scale_summary(theta_all, every, scale_prior, scale_every))
+    post = Posterior(method="mcmc", mean=mean, std=std, samples=samples, map=None,
+                     info=sampler_info(sampler, step, info["wall_time"]),
                      diagnostics=MCMCDiagnostics(**info))
+    post = with_convergence(post, samples, targets if converge else None, diag=diag,
+                            checks=checks if converge else None)
+    if converge and not post.diagnostics["converged"]:
+        d = post.diagnostics
+        warnings.warn(
+            f"the chains did not converge within max_time={targets['max_time']:g} s "
+            f"({num_draws} draws per chain): worst pixel R-hat {d['rhat_max']:.3f} (target "
+            f"{targets['rhat']:g}), bulk ESS {d['ess_bulk_min']:.0f} and tail ESS "
+            f"{d['ess_tail_min']:.0f} (target {targets['ess']:g}); std Monte Carlo error "
+            f"{100 * d['std_mc_error']:.1f} % at the median pixel. Raise max_time, or give "
+            "num_samples for a fixed budget",
+            UserWarning,
+            stacklevel=3,
+        )
+    return post
+
+
+def _check_due(store: ThinnedDraws) -> bool:
+    """Whether the thinned subset has grown by a quarter of its capacity since the last check."""
+    return (store.stored >= min(_FIRST_CHECK, store.capacity // 2)
+            and store.stored % max(1, store.capacity // 4) == 0)
+
+
+def _check(draws: torch.Tensor, targets: dict | None, *, rhat: torch.Tensor | None = None,
+           screen: bool = True) -> dict:
+    """Diagnostics of ``draws``; with ``targets``, whether every pixel met them.
+
+    ``rhat``: the split R-hat of all draws (a run to convergence, from
+    :class:`~bayes_restore.infer.draws.BlockSums`), used in place of the rank-normalised one
+    of the kept ``draws`` (kept as ``"rhat_subset"``), whose noise does not shrink as the
+    chains go on (the subset is bounded). ``screen``: on a large image, first a grid of
+    about ``_SCREEN_PIXELS`` pixels; all pixels only when the grid passes.
+    """
+    if targets is not None and rhat is None:  # too few draws for the all-draw R-hat
+        rhat = torch.tensor(math.inf)
+    if targets is not None and float(rhat.max()) > targets["rhat"] and screen:
+        summary = {"rhat_max": float(rhat.max()), "ess_bulk_min": math.nan,
+                   "ess_tail_min": math.nan}
+        return {"converged": False, "summary": summary, "maps": None}
+    pixels = math.prod(draws.shape[2:])
+    if screen and targets is not None and pixels > 2 * _SCREEN_PIXELS:
+        stride = math.ceil(math.sqrt(pixels / _SCREEN_PIXELS))
+        grid = convergence_diagnostics(draws[..., ::stride, ::stride])
+        grid["rhat"] = rhat[..., ::stride, ::stride] if rhat.dim() else rhat
+        summary = _summary(grid)
+        if not _met(summary, targets):
+            return {"converged": False, "summary": summary, "maps": None}
+    maps = convergence_diagnostics(draws)
+    if rhat is not None and rhat.dim():
+        maps["rhat_subset"] = maps["rhat"]
+        maps["rhat"] = rhat
+    summary = _summary(maps)
+    return {"converged": targets is not None and _met(summary, targets), "summary": summary,
+            "maps": maps}
+
+
+def _summary(maps: dict) -> dict:
+    return {"rhat_max": float(maps["rhat"].max()), "ess_bulk_min": float(maps["ess_bulk"].min()),
+            "ess_tail_min": float(maps["ess_tail"].min())}
+
+
+def _met(summary: dict, targets: dict) -> bool:
+    return (summary["rhat_max"] <= targets["rhat"]
+            and min(summary["ess_bulk_min"], summary["ess_tail_min"]) >= targets["ess"])
+
+
+def _progress_text(summary: dict, targets: dict) -> str:
+    return (f"worst pixel: ESS {min(summary['ess_bulk_min'], summary['ess_tail_min']):.0f}"
+            f"/{targets['ess']:g}, R-hat {summary['rhat_max']:.3f}/{targets['rhat']:g}")
+
+
+def with_convergence(post: Posterior, draws: torch.Tensor, targets: dict | None, *,
+                     diag: dict | None = None, checks: list | None = None) -> Posterior:
+    """``post`` with its convergence diagnostics and Monte Carlo errors, from ``draws``.
+
+    ``draws``: ``(chain, draw, *shape)`` (the kept ones); ``targets`` the stopping rule of a
+    run to convergence (``None``: a fixed budget, ``converged`` left unset).
+    """
+    if draws is None or draws.shape[1] < 8:
+        return post
+    stride = 1
+    if targets is None and draws.numel() > _FULL_DIAGNOSTICS:  # a grid of pixels
+        stride = math.ceil(math.sqrt(draws.numel() / _FULL_DIAGNOSTICS))
+        if draws.dim() < 4 or stride >= min(draws.shape[-2:]):
+            stride = 1
+        else:
+            draws = draws[..., ::stride, ::stride]
+            diag = None
+    if diag is None or diag["maps"] is None:
+        diag = _check(draws, targets, screen=False)
+    maps = diag["maps"]
+    std = post.std if stride == 1 else post.std[..., ::stride, ::stride]
+    mean_se, std_se = monte_carlo_errors(std, maps)
+    rel = lambda se: float(torch.median((se / std.clamp_min(  # noqa: E731
+        torch.finfo(std.dtype).tiny)).to(torch.float64)))
+    fields = {
+        **diag["summary"],
+        "ess_bulk_median": float(maps["ess_bulk"].median()),
+        "std_mc_error": rel(std_se),
+        "mean_mc_error": rel(mean_se),
+        "convergence": {k: maps[k] for k in ("rhat", "ess_bulk", "ess_tail", "rhat_subset")
+                        if k in maps},
+        "diagnostic_draws": int(draws.shape[1]),
+        "diagnostic_thin": post.diagnostics.get("storage_thin", 1),
+        "diagnostic_stride": stride,
+    }
+    if targets is not None:
+        fields.update(converged=diag["converged"], target_ess=targets["ess"],
+                      target_rhat=targets["rhat"], checks=tuple(checks or ()))
+    post = with_diagnostics(post, **fields)
+    info = post.info
+    if targets is not None and info is not None:
+        info = sampler_info(info.solver, info.iterations, info.time, diag["converged"])
+    if stride > 1:  # the maps of a grid of pixels are in the diagnostics only
+        return post.with_fields(info=info)
+    return post.with_fields(mean_mcse=mean_se.to(std.dtype), std_mcse=std_se.to(std.dtype),
+                            info=info)
 
 
 def _initial_x(problem: RestorationProblem) -> torch.Tensor:

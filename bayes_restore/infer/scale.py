@@ -18,10 +18,10 @@ import torch
 
 from bayes_restore._validation import check_finite, check_positive
 from bayes_restore.differences import gradient_energy
-from bayes_restore.operators import LinearOperator
+from bayes_restore.operators import LinearOperator, as_operator
 
-from .langevin import myula_step
-from .prox import tv_prox
+from .langevin import SmoothedPotential, myula_step
+from .problem import RestorationProblem
 
 __all__ = ["gibbs_theta", "standard_gamma", "scale_summary", "tv_scale_chain"]
 
@@ -135,6 +135,15 @@ def scale_summary(theta: torch.Tensor, every: int, scale_prior, scale_every,
     return {"scale_samples": b[:, ::every].cpu(), "scale": summary}
 
 
+class _TVShape:
+    """What the Langevin potential asks of a TV prior (its order and norm), for a bare chain."""
+
+    gradient_order = 1.0
+
+    def __init__(self, isotropic: bool) -> None:
+        self.isotropic = isotropic
+
+
 def tv_scale_chain(
     t: torch.Tensor,
     sigma: float,
@@ -156,8 +165,10 @@ def tv_scale_chain(
     ``U(x) = |y - x|^2 / (2 sigma^2) + theta TV(x)`` for the observation ``t`` (one ``theta``
     for all its images); the TV term is replaced by its Moreau-Yosida envelope of parameter
     ``lam = smoothing * sigma^2``, whose gradient is ``(x - prox_{lam theta TV}(x)) / lam``;
-    the prox is the warm-started :func:`~bayes_restore.infer.prox.tv_prox`. Step ``0.9 / L``
-    with ``L = 1/sigma^2 + 1/lam`` (:func:`~bayes_restore.infer.langevin.myula_step`), the
+    the prox is the warm-started :func:`~bayes_restore.infer.prox.tv_prox`. The drift is
+    :class:`~bayes_restore.infer.langevin.SmoothedPotential`'s and the step
+    :func:`~bayes_restore.infer.langevin.myula_step`, those of
+    :func:`~bayes_restore.infer.mcmc`: step ``0.9 / L`` with ``L = 1/sigma^2 + 1/lam``, the
     chain started at ``t``. ``TV(x_k)`` is summed over the images. Returns the ``theta``
     after each step.
 
@@ -184,16 +195,19 @@ def tv_scale_chain(
     if operator is not None and start is None:
         raise ValueError("start is required with an operator (an image of A^T y's shape)")
     x = y.clone() if start is None else start.to(dtype).clone()
-    dual = None
+    # the one Langevin potential of the package (that of mcmc), with one theta for all images
+    one = y.new_ones((1,) * event_dim)
+    problem = RestorationProblem(
+        y, _TVShape(isotropic), as_operator(operator), sigma * one, one / theta0, event_dim)
+    potential = SmoothedPotential(problem, lam * one, prox_iter)
     theta = theta0
     thetas = []
     for k in range(1, num_iter + 1):
-        px, dual = tv_prox(x, lam * theta, isotropic=isotropic, dual=dual, num_iter=prox_iter)
-        residual = x - y if operator is None else operator.adjoint_as(operator(x) - y, x.shape)
-        drift = residual.div_(sigma**2).add_((x - px).div_(lam))
+        drift = potential.grad(x)
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
         x = myula_step(x, drift, step, noise, noise_scale)
         tv = float(gradient_energy(x, 1.0, isotropic=isotropic, event_dim=event_dim).sum())
         theta = update(k, theta, tv)
+        potential.set_theta(torch.tensor(theta, dtype=y.dtype, device=y.device))
         thetas.append(theta)
     return thetas

@@ -1,4 +1,5 @@
-"""Variational inference with Pyro's SVI: mean-field or low-rank Gaussian guides over the image."""
+"""Variational inference: structured Gaussian families for the package's models, Pyro SVI
+(mean-field or low-rank Gaussian guides) for any other model."""
 
 from __future__ import annotations
 
@@ -29,15 +30,26 @@ from bayes_restore.infer.generic import (
 from bayes_restore.models import X_SITE
 from bayes_restore.posterior import Posterior, SolverInfo, VIDiagnostics
 
-__all__ = ["variational", "GUIDES"]
+from .pcg import DEFAULT_STD_RTOL
+from .problem import RestorationProblem, recognise
+
+__all__ = ["variational", "GUIDES", "VI_ENGINES"]
 
 #: accepted values of ``variational(..., guide=...)``
 GUIDES = ("normal", "lowrank")
+#: accepted values of ``variational(..., engine=...)``
+VI_ENGINES = ("auto", "structured", "svi")
 
 
 def variational(
     model: Callable,
     *args: Any,
+    engine: str = "auto",
+    learn: tuple[str, ...] = (),
+    max_iter: int = 200,
+    vb_tol: float = 1e-4,
+    cg_tol: float | None = None,
+    std_rtol: float = DEFAULT_STD_RTOL,
     guide: str = "normal",
     rank: int = 10,
     max_steps: int = 5000,
@@ -51,13 +63,36 @@ def variational(
     seed: int | None = DEFAULT_SEED,
     progress: bool = False,
     model_kwargs: Mapping[str, Any] | None = None,
+    map_estimate: bool | None = None,
     **kwargs: Any,
 ) -> Posterior:
-    r"""Approximate the posterior of a Pyro model with SVI and a Gaussian guide.
+    r"""Approximate the posterior of a Pyro model by a Gaussian: structured, or SVI's guide.
 
-    ``guide="normal"`` is Pyro's ``AutoNormal`` (mean field: independent pixels);
-    ``"lowrank"`` is ``AutoLowRankMultivariateNormal`` (diagonal plus rank ``rank``
-    covariance). The guide's mean starts at the MAP (``init="map"``, computed by
+    Two engines (``engine="auto"`` takes the first whenever the model allows it):
+
+    - ``"structured"``, for the package's own model (recognised by
+      :func:`~bayes_restore.infer.problem.recognise`: a gradient prior and Gaussian noise
+      with any operator). Deterministic (no Monte Carlo in the fit), fast, and with a
+      family that holds the posterior or a close bound of it:
+
+      - Gaussian-gradient prior (order 2): the posterior is Gaussian, so the best Gaussian
+        *is* the posterior, ``N(m, Q^{-1})`` with ``Q = A^T A / sigma^2 + D^T D / b^2``:
+        computed by :func:`~bayes_restore.infer.exact_posterior` (DCT closed forms for
+        ``A = I``, a reflective symmetric blur, a box decimation; otherwise PCG for the
+        mean and perturb-and-optimise draws, to ``std_rtol``, for the std).
+      - Total variation (order 1): variational Bayes with TV's quadratic majoriser
+        (Babacan, Molina & Katsaggelos 2008), ``q(x) = N(m, Q^{-1})`` with
+        ``Q = A^T A / sigma^2 + D^T W D / b`` and per-pixel weights ``W`` from
+        ``E_q |grad x|^2``; marginal variances by a locally stationary approximation
+        (:func:`~bayes_restore.infer.variational_tv.tv_variational`). ``learn=("sigma",
+        "scale")`` refines the noise level and the prior scale by VB-EM.
+
+    - ``"svi"``: Pyro's SVI with an autoguide, for any model with a latent ``"x"``.
+      ``guide="normal"`` is Pyro's ``AutoNormal`` (mean field: independent pixels);
+      ``"lowrank"`` is ``AutoLowRankMultivariateNormal`` (diagonal plus rank ``rank``
+      covariance).
+
+    SVI: the guide's mean starts at the MAP (``init="map"``, computed by
     :func:`~bayes_restore.infer.map_estimate`, fast for the package's own models), or at
     the data (``"data"``: ``A^T y``), never at prior draws (the priors are improper).
     Optimisation: Adam on the ELBO, its learning rate decaying to a tenth over
@@ -78,6 +113,26 @@ def variational(
     model_kwargs : mapping, optional
         More keyword arguments of the model, kept apart from the engine's options (for a
         model that has its own ``tol``, ``seed``, ...).
+    engine : {"auto", "structured", "svi"}, default "auto"
+        ``"auto"``: the structured engine for the package's model (gradient prior of order
+        1 or 2, Gaussian noise), SVI otherwise; ``"svi"`` forces SVI on any model;
+        ``"structured"`` is a ``ValueError`` for a model it does not cover.
+    learn : tuple of {"sigma", "scale"}, default ()
+        Structured engine, TV prior: the parameters to refine by VB-EM (starting from the
+        model's values); :func:`~bayes_restore.restore` passes them for the parameters it
+        estimated. For the Gaussian-gradient prior use the exact evidence instead
+        (:func:`~bayes_restore.hyper.gaussian_empirical_bayes`).
+    max_iter : int, default 200
+        Structured engine, TV: cap on the VB sweeps.
+    vb_tol : float, default 1e-4
+        Structured engine, TV: stop when the relative change of the mean (and of the
+        learned parameters) between sweeps is at most this.
+    cg_tol : float, optional
+        Structured engine: relative residual of the conjugate-gradient solves (default
+        ``1e-6`` in float64, ``1e-5`` in float32).
+    std_rtol : float, default 0.05
+        Structured engine, Gaussian prior with an operator without closed forms: the
+        relative Monte Carlo error of the std (perturb-and-optimise draws).
     guide : {"normal", "lowrank"}, default "normal"
     rank : int, default 10
         Rank of the low-rank guide.
@@ -107,13 +162,27 @@ def variational(
         ``diagnostics["guide"]`` later runs in the caller's store.)
     progress : bool, default False
         Progress bar over SVI steps.
+    map_estimate : bool, optional
+        Structured engine, TV: whether to return ``map``, the TV MAP at the final
+        parameters. Default (``None``): for ``A = I`` (the fused ROF solver, which also
+        starts the sweeps: cheap), not with an operator (its primal-dual solve costs many
+        times the variational fit; ``map`` is then ``None``; pass ``True`` for it, or use
+        :func:`~bayes_restore.infer.map_estimate`). Ignored by the other families.
 
     Returns
     -------
     Posterior
-        ``method="vi"``, ``mean``, ``std`` (analytic from the guide), ``samples``
-        ``(1, num_samples, *image)`` float32, ``diagnostics["elbo"]`` (the loss trace),
-        ``diagnostics["guide"]`` (the fitted guide), ``info.converged``.
+        ``method="vi"``, ``mean``, ``std``, ``samples`` ``(1, num_samples, *image)``
+        float32, ``info.converged``, ``diagnostics["engine"]`` (``"structured"`` or
+        ``"svi"``). SVI: ``std`` analytic from the guide, ``diagnostics["elbo"]`` (the
+        loss trace), ``diagnostics["guide"]`` (the fitted guide). Structured:
+        ``diagnostics["family"]`` (``"gaussian-exact"`` or ``"tv-majoriser"``),
+        ``diagnostics["std_method"]``, ``diagnostics["sigma"]`` and
+        ``diagnostics["prior_scale"]`` (per image, the learned values when ``learn``),
+        ``diagnostics["learned"]``; TV also ``map`` (the TV MAP at the final parameters:
+        at the TV posterior's own scale the posterior mean is a noisier image than the
+        MAP; see ``map_estimate``), ``diagnostics["elbo"]`` (the bound per sweep) and
+        ``diagnostics["cg_iterations"]``.
 
     Examples
     --------
@@ -123,8 +192,13 @@ def variational(
     >>> y = torch.rand(8, 8, dtype=torch.float64)
     >>> post = variational(restoration_model, y, prior=GaussianGradient(0.1, shape=(8, 8)),
     ...                    sigma=0.1, max_steps=2000, window=50, num_samples=10, seed=0)
-    >>> post.std.shape, post.samples.shape
-    (torch.Size([8, 8]), torch.Size([1, 10, 8, 8]))
+    >>> post.std.shape, post.samples.shape, post.diagnostics["family"]
+    (torch.Size([8, 8]), torch.Size([1, 10, 8, 8]), 'gaussian-exact')
+    >>> svi = variational(restoration_model, y, prior=GaussianGradient(0.1, shape=(8, 8)),
+    ...                   sigma=0.1, engine="svi", max_steps=300, window=20, tol=0.5,
+    ...                   num_samples=0)
+    >>> svi.diagnostics["engine"], svi.info.solver
+    ('svi', 'svi-normal')
     """
     kwargs = model_arguments(kwargs, model_kwargs)
     if guide not in GUIDES:
@@ -136,6 +210,25 @@ def variational(
         raise ValueError(f"num_samples must be an integer >= 0, got {num_samples!r}")
     if not (lr > 0 and tol > 0):
         raise ValueError("lr and tol must be > 0")
+    if not isinstance(init, torch.Tensor) and init not in ("map", "data"):
+        raise ValueError(f"init must be 'map', 'data' or a tensor, got {init!r}")
+    if engine not in VI_ENGINES:
+        raise ValueError(f"engine must be one of {VI_ENGINES}, got {engine!r}")
+    if engine != "svi":
+        problem = recognise(model, args, kwargs)
+        if _structured(problem):
+            return _structured_posterior(
+                model, args, kwargs, problem, learn=learn, max_iter=max_iter, vb_tol=vb_tol,
+                cg_tol=cg_tol, std_rtol=std_rtol, num_samples=num_samples,
+                generator=generator, seed=seed, map_estimate=map_estimate,
+            )
+        if engine == "structured":
+            raise ValueError(
+                "engine='structured' needs the package's model: a gradient prior of order 1 "
+                "(TV) or 2 (Gaussian) with Gaussian noise; use engine='svi' for this model"
+            )
+    if learn:
+        raise ValueError("learn= needs the structured engine (TV prior, Gaussian noise)")
 
     start = time.perf_counter()
     gen = make_generator(seed, generator, data_device(args, kwargs))
@@ -144,11 +237,11 @@ def variational(
     if isinstance(init, torch.Tensor):
         x0 = init.detach()
     elif init == "map":
-        from bayes_restore.infer.map import map_estimate
+        from bayes_restore.infer.map import map_estimate as map_solver
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            x0 = map_estimate(model, *args, seed=draw_seed(gen), **kwargs).map.detach()
+            x0 = map_solver(model, *args, seed=draw_seed(gen), **kwargs).map.detach()
     elif init == "data":
         x0 = trace.nodes[X_SITE]["value"].detach()
     else:
@@ -220,7 +313,8 @@ def variational(
         std=std.to(dtype=dtype, device=device),
         samples=samples,
         info=info,
-        diagnostics=VIDiagnostics(elbo=tuple(-v for v in losses), guide=g, observed=observed),
+        diagnostics=VIDiagnostics(elbo=tuple(-v for v in losses), guide=g, observed=observed,
+                                  extra={"engine": "svi"}),
     )
 
 
@@ -243,3 +337,59 @@ def _observed(trace) -> torch.Tensor | None:
         if site["type"] == "sample" and site["is_observed"] and torch.is_tensor(site["value"]):
             return site["value"].detach()
     return None
+
+
+def _structured(problem: RestorationProblem | None) -> bool:
+    """Whether the structured engine covers the recognised problem."""
+    return (problem is not None and problem.noise == "gaussian"
+            and problem.beta in (1.0, 2.0))
+
+
+def _structured_posterior(model, args, kwargs, problem, *, learn, max_iter, vb_tol, cg_tol,
+                          std_rtol, num_samples, generator, seed,
+                          map_estimate=None) -> Posterior:
+    """The structured engine: the exact Gaussian (order 2) or VB with TV's majoriser (1)."""
+    start = time.perf_counter()
+    learn = tuple(learn)
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+    if not (isinstance(vb_tol, (int, float)) and vb_tol > 0):
+        raise ValueError(f"vb_tol must be a number > 0, got {vb_tol!r}")
+    if problem.beta == 2.0:
+        if learn:
+            raise ValueError(
+                "learn= is for the TV prior: for the Gaussian-gradient prior the exact "
+                "evidence gives sigma and the scale (hyper.gaussian_empirical_bayes)"
+            )
+        from .gaussian import exact_posterior
+
+        post = exact_posterior(model, *args, num_samples=num_samples, generator=generator,
+                               seed=seed, tol=cg_tol, std_rtol=std_rtol, **kwargs)
+        d = post.diagnostics
+        extra = {"engine": "structured", "family": "gaussian-exact",
+                 "std_method": d["std_method"], "sigma": problem.sigma,
+                 "prior_scale": problem.scale, "learned": ()}
+        for key in ("num_draws", "std_mc_error", "aliasing"):
+            if key in d:
+                extra[key] = d[key]
+        return Posterior(method="vi", mean=post.mean, std=post.std, samples=post.samples,
+                         info=post.info,
+                         diagnostics=VIDiagnostics(observed=problem.y.detach(), extra=extra))
+    from .variational_tv import tv_variational
+
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 0:
+        raise ValueError(f"num_samples must be an integer >= 0, got {num_samples!r}")
+    gen = make_generator(seed, generator, problem.y.device)
+    q = tv_variational(problem, max_iter=max_iter, tol=vb_tol, learn=learn,
+                       num_samples=num_samples, generator=gen, cg_tol=cg_tol,
+                       map_estimate=map_estimate)
+    samples = None if q.samples is None else q.samples.to(torch.float32).unsqueeze(0)
+    info = SolverInfo(solver="vb-tv", iterations=q.iterations, converged=q.converged,
+                      time=time.perf_counter() - start, gap=q.history[-1] if q.history else None,
+                      history=q.history)
+    extra = {"engine": "structured", "family": "tv-majoriser",
+             "std_method": "locally-stationary", "sigma": q.sigma, "prior_scale": q.scale,
+             "learned": learn, "cg_iterations": q.cg_iterations}
+    return Posterior(method="vi", map=q.map, mean=q.mean, std=q.std, samples=samples, info=info,
+                     diagnostics=VIDiagnostics(elbo=q.elbo, observed=problem.y.detach(),
+                                               extra=extra))

@@ -1,0 +1,381 @@
+"""Approximate engines against the TV posterior reference: mean, std and interval coverage.
+
+For every case stored by ``benchmarks/tv_reference.py`` (``results/tv_reference/*.npz``:
+long SK-ROCK chains run to R-hat <= 1.01, summarised by per-pixel mean, std and quantiles)
+this runs, on the same observation, prior scale ``b``, ``sigma`` and operator:
+
+- ``vi``: ``restore(y, "tv", sigma=, scale=, operator=, method="vi")`` as it is when run;
+- ``vi-svi``: the same with Pyro's SVI and its mean-field guide (``engine="svi",
+  guide="normal"``) when the variational engine has another default (read from
+  ``bayes_restore.infer.vi.variational``'s signature at run time; skipped, with the
+  reason, otherwise); ``--svi-kwargs`` overrides;
+- ``mcmc``: ``method="mcmc"``, a short fixed budget: ``num_samples=1000`` draws per
+  chain (SK-ROCK, the engine's other defaults: 2 chains, 250 warm-up steps, smoothing 0.01);
+  ``--mcmc-kwargs '{}'`` gives the engine's own default instead (run to convergence);
+- ``map``: ``method="map"`` (its point as the mean: no std, no interval),
+
+and reports per engine (averaged over pixels unless said):
+
+- ``mae``/``max_ae``: mean and largest ``|mean - mean_ref|``; ``frac>0.01``: the fraction of
+  pixels where it exceeds 0.01 (the target: none);
+- ``std_ratio``/``std_ratio_med``: mean and median of ``std / std_ref`` (target: within
+  20 % on average); ``frac_std_off``: pixels outside [0.8, 1.25];
+- ``cov90``/``cov50``: the fraction of the reference draws inside the engine's equal-tailed
+  90 % (50 %) interval, from the reference CDF interpolated between its stored quantiles
+  (0.01, 0.03, ..., 0.99; beyond them 0.005 or 0.995), averaged over pixels (target for
+  90 %: 0.85-0.95);
+- whether the targets are met, over the cases whose reference reached max R-hat <= 1.02
+  (the others are listed as not judged: their reference is not converged);
+- wall time of the engine (one thread by default; the machine may be loaded: see ``load``).
+
+Run: ``python benchmarks/tv_vi_reference.py`` (all stored cases), ``--cases`` to select,
+``--engines vi,mcmc`` to select engines, ``--quick`` (one 64 x 64 case, the fast engines
+only; on a checkout without stored reference it makes a tiny one first).
+Writes ``results/tv_vi_reference.json`` (``--quick``: a temporary folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+REF_DIR = RESULTS / "tv_reference"
+ENGINES = ("vi", "vi-svi", "mcmc", "map")
+
+
+def load_case(path: Path) -> dict:
+    """A stored reference case: arrays and its summary."""
+    with np.load(path) as f:
+        case = {k: f[k] for k in f.files}
+    case["summary"] = json.loads(str(case["summary"]))
+    case["name"] = path.stem
+    case["quantiles"] = case["quantile_offsets"].astype(np.float64) + case["mean"].astype(
+        np.float64)
+    return case
+
+
+def operator_of(case: dict):
+    """The case's operator (``None`` for denoising), rebuilt from the stored PSF."""
+    if str(case["operator"]) == "identity":
+        return None
+    from bayes_restore.operators import Blur
+
+    return Blur(torch.as_tensor(case["psf"], dtype=torch.float64))
+
+
+def reference_cdf(quantiles: np.ndarray, levels: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Per-pixel reference CDF at ``v``: linear between the stored quantiles.
+
+    ``quantiles`` has shape ``(L, *image)``, ``levels`` ``(L,)``; below the first quantile
+    the CDF is taken as ``levels[0] / 2``, above the last as ``(1 + levels[-1]) / 2``.
+    """
+    q = np.sort(quantiles.reshape(len(levels), -1), axis=0)  # float16 rounding can swap
+    v = v.reshape(-1)
+    n_lev = len(levels)
+    idx = (q <= v).sum(0)  # number of quantiles at or below v: 0..L
+    cols = np.arange(q.shape[1])
+    lo_i = np.clip(idx - 1, 0, n_lev - 1)
+    hi_i = np.clip(idx, 0, n_lev - 1)
+    q_lo, q_hi = q[lo_i, cols], q[hi_i, cols]
+    width = q_hi - q_lo
+    frac = np.where(width > 0, (v - q_lo) / np.where(width > 0, width, 1.0), 1.0)
+    cdf = levels[lo_i] + np.clip(frac, 0.0, 1.0) * (levels[hi_i] - levels[lo_i])
+    cdf = np.where(idx == 0, levels[0] / 2, cdf)
+    cdf = np.where(idx == n_lev, (1 + levels[-1]) / 2, cdf)
+    return cdf
+
+
+def coverage_of_reference(case: dict, lo: np.ndarray, hi: np.ndarray) -> float:
+    """Fraction of the reference draws inside ``[lo, hi]``, averaged over pixels."""
+    levels = case["levels"].astype(np.float64)
+    q = case["quantiles"]
+    inside = reference_cdf(q, levels, hi) - reference_cdf(q, levels, lo)
+    return float(np.mean(np.clip(inside, 0.0, 1.0)))
+
+
+def gaussian_interval(mean: np.ndarray, std: np.ndarray, prob: float):
+    z = math.sqrt(2) * float(torch.special.erfinv(torch.tensor(prob)))
+    return mean - z * std, mean + z * std
+
+
+def svi_kwargs_default() -> tuple[dict | None, str]:
+    """The keywords that select Pyro's SVI in ``variational``, or ``None`` and why not."""
+    from bayes_restore.infer import vi
+
+    params = inspect.signature(vi.variational).parameters
+    engine = params.get("engine")
+    if engine is not None:
+        choices = getattr(vi, "VI_ENGINES", ())
+        if "svi" in choices and engine.default != "svi":
+            return ({"engine": "svi", "guide": "normal"},
+                    f"variational(engine={engine.default!r}) by default: SVI row with "
+                    "engine='svi', guide='normal'")
+        return None, f"variational() has engine= (choices {choices!r}): pass --svi-kwargs"
+    guide = params.get("guide")
+    if guide is None:
+        return None, "variational() has no guide keyword"
+    if guide.default == "normal":
+        return None, "the default vi is already Pyro's SVI guide (guide='normal')"
+    return {"guide": "normal"}, f"guide default is {guide.default!r}: SVI with guide='normal'"
+
+
+#: the targets are judged only on cases whose reference reached this max R-hat
+RHAT_JUDGED = 1.02
+#: the short MCMC run of the ``mcmc`` row
+MCMC_KWARGS = {"num_samples": 1000}
+
+
+def run_engine(engine: str, case: dict, svi_kwargs: dict | None, seed: int,
+               mcmc_kwargs: dict | None = None) -> dict:
+    """One engine on one case: its errors against the reference."""
+    import bayes_restore
+
+    y = case["y"].astype(np.float64)
+    sigma, b = float(case["sigma"]), float(case["b"])
+    op = operator_of(case)
+    kw: dict = {"sigma": sigma, "scale": b, "seed": seed}
+    if op is not None:
+        kw["operator"] = op
+    method = {"vi": "vi", "vi-svi": "vi", "mcmc": "mcmc", "map": "map"}[engine]
+    if engine == "vi-svi":
+        kw.update(svi_kwargs or {})
+    if engine == "mcmc":
+        kw.update(MCMC_KWARGS if mcmc_kwargs is None else mcmc_kwargs)
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        post = bayes_restore.restore(y, "tv", method=method, **kw)
+    wall = time.perf_counter() - start
+    ref_mean = case["mean"].astype(np.float64)
+    ref_std = case["std"].astype(np.float64)
+    if post.mean is not None:
+        mean = np.asarray(post.mean, dtype=np.float64)
+    else:
+        mean = np.asarray(post.point, dtype=np.float64)
+    err = np.abs(mean - ref_mean)
+    row: dict = {
+        "engine": engine,
+        "case": case["name"],
+        "mae": float(err.mean()),
+        "max_ae": float(err.max()),
+        "frac_mean_above_0.01": float(np.mean(err > 0.01)),
+        "wall_time": round(wall, 2),
+        "warnings": sorted({f"{w.category.__name__}: {str(w.message)[:120]}" for w in caught}),
+        "engine_info": {k: jsonable(post.diagnostics.get(k)) for k in
+                        ("engine", "guide", "sampler", "num_steps", "converged", "iterations",
+                         "num_chains", "num_draws")
+                        if post.diagnostics.get(k) is not None},
+    }
+    if engine == "vi-svi":
+        row["kwargs"] = svi_kwargs
+    if engine == "mcmc":
+        row["kwargs"] = MCMC_KWARGS if mcmc_kwargs is None else mcmc_kwargs
+    if post.std is None:
+        return row
+    std = np.asarray(post.std, dtype=np.float64)
+    ratio = std / ref_std
+    row.update({
+        "std_ratio": float(ratio.mean()),
+        "std_ratio_median": float(np.median(ratio)),
+        "frac_std_off": float(np.mean((ratio < 0.8) | (ratio > 1.25))),
+    })
+    for prob, key in ((0.9, "cov90"), (0.5, "cov50")):
+        try:
+            lo, hi = (np.asarray(t, dtype=np.float64) for t in post.interval(prob))
+            row[f"{key}_source"] = "Posterior.interval"
+        except ValueError:
+            lo, hi = gaussian_interval(mean, std, prob)
+            row[f"{key}_source"] = "mean +- z std"
+        row[key] = coverage_of_reference(case, lo, hi)
+    return row
+
+
+def quick_reference(tmp: Path) -> Path:
+    """A tiny stored reference (for ``--quick`` on a checkout without one)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import tv_reference
+
+    tv_reference.main(["--quick", "--out", str(tmp)])
+    return tmp / "tv_reference_quick"
+
+
+def jsonable(v):
+    """``v`` if JSON can hold it, else its text (e.g. a Pyro guide object)."""
+    return v if isinstance(v, (bool, int, float, str, type(None))) else str(v)[:80]
+
+
+def fmt(v, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def run_cases(paths: list[Path], engines: list[str], svi_kwargs: dict | None,
+              seed: int, mcmc_kwargs: dict | None = None) -> list[dict]:
+    """Every engine on every stored case, printing a line per run."""
+    rows = []
+    for path in paths:
+        case = load_case(path)
+        s = case["summary"]
+        print(f"{case['name']}: b {float(case['b']):.4f}, reference max R-hat "
+              f"{s['max_rhat']:.4f}, min bulk ESS {s['min_ess_bulk']:.0f}"
+              f"{'' if s['converged'] else ' (NOT converged)'}", flush=True)
+        for engine in engines:
+            if engine == "vi-svi" and svi_kwargs is None:
+                continue
+            try:
+                row = run_engine(engine, case, svi_kwargs, seed, mcmc_kwargs)
+            except Exception as exc:  # report and go on: the engines are being edited
+                row = {"engine": engine, "case": case["name"],
+                       "error": f"{type(exc).__name__}: {exc}"[:400]}
+            row["load_average"] = round(os.getloadavg()[0], 2)
+            rows.append(row)
+            if "error" in row:
+                print(f"  {engine:7s} FAILED: {row['error']}", flush=True)
+            else:
+                print(f"  {engine:7s} mae {row['mae']:.4f} max {row['max_ae']:.4f} "
+                      f">0.01 {row['frac_mean_above_0.01']:.3f} std ratio "
+                      f"{fmt(row.get('std_ratio'), '.3f')}/"
+                      f"{fmt(row.get('std_ratio_median'), '.3f')}"
+                      f" cov90 {fmt(row.get('cov90'), '.3f')} cov50 {fmt(row.get('cov50'), '.3f')}"
+                      f" {row['wall_time']:.1f} s", flush=True)
+    return rows
+
+
+def report(rows: list[dict], svi_note: str, out: Path) -> None:
+    """Print the table and whether the targets are met; write the JSON."""
+    header = (f"{'case':24s} {'engine':7s} {'mae':>7s} {'max_ae':>7s} {'>0.01':>6s} "
+              f"{'std/ref':>7s} {'(med)':>6s} {'cov90':>6s} {'cov50':>6s} {'time s':>7s}")
+    print("\n" + header)
+    for r in rows:
+        if "error" in r:
+            print(f"{r['case']:24s} {r['engine']:7s} FAILED: {r['error'][:80]}")
+            continue
+        print(f"{r['case']:24s} {r['engine']:7s} {r['mae']:7.4f} {r['max_ae']:7.4f} "
+              f"{r['frac_mean_above_0.01']:6.3f} {fmt(r.get('std_ratio'), '7.3f'):>7s} "
+              f"{fmt(r.get('std_ratio_median'), '6.3f'):>6s} {fmt(r.get('cov90'), '6.3f'):>6s} "
+              f"{fmt(r.get('cov50'), '6.3f'):>6s} {r['wall_time']:7.1f}")
+    targets = {"mean": "|mean - ref| <= 0.01 on every pixel",
+               "std": "std / ref within 20 % on average",
+               "cov90": "0.85 <= cov90 <= 0.95"}
+    # judged only where the reference itself is (nearly) converged: max R-hat <= RHAT_JUDGED
+    index = RESULTS / "tv_reference.json"
+    refs = ({e["case"]: e for e in json.loads(index.read_text())["cases"]}
+            if index.exists() else {})
+    judged = {c for c, e in refs.items() if e["max_rhat"] <= RHAT_JUDGED}
+    not_judged = sorted({r["case"] for r in rows} - judged)
+    if not_judged:
+        print(f"not judged (reference max R-hat > {RHAT_JUDGED}): {', '.join(not_judged)}")
+    ok = {}
+    for engine in dict.fromkeys(r["engine"] for r in rows):
+        mine = [r for r in rows
+                if r["engine"] == engine and "error" not in r and r["case"] in judged]
+        if not mine or engine == "map":
+            continue
+        ok[engine] = {
+            "mean": all(r["max_ae"] <= 0.01 for r in mine),
+            "std": all(abs(r.get("std_ratio", 0) - 1) <= 0.2 for r in mine),
+            "cov90": all(0.85 <= r.get("cov90", 0) <= 0.95 for r in mine),
+            "cases": len(mine),
+            "failed_runs": sum(1 for r in rows if r["engine"] == engine and "error" in r),
+        }
+        print(f"{engine}: " + ", ".join(f"{targets[k]}: {'met' if ok[engine][k] else 'NOT met'}"
+                                        for k in targets)
+              + f" ({len(mine)} cases)")
+    result = {
+        "description": "Approximate engines against the SK-ROCK reference of the TV posterior "
+                       "(benchmarks/tv_vi_reference.py)",
+        "command": "python " + " ".join(["benchmarks/tv_vi_reference.py"] + sys.argv[1:]),
+        "torch_threads": torch.get_num_threads(),
+        "svi": svi_note,
+        "targets": targets,
+        "targets_met": ok,
+        "judged_cases": sorted(judged & {r["case"] for r in rows}),
+        "not_judged_cases": not_judged,
+        "rows": rows,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    print(f"wrote {out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="one small case, engines vi and map (seconds to a minute)")
+    parser.add_argument("--cases", default=None, help="comma-separated case names")
+    parser.add_argument("--engines", default=",".join(ENGINES))
+    parser.add_argument("--svi-kwargs", default=None,
+                        help="JSON keywords that select Pyro's SVI in method='vi'")
+    parser.add_argument("--mcmc-kwargs", default=None,
+                        help="JSON keywords of the mcmc row (default: num_samples=1000)")
+    parser.add_argument("--ref-dir", default=str(REF_DIR),
+                        help="folder of the stored reference cases")
+    parser.add_argument("--out", default=None, help="result JSON (default "
+                        "results/tv_vi_reference.json; --quick: a temporary folder)")
+    parser.add_argument("--combine", default=None,
+                        help="comma-separated result JSONs of runs on disjoint cases: "
+                             "merge them into --out (no engine is run)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    default_out = RESULTS / "tv_vi_reference.json"
+    if args.combine:
+        parts = [json.loads(Path(p).read_text()) for p in args.combine.split(",") if p]
+        rows = [r for part in parts for r in part["rows"]]
+        index = RESULTS / "tv_reference.json"
+        order = ([e["case"] for e in json.loads(index.read_text())["cases"]]
+                 if index.exists() else [])
+        rows.sort(key=lambda r: (order.index(r["case"]) if r["case"] in order else len(order),
+                                 ENGINES.index(r["engine"])))
+        report(rows, parts[0]["svi"] if parts else "", Path(args.out or default_out))
+        return 0
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    bad = [e for e in engines if e not in ENGINES]
+    if bad:
+        parser.error(f"unknown engines {bad}; choose from {ENGINES}")
+    tmp = Path(tempfile.mkdtemp(prefix="tv_vi_reference_")) if args.quick else None
+    ref_dir = Path(args.ref_dir)
+    paths = sorted(ref_dir.glob("*.npz"))
+    if args.quick:
+        engines = [e for e in engines if e in ("vi", "map")]
+        small = [p for p in paths if "64_s" in p.stem]
+        paths = small[:1] if small else sorted(quick_reference(tmp).glob("*.npz"))
+    if args.cases:
+        wanted = {c.strip() for c in args.cases.split(",") if c.strip()}
+        paths = [p for p in paths if p.stem in wanted]
+    if not paths:
+        parser.error(f"no stored reference cases in {ref_dir}: run benchmarks/tv_reference.py")
+    index = RESULTS / "tv_reference.json"
+    order = ([e["case"] for e in json.loads(index.read_text())["cases"]]
+             if index.exists() else [])
+    paths.sort(key=lambda p: order.index(p.stem) if p.stem in order else len(order))
+
+    if args.svi_kwargs:
+        svi_kwargs, svi_note = json.loads(args.svi_kwargs), "from --svi-kwargs"
+    else:
+        try:
+            svi_kwargs, svi_note = svi_kwargs_default()
+        except Exception as exc:  # the live module may be mid-edit
+            svi_kwargs, svi_note = None, f"could not read variational(): {exc!r}"
+    print(f"vi-svi: {svi_note}", flush=True)
+    mcmc_kwargs = json.loads(args.mcmc_kwargs) if args.mcmc_kwargs else None
+    rows = run_cases(paths, engines, svi_kwargs, args.seed, mcmc_kwargs)
+    out = Path(args.out) if args.out else (tmp if args.quick else RESULTS) / "tv_vi_reference.json"
+    report(rows, svi_note, out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

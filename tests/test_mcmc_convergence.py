@@ -1,0 +1,176 @@
+"""Runs to convergence: per-pixel diagnostics, streaming moments, Monte Carlo errors."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from bayes_restore.infer import gaussian_posterior_std
+from bayes_restore.infer.draws import (
+    BlockSums,
+    ThinnedDraws,
+    convergence_diagnostics,
+    monte_carlo_errors,
+)
+from bayes_restore.infer.mcmc import mcmc
+from bayes_restore.models import restoration_model
+from bayes_restore.priors import GaussianGradient, TotalVariation
+
+SIGMA = 0.1
+
+
+def _noisy(h, w, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    clean = torch.zeros(h, w, dtype=torch.float64)
+    clean[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = 1.0
+    return clean + SIGMA * torch.randn(h, w, generator=g, dtype=torch.float64)
+
+
+def _ar1(chains, draws, pixels, phi, seed=0):
+    rng = np.random.default_rng(seed)
+    e = rng.standard_normal((chains, draws, pixels))
+    x = np.zeros_like(e)
+    x[:, 0] = e[:, 0]
+    for t in range(1, draws):
+        x[:, t] = phi * x[:, t - 1] + np.sqrt(1 - phi**2) * e[:, t]
+    return x
+
+
+def test_diagnostics_equal_arviz_on_every_pixel():
+    """Same R-hat, bulk/tail/mean ESS as ArviZ's, pixel by pixel (an independent code)."""
+    from bayes_restore._arviz import import_arviz
+
+    az = import_arviz()
+    phi = np.linspace(0.0, 0.9, 6)
+    x = np.concatenate([_ar1(2, 200, 1, p, seed=i) for i, p in enumerate(phi)], axis=2)
+    x[1, :, -1] += 0.4  # one pixel whose chains disagree
+    ours = convergence_diagnostics(torch.from_numpy(x).reshape(2, 200, 2, 3))
+    idata = az.from_dict(posterior={"v": x})
+    reference = {
+        "rhat": az.rhat(idata)["v"].values,
+        "ess_bulk": az.ess(idata, method="bulk")["v"].values,
+        "ess_tail": az.ess(idata, method="tail")["v"].values,
+        "ess_mean": az.ess(idata, method="mean")["v"].values,
+    }
+    for name, ref in reference.items():
+        np.testing.assert_allclose(ours[name].numpy().ravel(), ref, rtol=1e-2, err_msg=name)
+    assert float(ours["rhat"].reshape(-1)[-1]) > 1.05
+
+
+def test_block_sums_give_the_moments_and_split_rhat_of_all_draws():
+    x = torch.from_numpy(_ar1(3, 200, 4, 0.5)) + torch.tensor([0.0, 0.5, 1.0]).view(3, 1, 1)
+    blocks = BlockSums(3, (4,), blocks=8)
+    for t in range(200):
+        blocks.add(x[:, t])
+    mean, std = blocks.moments(torch.float64)
+    flat = x.reshape(-1, 4)
+    torch.testing.assert_close(mean, flat.mean(0), rtol=0, atol=1e-6)
+    torch.testing.assert_close(std, flat.std(0), rtol=1e-5, atol=0)
+    # split R-hat of the draws in the full blocks (an odd first one left out), by hand
+    size, full = blocks.size, blocks.current
+    first = full % 2
+    used = x[:, first * size : full * size]
+    half = used.shape[1] // 2
+    seqs = torch.cat([used[:, :half], used[:, half:]], 0)
+    n = half
+    within = seqs.var(1).mean(0)
+    var_hat = within * (n - 1) / n + seqs.mean(1).var(0)
+    torch.testing.assert_close(blocks.rhat(), torch.sqrt(var_hat / within), rtol=1e-5, atol=0)
+    assert bool((blocks.rhat() > 1.01).all())  # the chains' offsets are seen
+
+
+def test_thinned_draws_stay_bounded_and_evenly_spaced():
+    store = ThinnedDraws(2, (3,), capacity=16, device="cpu")
+    for t in range(100):
+        store.add(torch.full((2, 3), float(t)))
+    kept = store.draws[0, :, 0]
+    assert store.stored <= 16 and store.buffer.shape[1] == 16
+    steps = kept[1:] - kept[:-1]
+    assert bool((steps == store.every).all()) and float(kept[0]) == 0.0
+    assert float(kept[-1]) > 100 - store.every - 1
+
+
+def test_monte_carlo_error_of_the_std_is_calibrated_on_a_gaussian_posterior():
+    """LM is exact on the Gaussian-gradient posterior: the std map's error matches std_mcse.
+
+    Its stationary law is the posterior (closed form by the DCT), so
+    ``(std - exact) / std_mcse`` is the Monte Carlo error in its own units: about N(0, 1).
+    """
+    shape, scale = (8, 8), 0.1
+    post = mcmc(restoration_model, _noisy(*shape), prior=GaussianGradient(scale, shape=shape),
+                sigma=SIGMA, sampler="lm", target_rhat=1.02, seed=0)
+    d = post.diagnostics
+    assert d["converged"] and post.info.converged
+    assert d["rhat_max"] <= 1.02 and min(d["ess_bulk_min"], d["ess_tail_min"]) >= 100
+    exact = gaussian_posterior_std(shape, SIGMA, scale)
+    z = ((post.std - exact) / post.std_mcse).numpy()
+    assert 0.5 < np.sqrt(np.mean(z**2)) < 1.6, np.sqrt(np.mean(z**2))
+    assert np.mean(np.abs(z) < 3) > 0.95
+    assert d["std_mc_error"] == pytest.approx(float(torch.median(post.std_mcse / post.std)),
+                                              rel=1e-6)
+    assert post.samples.shape[1] == d["diagnostic_draws"] <= 512
+    assert d["num_draws"] >= post.samples.shape[1]
+
+
+def test_tv_run_to_convergence_reports_every_pixel_and_arviz_has_the_errors():
+    shape = (8, 8)
+    post = mcmc(restoration_model, _noisy(*shape), prior=TotalVariation(0.1, shape=shape),
+                sigma=SIGMA, target_rhat=1.05, target_ess=50, seed=0)
+    d = post.diagnostics
+    assert d["converged"] and d["sampler"] == "skrock"
+    maps = d["convergence"]
+    assert set(maps) >= {"rhat", "ess_bulk", "ess_tail"} and maps["rhat"].shape == shape
+    assert float(maps["rhat"].max()) == pytest.approx(d["rhat_max"])
+    assert float(maps["ess_bulk"].min()) == pytest.approx(d["ess_bulk_min"])
+    assert len(d["checks"]) >= 1 and d["checks"][-1]["rhat_max"] <= 1.05
+    assert min(d["ess_bulk_min"], d["ess_tail_min"]) >= 50
+    idata = post.to_arviz()
+    np.testing.assert_allclose(idata.mcse["std"].values, post.std_mcse.numpy())
+    assert idata.mcse["mean"].dims == ("y", "x")
+    # the same seed gives the same run
+    again = mcmc(restoration_model, _noisy(*shape), prior=TotalVariation(0.1, shape=shape),
+                 sigma=SIGMA, target_rhat=1.05, target_ess=50, seed=0)
+    assert torch.equal(again.std, post.std) and torch.equal(again.std_mcse, post.std_mcse)
+
+
+def test_time_budget_stops_with_a_warning_that_says_what_was_reached():
+    shape = (8, 8)
+    with pytest.warns(UserWarning, match=r"did not converge within max_time.*R-hat.*ESS"):
+        post = mcmc(restoration_model, _noisy(*shape), prior=TotalVariation(0.1, shape=shape),
+                    sigma=SIGMA, max_time=1e-6, diagnostic_draws=64, seed=0)
+    d = post.diagnostics
+    assert d["converged"] is False and post.info.converged is False
+    assert d["num_draws"] >= 32 and math.isfinite(d["rhat_max"])
+
+
+def test_fixed_budget_keeps_its_draws_and_adds_the_errors():
+    shape = (6, 6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        post = mcmc(restoration_model, _noisy(*shape), prior=TotalVariation(0.1, shape=shape),
+                    sigma=SIGMA, num_samples=60, seed=0)
+    d = post.diagnostics
+    assert tuple(post.samples.shape) == (2, 60, 6, 6) and "converged" not in d
+    assert post.info.converged and d["num_draws"] == 60
+    assert post.std_mcse.shape == shape and bool((post.std_mcse > 0).all())
+    mean_se, _ = monte_carlo_errors(post.std, d["convergence"] | {
+        "ess_mean": convergence_diagnostics(post.samples)["ess_mean"],
+        "ess_sq": torch.ones(shape), "kurtosis": torch.full(shape, 3.0)})
+    torch.testing.assert_close(mean_se, post.mean_mcse)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"target_rhat": 1.0}, "target_rhat"),
+    ({"target_ess": 0}, "target_ess"),
+    ({"max_time": -1.0}, "max_time"),
+    ({"diagnostic_draws": 4}, "diagnostic_draws"),
+    ({"max_memory": 1000}, "max_memory"),
+])
+def test_bad_convergence_options_name_themselves(options, message):
+    with pytest.raises(ValueError, match=message):
+        mcmc(restoration_model, _noisy(6, 6), prior=TotalVariation(0.1, shape=(6, 6)),
+             sigma=SIGMA, **options)
