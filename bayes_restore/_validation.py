@@ -267,3 +267,18 @@ def check_seed(seed: Any, name: str = "seed") -> int | None:
     if not 0 <= seed < 2**63:
         raise ValueError(f"{name} must be in [0, 2**63), got {seed}")
     return seed
+
+
+def rms(values: Any) -> float:
+    """Root mean square of ``values`` (float64), without overflow near the float range's end.
+
+    Examples
+    --------
+    >>> rms([3.0, -4.0]) == (12.5) ** 0.5
+    True
+    """
+    t = torch.as_tensor(values, dtype=torch.float64).abs().reshape(-1)
+    peak = float(t.max()) if t.numel() else 0.0
+    if peak == 0.0 or not math.isfinite(peak):
+        return peak
+    return peak * float((t / peak).square().mean().sqrt())

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch.distributions import Distribution
 
-from bayes_restore._validation import as_float, check_positive
+from bayes_restore._validation import as_float, check_positive, rms
 from bayes_restore.energy import scale_from_weight, weight_from_scale
 from bayes_restore.operators import LinearOperator, as_operator
 from bayes_restore.posterior import Diagnostics, Posterior, with_diagnostics
@@ -161,7 +161,7 @@ def resolve_parameters(
             _, scale = hyper.gaussian_empirical_bayes(y, sigma=sigma)
         else:
             _, scale = _evidence_with_operator(hyper.gaussian_empirical_bayes, y, sigma, op)
-        scale = float(_rms(torch.as_tensor(scale)))
+        scale = float(rms(torch.as_tensor(scale)))
         info.update(scale_method="evidence", scale_estimated=scale)
         return sigma, scale, None, info
     raise ValueError(
@@ -192,13 +192,6 @@ def _order_of(prior: Any) -> float | None:
     return getattr(prior, "gradient_order", None)
 
 
-def _rms(value) -> float:
-    """Root mean square, without overflow for values near the float range's end."""
-    t = torch.as_tensor(value, dtype=torch.float64).abs()
-    peak = float(t.max()) if t.numel() else 0.0
-    if peak == 0.0 or not math.isfinite(peak):
-        return peak
-    return peak * float((t / peak).square().mean().sqrt())
 
 
 def unchanged_posterior(y: torch.Tensor, method: str, estimated: dict) -> Posterior:

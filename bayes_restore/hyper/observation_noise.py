@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from bayes_restore._validation import rms
 from bayes_restore.operators import LinearOperator, PixelDiagonal, as_operator
 
 from ._common import image_tensor
@@ -87,7 +88,7 @@ def estimate_observation_sigma(y: Any, operator: LinearOperator | None = None) -
         if bool((d == 0).any()):
             return masked_sigma(t, d != 0)
     sigmas = torch.as_tensor(estimate_sigma(t), dtype=torch.float64)
-    return _rms(sigmas)
+    return rms(sigmas)
 
 
 def masked_sigma(y: torch.Tensor, observed: torch.Tensor) -> float:
@@ -126,7 +127,7 @@ def masked_sigma(y: torch.Tensor, observed: torch.Tensor) -> float:
     planes = y.reshape(-1, h, w).to(torch.float64)
     masks = observed.reshape(-1, h, w)
     out = torch.stack([_masked_slice(p, m) for p, m in zip(planes, masks, strict=True)])
-    return _rms(out)
+    return rms(out)
 
 
 def _masked_slice(z: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -200,12 +201,3 @@ def _pairs(z: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     if d.numel() == 0:
         return torch.zeros((), dtype=torch.float64)
     return 1.482602218505602 * d.abs().median() / math.sqrt(2)
-
-
-def _rms(values: torch.Tensor) -> float:
-    t = torch.as_tensor(values, dtype=torch.float64).abs().reshape(-1)
-    peak = float(t.max()) if t.numel() else 0.0
-    if peak == 0.0 or not math.isfinite(peak):
-        return peak
-    return peak * float((t / peak).square().mean().sqrt())
-
