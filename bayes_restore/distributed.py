@@ -71,7 +71,8 @@ def restore_dask(
     ``sigma`` and the prior scale are shared by all chunks (the TV scale is not sampled
     per chunk with ``method="mcmc"``): given, or estimated now (as
     :func:`~bayes_restore.restore_tiled` does: the whole image when it has at most
-    4 megapixels, else four corner crops), which computes those crops.
+    4 megapixels, else four corner crops, with the same windows of a mask's gains), which
+    computes those crops.
 
     Parameters
     ----------
@@ -160,23 +161,24 @@ def restore_dask(
     if x.ndim >= 3:
         x = x.rechunk({x.ndim - 3: -1})  # one chunk of channels: TV couples nothing else
     mask2d = _check_mask(operator, x.shape)
-    if mask2d is not None and scale is None and weight is None:
-        raise ValueError("give scale= or weight=: the automatic choice is for denoising")
 
-    def sample() -> torch.Tensor:  # computed only when a parameter is to be estimated
+    def sample() -> tuple[torch.Tensor, Diagonal | None]:
+        # computed only when a parameter is to be estimated; with a mask, its windows too
         stack = x.reshape((1,) * (4 - x.ndim) + tuple(x.shape)) if x.ndim < 4 else x
         lead, windows = parameter_slices(tuple(stack.shape))
-        if lead is None and windows is None:
-            return torch.from_numpy(np.asarray(x.compute()))
-        part = stack[:lead]
+        part = x if lead is None else stack[:lead]  # the whole input, as restore() sees it
         if windows is None:
-            return torch.from_numpy(np.asarray(part.compute()))
-        crops = da.compute(*[part[0][(...,) + w] for w in windows])
-        return torch.stack([torch.from_numpy(np.asarray(c)) for c in crops])
+            pixels = torch.from_numpy(np.asarray(part.compute()))
+            gains = None if mask2d is None else torch.from_numpy(mask2d).to(pixels.dtype)
+        else:
+            crops = da.compute(*[part[0][(...,) + w] for w in windows])
+            pixels = torch.stack([torch.from_numpy(np.asarray(c)) for c in crops])
+            gains = None if mask2d is None else torch.stack(
+                [torch.from_numpy(mask2d[w]) for w in windows]).unsqueeze(-3).to(pixels.dtype)
+        return pixels, None if gains is None else Diagonal(gains)
 
     shared, estimated = resolve_shared_parameters(
-        sample, prior, sigma=sigma, scale=scale, weight=weight, beta=beta, operator=None,
-        seed=seed,
+        sample, prior, sigma=sigma, scale=scale, weight=weight, beta=beta, seed=seed,
     )
     if shared["sigma"] == 0.0:  # estimated on a constant or noise-free image
         warnings.warn("the estimated noise level is 0 (a constant or noise-free image): "

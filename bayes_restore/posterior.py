@@ -190,14 +190,19 @@ class MCMCDiagnostics(Diagnostics):
     mean maps relative to the std, at the median pixel), ``convergence`` (per-pixel maps
     ``rhat``, ``ess_bulk``, ``ess_tail``: where the slow pixels are), ``diagnostic_draws``
     (draws per chain the diagnostics saw, every ``diagnostic_thin``-th; for a fixed budget of
-    more than ``2^24`` values, on every ``diagnostic_stride``-th pixel of every
+    more than ``2^24`` values, or a run to convergence whose draws of every pixel do not fit
+    in ``max_memory / 2`` (2048 x 2048: every 12th), on every ``diagnostic_stride``-th pixel
+    of every
     ``diagnostic_stride``-th row, without the per-pixel ``mean_mcse``/``std_mcse``: their
     cost grows like the draws) and ``checks`` (one
     mapping per convergence check: ``draws``, ``seconds``, ``rhat_max``, ``ess_bulk_min``,
-    ``ess_tail_min``).
+    ``ess_tail_min``). ``preconditioner``: the metric of the Langevin steps, ``"none"`` or
+    ``"diagonal"`` (diagonal in the operator's basis: DCT frequencies for a reflective
+    symmetric blur, pixels for a pixel-diagonal operator).
     """
 
     sampler: str = ""
+    preconditioner: str | None = None
     step_size: Any = None
     lambda_MY: Any = None  # noqa: N815 - the literature's name
     smoothing: Any = None

@@ -88,11 +88,11 @@ def resolve_shared_parameters(
     scale: float | None,
     weight: float | None,
     beta: float | None,
-    operator: LinearOperator | None,
     seed: int | None = 0,
 ) -> tuple[dict, dict]:
     """One ``sigma`` and prior scale for every tile; ``sample()`` gives the pixels to estimate
-    them from, and is called only when something is to be estimated.
+    them from and the operator that acts on exactly those pixels (``(pixels, operator)``:
+    with a mask, its windows), and is called only when something is to be estimated.
 
     Returns the keywords to give each tile's :func:`~bayes_restore.restore` and the
     estimation record.
@@ -103,7 +103,7 @@ def resolve_shared_parameters(
     if fixed:
         scale, beta = fixed["scale"], fixed["beta"]
     needed = sigma is None or (scale is None and weight is None)
-    pixels = sample() if needed else torch.zeros(2, 2)
+    pixels, operator = sample() if needed else (torch.zeros(2, 2), None)
     sigma, scale, weight, info = resolve_parameters(
         pixels, name, sigma=sigma, scale=scale, weight=weight, beta=beta, operator=operator,
         seed=seed,
@@ -236,17 +236,19 @@ def restore_tiled(
     # tiled.PARAMETER_PIXELS, looked up at the call: the knob stays this module's
     lead, windows = parameter_slices(tuple(stack.shape), PARAMETER_PIXELS)
 
-    def sample() -> torch.Tensor:
+    def sample() -> tuple[torch.Tensor, LinearOperator | None]:
         if lead is None and windows is None:
-            return y  # the whole input, as restore() would see it
+            return y, operator  # the whole input, as restore() would see it
         part = stack[:lead]
-        if windows is None:
-            return part
-        return torch.cat([torch.stack([im[(...,) + w] for w in windows]) for im in part])
+        part_gains = None if gains is None else gains[:lead]
+        if windows is not None:  # corner windows of the first image, and of its gains
+            part = torch.stack([part[0][(...,) + w] for w in windows])
+            if part_gains is not None:
+                part_gains = torch.stack([part_gains[0][(...,) + w] for w in windows])
+        return part, None if part_gains is None else Diagonal(part_gains)
 
     shared, estimated = resolve_shared_parameters(
-        sample, prior, sigma=sigma, scale=scale, weight=weight, beta=beta, operator=operator,
-        seed=seed,
+        sample, prior, sigma=sigma, scale=scale, weight=weight, beta=beta, seed=seed,
     )
     if shared["sigma"] == 0.0:  # estimated on a constant or noise-free image
         return unchanged_posterior(y, method, estimated).map_images(layout.give_back)

@@ -30,6 +30,14 @@ Cost (one thread, on a machine at load 7-13): a 64 x 64 denoising case converges
 18 min there (R-hat 1.010-1.013); the blur cases are far from it at the cap (SK-ROCK mixes
 slowly where the blur leaves only the prior: R-hat 1.15-1.27 after 3000 steps).
 
+Blur at the oracle weight (``*_bluroracle_*``, ``*_blur1oracle_*``: ``b`` from the PSNR-best
+TV MAP weight, :func:`oracle_scale`, bulk ESS target 1000): the oracle ``b`` is as large as
+SAPG's (0.25 against 0.28 at sigma 0.05 on camera 64 x 64; 0.32 against 0.50 at 0.1), so the
+blurred posterior is wide whichever good weight is used, and SK-ROCK needs 10^4 - 10^5 steps:
+``camera64_bluroracle_s0.05`` reached R-hat 1.029 (min bulk ESS 435) after 17083 steps in
+66 min, ``camera32_bluroracle_s0.1`` R-hat 1.024 (ESS 702) after 31000 steps in 55 min
+(load 12-15).
+
 Run: ``python benchmarks/tv_reference.py`` (all cases: hours; the cap bounds each),
 ``--cases camera64_s0.05,...`` to select (``--list`` to list), ``--quick`` (a tiny case,
 seconds, written to a temporary folder or ``--out``).
@@ -90,7 +98,56 @@ def case_list() -> dict[str, dict]:
         add("coins", 64, sigma, "identity")
     for sigma in (0.05, 0.1):
         add("camera", 128, sigma, "blur")
+    # blur with the oracle weight (the PSNR-best TV MAP weight; see ``oracle_scale``): the
+    # posterior a user with a good weight samples. SAPG's ``b`` above is 3-7x larger with
+    # the blur, and its chains do not converge.
+    for image, size, sigma in (("camera", 64, 0.05), ("coins", 64, 0.05), ("camera", 64, 0.1),
+                               ("coins", 64, 0.1), ("camera", 128, 0.05),
+                               ("astronaut", 128, 0.1), ("camera", 32, 0.1),
+                               ("coins", 32, 0.1)):
+        name = f"{image}{size}_bluroracle_s{sigma:g}"
+        cases[name] = {"image": image, "size": size, "sigma": sigma, "operator": "blur",
+                       "scale_rule": "oracle"}
+    # a milder blur (7 x 7, std 1): fewer frequencies left to the prior alone, chains that mix
+    for image, size, sigma in (("camera", 64, 0.05), ("coins", 64, 0.1), ("camera", 64, 0.1),
+                               ("coins", 64, 0.05), ("camera", 128, 0.05)):
+        name = f"{image}{size}_blur1oracle_s{sigma:g}"
+        cases[name] = {"image": image, "size": size, "sigma": sigma, "operator": "blur",
+                       "psf": [7, 1.0], "scale_rule": "oracle"}
     return cases
+
+
+#: w / sigma grid of the oracle weight (scikit-image units ``w = lambda / 2``), refined
+ORACLE_GRID = tuple(0.05 * 2 ** (k / 2) for k in range(13))  # 0.05 ... 3.2
+
+
+def oracle_scale(y: np.ndarray, x_true: np.ndarray, sigma: float, operator) -> dict:
+    """The PSNR-best TV MAP weight on a log grid of ``w / sigma`` (then a finer one) and its ``b``.
+
+    ``b = scale_from_weight(sigma, 2 w)`` (``lambda = 2 sigma^2 / b``); MAPs by
+    ``tv_map_pdhg`` at a relative gap of 1e-4.
+    """
+    from bayes_restore import scale_from_weight
+    from bayes_restore.infer.tv import tv_map_pdhg
+
+    yt = torch.from_numpy(y)
+
+    def score(r: float) -> float:
+        x, _ = tv_map_pdhg(yt, 2 * r * sigma, operator, tol=1e-4, max_iter=50000)
+        mse = float(np.mean((x.numpy() - x_true) ** 2))
+        return -10 * np.log10(mse)
+
+    scores = {r: score(r) for r in ORACLE_GRID}
+    grid = sorted(scores)
+    i = grid.index(max(scores, key=scores.get))
+    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+    for r in np.exp(np.linspace(np.log(lo), np.log(hi), 9)[1:-1]):
+        scores[float(r)] = score(float(r))
+    best = max(scores, key=scores.get)
+    weight = 2 * best * sigma
+    return {"b": float(scale_from_weight(sigma, weight)), "weight": weight,
+            "weight_method": "oracle", "oracle_psnr": scores[best],
+            "oracle_w_over_sigma": best}
 
 
 def load_crop(image: str, size: int) -> np.ndarray:
@@ -105,13 +162,13 @@ def load_crop(image: str, size: int) -> np.ndarray:
     return np.ascontiguousarray(im[r - h : r + h, c - h : c + h], dtype=np.float64)
 
 
-def make_operator(op: str):
+def make_operator(op: str, psf: tuple[int, float] = BLUR_PSF):
     """The case's operator (``None`` for denoising) and its description."""
     if op == "identity":
         return None, "identity"
     from bayes_restore.operators import Blur, gaussian_psf
 
-    size, std = BLUR_PSF
+    size, std = psf
     return Blur(gaussian_psf(size, std)), f"Blur(gaussian_psf({size}, {std})), reflect boundary"
 
 
@@ -143,7 +200,7 @@ def rhat_ess(draws: np.ndarray) -> dict:
 
 
 def run_case(name: str, spec: dict, *, time_cap: float, first_check: int, thin0: int,
-             num_chains: int, out_dir: Path, log) -> dict:
+             num_chains: int, out_dir: Path, log, ess_target: float = ESS_TARGET) -> dict:
     """Run one case's chains to convergence (or the cap) and store its summaries."""
     import bayes_restore
     from bayes_restore.infer.langevin import SmoothedPotential, skrock_schedule, skrock_step
@@ -155,13 +212,19 @@ def run_case(name: str, spec: dict, *, time_cap: float, first_check: int, thin0:
     start = time.perf_counter()
     sigma = spec["sigma"]
     x_true = load_crop(spec["image"], spec["size"])
-    operator, op_text = make_operator(spec["operator"])
+    operator, op_text = make_operator(spec["operator"], tuple(spec.get("psf", BLUR_PSF)))
     y = observe(x_true, sigma, operator)
     kw = {} if operator is None else {"operator": operator}
-    map_post = bayes_restore.restore(y, "tv", sigma=sigma, method="map", **kw)
-    params = map_post.diagnostics["parameters"]
-    b = float(params["scale"])
+    if spec.get("scale_rule", "auto") == "oracle":
+        params = oracle_scale(y, x_true, sigma, operator)
+        b = params["b"]
+        map_post = bayes_restore.restore(y, "tv", sigma=sigma, scale=b, method="map", **kw)
+    else:
+        map_post = bayes_restore.restore(y, "tv", sigma=sigma, method="map", **kw)
+        params = map_post.diagnostics["parameters"]
+        b = float(params["scale"])
     x_map = np.asarray(map_post.point, dtype=np.float64)
+    log(f"  {name}: b {b:.4f} ({params.get('weight_method')}), {time.perf_counter() - start:.0f} s")
     t_param = time.perf_counter() - start
 
     dtype = torch.float32
@@ -233,7 +296,7 @@ def run_case(name: str, spec: dict, *, time_cap: float, first_check: int, thin0:
             f"{diag['max_rhat']:.4f}, min/median bulk ESS {diag['min_ess_bulk']:.0f}/"
             f"{diag['median_ess_bulk']:.0f}, min tail ESS {diag['min_ess_tail']:.0f}, "
             f"{diag['elapsed']:.0f} s")
-        if diag["max_rhat"] <= RHAT_TARGET and diag["min_ess_bulk"] >= ESS_TARGET:
+        if diag["max_rhat"] <= RHAT_TARGET and diag["min_ess_bulk"] >= ess_target:
             converged = True
             break
         if capped or time.perf_counter() - start > time_cap:
@@ -276,6 +339,9 @@ def run_case(name: str, spec: dict, *, time_cap: float, first_check: int, thin0:
         "b": b,
         "weight": float(params.get("weight", float("nan"))),
         "weight_method": params.get("weight_method"),
+        "scale_rule": spec.get("scale_rule", "auto"),
+        **{k: params[k] for k in ("oracle_psnr", "oracle_w_over_sigma") if k in params},
+        "ess_target": ess_target,
         "converged": converged,
         "capped": capped,
         **{k: diag[k] for k in ("max_rhat", "frac_rhat_above", "min_ess_bulk",
@@ -295,7 +361,7 @@ def run_case(name: str, spec: dict, *, time_cap: float, first_check: int, thin0:
     if operator is not None:
         from bayes_restore.operators import gaussian_psf
 
-        psf = gaussian_psf(*BLUR_PSF).numpy().astype(np.float32)
+        psf = gaussian_psf(*spec.get("psf", BLUR_PSF)).numpy().astype(np.float32)
     np.savez_compressed(
         out_dir / f"{name}.npz",
         y=y.astype(np.float32),
@@ -349,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-cap", type=float, default=None,
                         help="seconds per case (default 600 at 64 x 64, 1080 at 128 x 128)")
     parser.add_argument("--chains", type=int, default=NUM_CHAINS)
+    parser.add_argument("--ess-target", type=float, default=None,
+                        help="min bulk ESS per pixel (default 400; 1000 for the oracle-weight "
+                             "blur cases, whose std is larger)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None,
                         help="folder for the results (default benchmarks/results; --quick: a "
@@ -388,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{name}: {spec}, load {os.getloadavg()[0]:.2f}")
         s = run_case(name, spec, time_cap=10.0 if args.quick else cap, first_check=first,
                      thin0=2 if args.quick else 4, num_chains=args.chains, out_dir=out_dir,
-                     log=log)
+                     log=log, ess_target=args.ess_target or (
+                         1000.0 if spec.get("scale_rule") == "oracle" else ESS_TARGET))
         log(f"{name}: {'converged' if s['converged'] else 'NOT converged (time cap)'}, "
             f"max R-hat {s['max_rhat']:.4f}, min bulk ESS {s['min_ess_bulk']:.0f}, "
             f"b {s['b']:.4f}, {s['wall_time']:.0f} s")

@@ -252,7 +252,8 @@ def run_cases(paths: list[Path], engines: list[str], svi_kwargs: dict | None,
     return rows
 
 
-def report(rows: list[dict], svi_note: str, out: Path) -> None:
+def report(rows: list[dict], svi_note: str, out: Path,
+           index: Path = RESULTS / "tv_reference.json") -> None:
     """Print the table and whether the targets are met; write the JSON."""
     header = (f"{'case':24s} {'engine':7s} {'mae':>7s} {'max_ae':>7s} {'>0.01':>6s} "
               f"{'std/ref':>7s} {'(med)':>6s} {'cov90':>6s} {'cov50':>6s} {'time s':>7s}")
@@ -269,7 +270,7 @@ def report(rows: list[dict], svi_note: str, out: Path) -> None:
                "std": "std / ref within 20 % on average",
                "cov90": "0.85 <= cov90 <= 0.95"}
     # judged only where the reference itself is (nearly) converged: max R-hat <= RHAT_JUDGED
-    index = RESULTS / "tv_reference.json"
+    # (``index``: the index JSON next to the reference folder)
     refs = ({e["case"]: e for e in json.loads(index.read_text())["cases"]}
             if index.exists() else {})
     judged = {c for c, e in refs.items() if e["max_rhat"] <= RHAT_JUDGED}
@@ -373,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     mcmc_kwargs = json.loads(args.mcmc_kwargs) if args.mcmc_kwargs else None
     rows = run_cases(paths, engines, svi_kwargs, args.seed, mcmc_kwargs)
     out = Path(args.out) if args.out else (tmp if args.quick else RESULTS) / "tv_vi_reference.json"
-    report(rows, svi_note, out)
+    report(rows, svi_note, out, ref_dir.parent / f"{ref_dir.name}.json")
     return 0
 
 

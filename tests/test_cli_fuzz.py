@@ -309,17 +309,6 @@ def test_bad_mask(in_files, mask):
     assert_user_error(code, stderr, "--mask")
 
 
-def test_tiled_inpainting_needs_a_weight(in_files):
-    # the automatic choice reads the whole image: a tiled inpainting must be given it
-    write_image(in_files / "mask.png", np.ones((16, 16)))
-    try:
-        code, _, stderr = run("inpaint", "ok.png", "-o", "out.png", "--mask", "mask.png",
-                              "--tile", "8")
-        assert_user_error(code, stderr, "--tile", "--weight")
-    finally:
-        (in_files / "mask.png").unlink()
-
-
 def test_too_small_for_the_operator(in_files):
     write_image(in_files / "small.png", np.ones((3, 3)))
     try:

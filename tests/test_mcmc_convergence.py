@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 
 import numpy as np
@@ -144,7 +145,73 @@ def test_time_budget_stops_with_a_warning_that_says_what_was_reached():
                     sigma=SIGMA, max_time=1e-6, diagnostic_draws=64, seed=0)
     d = post.diagnostics
     assert d["converged"] is False and post.info.converged is False
-    assert d["num_draws"] >= 32 and math.isfinite(d["rhat_max"])
+    # the cap is checked every step: it stops at the 8 draws the diagnostics need, before
+    # the first convergence check (at 32 draws for diagnostic_draws=64)
+    assert d["num_draws"] == 8 and d["checks"] == () and math.isfinite(d["rhat_max"])
+
+
+def test_time_cap_is_checked_every_step_not_only_at_the_checks(monkeypatch):
+    """A clock that advances 1 s per reading: the run stops at the cap, before any check.
+
+    The first convergence check is due at 64 draws (``diagnostic_draws=512``); a cap of 40
+    clock readings must stop the chains before it, with the warning and the diagnostics
+    computed on the draws collected.
+    """
+    engine = sys.modules[mcmc.__module__]
+    ticks = iter(range(10**6))
+
+    class Clock:
+        @staticmethod
+        def perf_counter():
+            return float(next(ticks))
+
+    monkeypatch.setattr(engine, "time", Clock)
+    shape = (8, 8)
+    with pytest.warns(UserWarning, match=r"did not converge within max_time=40"):
+        post = mcmc(restoration_model, _noisy(*shape), prior=TotalVariation(0.1, shape=shape),
+                    sigma=SIGMA, max_time=40, warmup=0, seed=0)
+    d = post.diagnostics
+    # one clock reading per step: stopped at the 41st draw, not at the check (64)
+    assert d["num_draws"] == 41 and d["num_steps"] == d["num_draws"]
+    assert d["checks"] == () and d["converged"] is False
+    assert d["diagnostic_draws"] == d["num_draws"] and math.isfinite(d["rhat_max"])
+    # a cap within the warm-up ends it there; the 8 draws the diagnostics need still run
+    with pytest.warns(UserWarning, match=r"did not converge within max_time=5 "):
+        post = mcmc(restoration_model, _noisy(*shape), prior=TotalVariation(0.1, shape=shape),
+                    sigma=SIGMA, max_time=5, warmup=100, seed=0)
+    d = post.diagnostics
+    assert d["warmup"] <= 6 and d["num_draws"] == 8 and d["num_steps"] == d["warmup"] + 8
+
+
+def test_large_image_layout_stays_within_half_of_max_memory():
+    """The streaming sums and stored draws of a run to convergence fit ``max_memory / 2``."""
+    from bayes_restore.infer.mcmc import _diagnostic_layout, _grid_shape
+
+    for size in (64, 512, 1024, 2048):
+        blocks, grid, capacity = _diagnostic_layout(2, (size, size), 512, 1 << 30)
+        used = 2 * blocks * 2 * size**2 * 4 + 2 * capacity * math.prod(
+            _grid_shape((size, size), grid)) * 4
+        assert used <= (1 << 29) and capacity >= 128, (size, blocks, grid, capacity)
+        assert (grid == 1) == (size <= 512)
+
+
+def test_grid_of_pixels_is_the_same_chain_and_rhat_covers_every_pixel():
+    """With too little memory for every pixel's draws, a grid of them: the same chain."""
+    shape = (32, 32)
+    y, prior = _noisy(*shape), TotalVariation(0.1, shape=shape)
+    options = {"sigma": SIGMA, "max_time": 1e-6, "diagnostic_draws": 64, "seed": 0}
+    with pytest.warns(UserWarning, match="did not converge"):
+        full = mcmc(restoration_model, y, prior=prior, **options)
+        small = mcmc(restoration_model, y, prior=prior, max_memory=768 << 10, **options)
+    d = small.diagnostics
+    assert d["diagnostic_stride"] == 3 and full.diagnostics["diagnostic_stride"] == 1
+    assert tuple(small.samples.shape) == (2, 8, 11, 11)
+    assert torch.equal(small.samples, full.samples[..., ::3, ::3])
+    assert torch.equal(small.mean, full.mean) and small.mean.shape == shape
+    assert small.std_mcse is None and d["convergence"]["ess_bulk"].shape == (11, 11)
+    # R-hat's maximum is over every pixel (the all-draw split R-hat), the maps on the grid
+    assert d["rhat_max"] == pytest.approx(float(full.diagnostics["convergence"]["rhat"].max()))
+    assert d["rhat_max"] >= float(d["convergence"]["rhat"].max())
 
 
 def test_fixed_budget_keeps_its_draws_and_adds_the_errors():
@@ -169,6 +236,7 @@ def test_fixed_budget_keeps_its_draws_and_adds_the_errors():
     ({"max_time": -1.0}, "max_time"),
     ({"diagnostic_draws": 4}, "diagnostic_draws"),
     ({"max_memory": 1000}, "max_memory"),
+    ({"preconditioner": "dct"}, "preconditioner"),
 ])
 def test_bad_convergence_options_name_themselves(options, message):
     with pytest.raises(ValueError, match=message):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from bayes_restore import restore
+from bayes_restore import restore, restore_tiled
 from bayes_restore.hyper import estimate_observation_sigma, tv_scale_sapg
 from bayes_restore.hyper.observation_noise import masked_sigma
 from bayes_restore.infer.tv import tv_map_pdhg
@@ -209,10 +209,46 @@ def test_cli_without_weight_writes_and_reports(tmp_path, command, extra):
     assert stdout.splitlines()[0] == stdout2.splitlines()[0]
 
 
-def test_cli_refuses_tiled_inpaint_without_parameters(tmp_path):
-    from test_cli import run_here
+def test_cli_tiled_inpaint_without_parameters(tmp_path):
+    pytest.importorskip("png")
+    from test_cli import run_here, write_image
 
-    code, _, stderr = run_here("inpaint", str(tmp_path / "in.png"), "-o",
-                               str(tmp_path / "o.png"), "--mask", str(tmp_path / "m.png"),
-                               "--tile", "32")
-    assert code == 2 and "--tile with inpaint" in stderr
+    rng = np.random.default_rng(3)
+    clean = np.kron(rng.random((6, 6)), np.ones((12, 12)))
+    observed = rng.random(clean.shape) < 0.6
+    write_image(tmp_path / "in.png", np.clip(clean + 0.03 * rng.standard_normal(clean.shape),
+                                             0, 1) * observed, bit_depth=16)
+    write_image(tmp_path / "m.png", observed * 1.0)
+    code, stdout, stderr = run_here("inpaint", str(tmp_path / "in.png"), "-o",
+                                    str(tmp_path / "o.tif"), "--mask", str(tmp_path / "m.png"),
+                                    "--tile", "32")
+    assert code == 0, stderr
+    first = stdout.splitlines()[0]
+    assert "estimated from the observation" in first and "estimated by sapg" in first
+
+
+def test_tiled_and_dask_estimate_on_windows_of_the_mask(monkeypatch):
+    # above PARAMETER_PIXELS the parameters come from corner windows: the mask's windows
+    # must come with them (the unobserved zeros would otherwise read as signal)
+    from bayes_restore import tiled, tiling
+
+    rng = np.random.default_rng(4)
+    clean = np.kron(rng.random((8, 8)), np.ones((16, 16)))
+    observed = rng.random(clean.shape) < 0.5
+    y = np.where(observed, clean + 0.05 * rng.standard_normal(clean.shape), 0.0)
+    monkeypatch.setattr(tiled, "PARAMETER_PIXELS", 4 * 40 * 40)
+    monkeypatch.setattr(tiling, "PARAMETER_PIXELS", 4 * 40 * 40)
+    post = restore_tiled(y, "tv", operator=Mask(observed), tile=64)
+    par = post.diagnostics["parameters"]
+    assert par["sigma_estimated"] == pytest.approx(0.05, rel=0.15)
+    assert par["weight_method"] == "sapg" and par["weight"] > 0
+    whole = restore(y, "tv", operator=Mask(observed)).diagnostics["parameters"]
+    assert par["weight"] == pytest.approx(whole["weight"], rel=0.5)
+    da = pytest.importorskip("dask.array")
+    from bayes_restore.distributed import restore_dask
+
+    _, shared = restore_dask(da.from_array(y, chunks=64), "tv", operator=Mask(observed),
+                             return_parameters=True)
+    assert shared["sigma"] == pytest.approx(par["sigma"], rel=1e-9)
+    assert shared["weight"] == pytest.approx(par["weight"], rel=1e-6)
+

@@ -166,3 +166,76 @@ def test_map_estimate_takes_the_fused_path_and_tv_l1_still_certifies():
     noisy = _observe(Mask(torch.ones(16, 16, dtype=torch.bool)))
     x_l1, info_l1 = tv_l1_pdhg(noisy, 0.8)
     assert info_l1.converged and info_l1.gap <= 1e-4 and x_l1.shape == noisy.shape
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_certificate_dct_solve_is_the_dense_dct(dtype):
+    from bayes_restore.differences import dct_matrix
+    from bayes_restore.infer.tv._dct import scaled_dct_solve
+
+    gen = torch.Generator().manual_seed(5)
+    r = torch.randn(2, 9, 12, generator=gen, dtype=torch.float64)
+    factor = torch.rand(9, 12, generator=gen, dtype=torch.float64) + 0.5
+    ch, cw = dct_matrix(9), dct_matrix(12)
+    dense = ch.T @ ((ch @ r @ cw.T) * factor) @ cw  # C^T diag(factor) C r, independent
+    out = scaled_dct_solve(r.to(dtype), factor.to(dtype))
+    assert out.dtype == dtype and out.shape == r.shape
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(out.double(), dense, rtol=0, atol=tol * float(dense.abs().max()))
+
+
+def test_certificate_of_a_large_image_is_honest():
+    # above the dense-DCT size of the certificate (256): its Poisson solve runs by the FFT
+    size, w = 264, 0.01
+    op = Mask(torch.rand(size, size, generator=torch.Generator().manual_seed(6)) < 0.5)
+    y = _observe(op, shape=(size, size), seed=7)
+    x, info = tv_map_pdhg(y, 2 * w, op, tol=1e-3)
+    x_ref, ref = tv_map_pdhg(y, 2 * w, op, tol=1e-5, max_iter=400000)
+    assert info.converged and info.gap <= 1e-3 and ref.converged
+    p, p_ref = _half(x, y, w, op), _half(x_ref, y, w, op)
+    # the certified gap bounds the true relative error (up to the reference's own 1e-5)
+    assert -1e-5 <= (p - p_ref) / p <= info.gap + 1e-5
+
+
+def test_gap_checks_are_spaced_by_their_cost():
+    from bayes_restore.infer.tv.splitting import _next_interval
+
+    far = [(900, 1e-2), (1000, 9e-3)]  # far from tol = 1e-4: the eighth rule
+    assert _next_interval(far, 1e-4, 10) == 1000 // 8
+    # a check worth 40 iterations: at least 40 / 0.25 = 160 iterations apart ...
+    assert _next_interval(far, 1e-4, 10, cost=40.0) == 160
+    # ... but never more than half the iterations done (bounded overshoot)
+    assert _next_interval([(90, 1e-2), (100, 9e-3)], 1e-4, 10, cost=40.0) == 50
+    near = [(900, 1.2e-4), (1000, 1.05e-4)]  # the crossing is predicted close
+    assert _next_interval(near, 1e-4, 10) < 1000 // 8
+
+
+@pytest.mark.parametrize("iso", [True, False], ids=["iso", "aniso"])
+def test_dual_polish_stays_feasible_and_approaches_div_p_equal_g(iso):
+    from bayes_restore.infer.tv._workspace import Workspace
+
+    h, w = 12, 10
+    ws = Workspace((2, h, w), torch.float64, "cpu", 2, iso, False)
+    gen = torch.Generator().manual_seed(8)
+
+    def feasible_field():
+        f = torch.zeros_like(ws.p)
+        f[..., 0, 1:h, 1:] = torch.rand(2, h - 1, w, generator=gen, dtype=torch.float64) - 0.5
+        f[..., 1, 1:, 1:w] = torch.rand(2, h, w - 1, generator=gen, dtype=torch.float64) - 0.5
+        return f  # |f| <= 1 / sqrt(2) < 1: strictly feasible, Neumann zeros in place
+
+    g = torch.empty(2, h, w, dtype=torch.float64)
+    ws.div_into(feasible_field(), g)  # g = div of a feasible field: reachable exactly
+    p = feasible_field()
+    residual = torch.empty_like(g)
+    ws.div_into(p, residual)
+    before = float((residual - g).norm())
+    _splitting_numba.polish_dual(p.numpy(), g.numpy(), 300, 0.125, 1.0, iso)
+    ws.div_into(p, residual)
+    after = float((residual - g).norm())
+    assert after < 0.05 * before
+    norm = (p[:, 0].square() + p[:, 1].square()).sqrt() if iso else p.abs().amax(1)
+    assert float(norm.max()) <= 1.0 + 1e-12
+    # the padding and the Neumann zeros stay zero
+    assert float(p[:, :, 0].abs().max()) == 0.0 and float(p[:, :, :, 0].abs().max()) == 0.0
+    assert float(p[:, 0, h].abs().max()) == 0.0 and float(p[:, 1, :, w].abs().max()) == 0.0

@@ -124,10 +124,6 @@ def check_options(args: argparse.Namespace) -> None:
     if args.method == "exact" and order != 2.0:
         raise UserError(f"--method exact needs --prior gaussian (a Gaussian posterior), not "
                         f"--prior {args.prior}: use --method vi or mcmc")
-    automatic = args.sigma == "auto" or (scale is None and args.weight is None)
-    if args.tile is not None and args.command == "inpaint" and automatic:
-        raise UserError("--tile with inpaint: give --sigma and --weight (or --scale); the "
-                        "automatic choice reads the whole image")
     if scale is None and args.weight is None:
         if order not in (1.0, 2.0):
             raise UserError(f"--prior {args.prior}: give --scale or --weight (the automatic "

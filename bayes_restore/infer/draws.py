@@ -98,10 +98,11 @@ class BlockSums:
     """
 
     def __init__(self, num_chains: int, shape: tuple[int, ...], *, blocks: int = 8,
-                 device=None) -> None:
+                 device=None, chunk: int = 1 << 18) -> None:
         if blocks < 4 or blocks % 2:
             raise ValueError(f"blocks must be an even number >= 4, got {blocks!r}")
         full = (blocks, num_chains) + tuple(shape)
+        self.chunk = chunk
         self.s1 = torch.zeros(full, dtype=torch.float32, device=device)
         self.s2 = torch.zeros(full, dtype=torch.float32, device=device)
         self.shift: torch.Tensor | None = None
@@ -127,16 +128,31 @@ class BlockSums:
                     s[half:] = 0.0
                 self.current, self.size = half, 2 * self.size
 
+    def _chunks(self):
+        """Slices of the flattened pixels, ``chunk`` at a time (bounds the float64 copies)."""
+        pixels = self.shift[0].numel()
+        return [slice(lo, lo + self.chunk) for lo in range(0, pixels, self.chunk)]
+
     def moments(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-pixel mean and standard deviation (unbiased) over all chains and draws."""
         n = self.count
-        s1 = self.s1.sum(0, dtype=torch.float64) / n  # per chain, shifted
-        chain_var = (self.s2.sum(0, dtype=torch.float64) / n - s1.square()).clamp_min(0.0)
-        chain_mean = self.shift.to(torch.float64) + s1
-        mean = chain_mean.mean(0)
-        total = n * chain_mean.shape[0]
-        m2 = chain_var.mean(0) + (chain_mean - mean).square().mean(0)  # biased, all draws
-        return mean.to(dtype), (m2 * total / max(total - 1, 1)).sqrt().to(dtype)
+        shape = self.shift.shape[1:]
+        s1_all = self.s1.flatten(2)
+        s2_all = self.s2.flatten(2)
+        shift = self.shift.flatten(1)
+        mean = torch.empty(shift.shape[1], dtype=dtype, device=shift.device)
+        std = torch.empty_like(mean)
+        for part in self._chunks():
+            s1 = s1_all[..., part].sum(0, dtype=torch.float64) / n  # per chain, shifted
+            chain_var = (s2_all[..., part].sum(0, dtype=torch.float64) / n
+                         - s1.square()).clamp_min(0.0)
+            chain_mean = shift[:, part].to(torch.float64) + s1
+            m = chain_mean.mean(0)
+            total = n * chain_mean.shape[0]
+            m2 = chain_var.mean(0) + (chain_mean - m).square().mean(0)  # biased, all draws
+            mean[part] = m.to(dtype)
+            std[part] = (m2 * total / max(total - 1, 1)).sqrt().to(dtype)
+        return mean.reshape(shape), std.reshape(shape)
 
     def rhat(self) -> torch.Tensor | None:
         """Split R-hat of all draws in full blocks (an odd first block left out), per pixel.
@@ -150,16 +166,22 @@ class BlockSums:
             return None
         half = (full - first) // 2
         n = half * self.size
-        s1 = self.s1[first:full].to(torch.float64)
-        s2 = self.s2[first:full].to(torch.float64)
-        h1 = torch.stack([s1[:half].sum(0), s1[half:].sum(0)])  # (2, chain, *shape)
-        h2 = torch.stack([s2[:half].sum(0), s2[half:].sum(0)])
-        means = (h1 / n + self.shift.to(torch.float64)).flatten(0, 1)  # (2 chain, *shape)
-        variances = ((h2 - h1.square() / n) / max(n - 1, 1)).flatten(0, 1).clamp_min(0.0)
-        within = variances.mean(0)
-        between = means.var(0)
-        var_hat = within * (n - 1) / n + between
-        return torch.sqrt(var_hat / within.clamp_min(torch.finfo(torch.float64).tiny))
+        shape = self.shift.shape[1:]
+        s1_all = self.s1.flatten(2)
+        s2_all = self.s2.flatten(2)
+        shift = self.shift.flatten(1)
+        out = torch.empty(shift.shape[1], dtype=torch.float64, device=shift.device)
+        cut = (slice(first, first + half), slice(first + half, full))
+        for part in self._chunks():
+            h1 = torch.stack([s1_all[c, :, part].sum(0, dtype=torch.float64) for c in cut])
+            h2 = torch.stack([s2_all[c, :, part].sum(0, dtype=torch.float64) for c in cut])
+            means = (h1 / n + shift[:, part].to(torch.float64)).flatten(0, 1)  # (2 chain, p)
+            variances = ((h2 - h1.square() / n) / max(n - 1, 1)).flatten(0, 1).clamp_min(0.0)
+            within = variances.mean(0)
+            between = means.var(0)
+            var_hat = within * (n - 1) / n + between
+            out[part] = torch.sqrt(var_hat / within.clamp_min(torch.finfo(torch.float64).tiny))
+        return out.reshape(shape)
 
 
 class ThinnedDraws:
@@ -182,7 +204,8 @@ class ThinnedDraws:
 
     def __init__(self, num_chains: int, shape: tuple[int, ...], capacity: int, device) -> None:
         self.capacity = max(4, capacity - capacity % 2)
-        self.buffer = torch.empty((num_chains, self.capacity) + tuple(shape),
+        # zeros, not empty: the memory is taken (and counted) at once, not as it fills
+        self.buffer = torch.zeros((num_chains, self.capacity) + tuple(shape),
                                   dtype=torch.float32, device=device)
         self.every = 1
         self.stored = 0

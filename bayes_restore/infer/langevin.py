@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from bayes_restore.differences import div, grad
@@ -62,6 +63,13 @@ class SmoothedPotential:
     ``g_lambda`` is the Moreau-Yosida envelope of parameter ``lambda_my`` of ``TV / b``
     (order 1), or the Gaussian-gradient energy ``|grad x|^2 / (2 b^2)`` itself
     (order 2, ``lambda_my=None``). ``evaluations`` counts the gradients.
+
+    ``backend`` runs the TV gradient: ``"numba"``, fused CPU kernels (the warm-started prox
+    iterations, the data term and, in :func:`skrock_step`, the stage's combination in one
+    pass over memory; float32/float64 CPU tensors of images at least 2 x 2, chains split
+    over ``torch.get_num_threads()`` threads), ``"torch"``, eager tensor operations (any
+    device), ``"auto"``: numba where it runs, else torch. Both do the same arithmetic (equal
+    to rounding); a rerun of either is bit-identical.
     """
 
     problem: RestorationProblem
@@ -69,8 +77,11 @@ class SmoothedPotential:
     prox_iter: int
     dual: torch.Tensor | None = None
     evaluations: int = 0
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.backend not in ("auto", "numba", "torch"):
+            raise ValueError(f"backend must be 'auto', 'numba' or 'torch', got {self.backend!r}")
         pr = self.problem
         self.y = pr.y.detach()
         self.inv_var = 1.0 / pr.sigma.square()
@@ -79,6 +90,9 @@ class SmoothedPotential:
         self.aty = self.y if self.identity else pr.operator.adjoint(self.y)
         if self.lambda_my is not None:
             self.prox_weight = self.lambda_my / self.scale  # the ROF weight of the prox
+        self._fused_key: tuple | None = None  # what the per-image constants were made for
+        self._fused_consts: tuple = ()
+        self._own_dual: torch.Tensor | None = None  # the dual the kernels may update in place
 
     def set_theta(self, theta: torch.Tensor) -> None:
         """Move the TV prior to ``b = 1 / theta`` (``theta``: one per chain and image).
@@ -96,6 +110,9 @@ class SmoothedPotential:
     def grad(self, x: torch.Tensor) -> torch.Tensor:
         """``grad U(x)``, one chain (and image) per leading index of ``x``."""
         self.evaluations += 1
+        kernels = self._kernels(x)
+        if kernels is not None:
+            return self._fused_stage(kernels, x, x, 0.0, x, 0.0, 0.0, -1.0, None)
         pr = self.problem
         if self.identity:
             g = (x - self.y) * self.inv_var
@@ -105,8 +122,119 @@ class SmoothedPotential:
             return g - div(grad(x)) / self.scale.square()
         # beta = 1: grad of the Moreau-Yosida envelope (x - prox(x)) / lambda = -div(p) / b
         self.dual = tv_prox_dual(x, self.prox_weight, isotropic=pr.isotropic,
-                                 dual=self.dual, num_iter=self.prox_iter)
+                                 dual=self.dual, num_iter=self.prox_iter, backend=self.backend)
         return g - div(self.dual) / self.scale
+
+    def skrock(self, x: torch.Tensor, delta: torch.Tensor, q: torch.Tensor,
+               coef: dict[str, Any], stages: int) -> torch.Tensor | None:
+        """:func:`skrock_step` on this potential with every stage fused (``None``: the
+        fused kernels do not run these tensors; the caller takes the eager recursion)."""
+        kernels = self._kernels(x)
+        if kernels is None or q.shape != x.shape or q.dtype != x.dtype:
+            return None
+        mu, nu, kappa = coef["mu"], coef["nu"], coef["kappa"]
+        q = q.contiguous()
+        step = self._per_image(x, delta, "delta")  # mu_j delta, as the eager recursion rounds it
+        self.evaluations += 1
+        x_prev = x
+        x_cur = self._fused_stage(kernels, x, q, nu[1], q, 1.0, kappa[1], step * mu[1], None)
+        for j in range(2, stages + 1):
+            self.evaluations += 1
+            # x_prev is read only by this stage's output: overwrite it, unless it is the input
+            out = None if x_prev is x else x_prev
+            x_next = self._fused_stage(kernels, x_cur, x_cur, 0.0, x_prev, nu[j], kappa[j],
+                                       step * mu[j], out)
+            x_prev, x_cur = x_cur, x_next
+        return x_cur
+
+    # --- the fused path ------------------------------------------------------------------
+
+    def _kernels(self, x: torch.Tensor):
+        """The fused kernel module if it runs the TV gradient at ``x``, else None."""
+        if self.backend == "torch" or self.lambda_my is None:
+            return None
+        y = self.y if self.identity else self.aty
+        runs = (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+                and x.dim() >= 2 and x.shape[-1] >= 2 and x.shape[-2] >= 2
+                and x.dim() >= y.dim() and x.shape[x.dim() - y.dim():] == y.shape
+                and y.dtype == x.dtype and not x.requires_grad
+                and (self.dual is None or self.dual.shape == x.shape[:-2] + (2,) + x.shape[-2:]))
+        if runs:
+            try:
+                from . import _langevin_numba as kernels
+            except Exception as err:  # numba missing or broken
+                if self.backend == "numba":
+                    raise ImportError(f"backend='numba' needs numba ({err})") from err
+                return None
+            if self.backend == "numba" or not kernels.jit_disabled():
+                return kernels
+            return None
+        if self.backend == "numba":
+            raise ValueError(
+                "backend='numba' runs float32/float64 CPU tensors of images at least 2 x 2 "
+                "with the observation's shape and dtype (and a dual of the chains' shape); got "
+                f"device={x.device.type!r}, dtype={x.dtype}, shape={tuple(x.shape)} "
+                f"(y: {tuple(self.y.shape)})"
+            )
+        return None
+
+    @staticmethod
+    def _per_image(x: torch.Tensor, value, name: str) -> np.ndarray:
+        """``value`` (a number or a per-image tensor) as one entry per image of ``x``."""
+        t = torch.as_tensor(value).detach().to(x.dtype)
+        try:
+            t = torch.broadcast_to(t, x.shape[:-2] + (1, 1))
+        except RuntimeError as err:
+            raise ValueError(f"{name} of shape {tuple(t.shape)} is not one number per image "
+                             f"of x {tuple(x.shape)}") from err
+        return t.reshape(-1).contiguous().numpy()
+
+    def _constants(self, kernels, a: torch.Tensor) -> tuple:
+        """The per-image constants of the kernels, remade when the shape, the dtype, the prior
+        (:meth:`set_theta`) or ``prox_iter`` change."""
+        key = (tuple(a.shape), a.dtype, id(self.prox_weight), id(self.scale), self.prox_iter)
+        if key != self._fused_key:
+            h, w = a.shape[-2:]
+            self._fused_consts = (
+                self._per_image(a, self.prox_weight, "prox_weight"),
+                self._per_image(a, 1.0 / (8.0 * self.prox_weight), "prox_weight"),
+                self._per_image(a, self.inv_var, "sigma"),
+                self._per_image(a, 1.0 / self.scale, "scale"),
+                np.array(kernels.momenta(self.prox_iter), dtype=np.dtype(str(a.dtype)[6:])),
+                self.y.contiguous().view(-1, h, w).numpy() if self.identity else None,
+            )
+            self._fused_key = key
+            self._fused_alive = (self.prox_weight, self.scale)  # the ids stay theirs
+        return self._fused_consts
+
+    def _fused_stage(self, kernels, a, q, alpha, b, beta, gamma, eps, out):
+        """``beta a + gamma b - eps grad U(a + alpha q)`` in one fused pass (``eps``: a number
+        or one per image); ``out`` (``None``: a new tensor) may be ``b``, not ``a`` or ``q``."""
+        h, w = a.shape[-2:]
+        n = a.numel() // (h * w)
+        wt, st, inv_var, inv_scale, mom, y_np = self._constants(kernels, a)
+        if self.dual is None or self.dual is not self._own_dual:  # ours, updated in place
+            self.dual = (a.new_zeros(a.shape[:-2] + (2, h, w)) if self.dual is None
+                         else self.dual.detach().to(a.dtype).contiguous().clone())
+            self._own_dual = self.dual
+        a_c, q_c, b_c = a.contiguous(), q.contiguous(), b.contiguous()
+        if out is None:
+            out = torch.empty_like(a_c)
+        a_np = a_c.view(n, h, w).numpy()
+        g_np = a_np  # the identity's data term is made in the pass: g is not read
+        if not self.identity:
+            v = a_c if alpha == 0.0 else a_c + alpha * q_c
+            g = (self.problem.operator.normal(v) - self.aty) * self.inv_var
+            g_np = g.to(a.dtype).contiguous().view(n, h, w).numpy()
+            y_np = g_np  # not read
+        one = mom.dtype.type
+        eps_np = eps if isinstance(eps, np.ndarray) else np.full(n, eps, mom.dtype)
+        kernels.run_stage(a_np, q_c.view(n, h, w).numpy(), b_c.view(n, h, w).numpy(), y_np,
+                          g_np, self.dual.view(n, 2, h, w).numpy(), out.view(n, h, w).numpy(),
+                          one(alpha), one(beta), one(gamma), eps_np, wt, st, inv_var,
+                          inv_scale, mom, self.problem.isotropic, self.identity,
+                          torch.get_num_threads())
+        return out
 
 
 # --- the steps -------------------------------------------------------------------------------
@@ -181,7 +309,24 @@ def skrock_step(
 
     ``x_{k+1} = x^{(s)}`` (Pereyra, Vargas Mieles & Zygalakis 2020), with the coefficients
     of :func:`skrock_coefficients`. Stable while ``delta L <= ell_s``.
+
+    When ``gradient`` is a :class:`SmoothedPotential`'s own ``grad`` and its fused kernels
+    run ``x``, each stage (gradient and combination) is one fused pass
+    (:meth:`SmoothedPotential.skrock`); any other callable takes this recursion as written.
+
+    Examples
+    --------
+    >>> import torch
+    >>> coef = skrock_coefficients(3)
+    >>> x = skrock_step(torch.ones(2), lambda v: v, torch.tensor(0.1), torch.zeros(2), coef, 3)
+    >>> bool((x > 0.9).all() and (x < 1).all())  # a contraction towards 0 of the quadratic
+    True
     """
+    owner = getattr(gradient, "__self__", None)
+    if isinstance(owner, SmoothedPotential) and gradient == owner.grad:
+        fused = owner.skrock(x, delta, q, coef, stages)
+        if fused is not None:
+            return fused
     mu, nu, kappa = coef["mu"], coef["nu"], coef["kappa"]
     x_prev = x
     x_cur = x - (mu[1] * delta) * gradient(x + nu[1] * q) + kappa[1] * q

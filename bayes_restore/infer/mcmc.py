@@ -8,6 +8,7 @@ The public driver: it checks the options, recognises the model and runs the Lang
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -18,7 +19,9 @@ import torch
 from tqdm.auto import tqdm
 
 from bayes_restore._validation import check_int
+from bayes_restore.differences import dct2, idct2
 from bayes_restore.models import THETA_HYPERPRIOR
+from bayes_restore.operators.structures import DCTDiagonal, PixelDiagonal
 from bayes_restore.posterior import (
     MCMCDiagnostics,
     Posterior,
@@ -51,16 +54,20 @@ from .problem import RestorationProblem, recognise
 from .prox import tv_prox_dual
 from .scale import gibbs_theta, scale_summary
 
-__all__ = ["mcmc", "SAMPLERS", "skrock_coefficients"]
+__all__ = ["mcmc", "SAMPLERS", "PRECONDITIONERS", "skrock_coefficients"]
 
 #: accepted values of ``mcmc(..., sampler=...)``
 SAMPLERS = ("auto", "skrock", "myula", "lm", "nuts")
+#: accepted values of ``mcmc(..., preconditioner=...)``
+PRECONDITIONERS = ("auto", "none", "diagonal")
 
 _DEFAULT_MAX_MEMORY = 1 << 30
 #: draws per chain kept for the diagnostics of a run to convergence (at most; memory permitting)
 DIAGNOSTIC_DRAWS = 512
 #: fewest draws per chain before the first convergence check
 _FIRST_CHECK = 64
+#: fewest kept draws per chain before ``max_time`` can stop a run (the diagnostics need 8)
+_MIN_DRAWS = 8
 #: NUTS's draws per chain when ``num_samples`` is not given (it does not run to convergence)
 _NUTS_DRAWS = 1000
 #: at most this many pixels in the screening check of a large image (then all pixels)
@@ -68,6 +75,11 @@ _SCREEN_PIXELS = 1 << 14
 #: a fixed budget's diagnostics cover every pixel up to this many values (chain x draw x
 #: pixel), else a grid of pixels (their cost grows like it: ~1 s per 2^24 on one core)
 _FULL_DIAGNOSTICS = 1 << 24
+#: values (pixel x chain x draw) the diagnostics handle at a time (their temporaries are
+#: about 12 float32 copies of it: ~50 MiB)
+_DIAGNOSTIC_CHUNK = 1 << 20
+#: fewest stored draws per chain of every pixel; below it a grid of pixels is stored
+_MIN_CAPACITY = 128
 
 
 def mcmc(
@@ -96,6 +108,7 @@ def mcmc(
     target_rhat: float = 1.01,
     max_time: float | None = 600.0,
     diagnostic_draws: int = DIAGNOSTIC_DRAWS,
+    preconditioner: str = "auto",
     **kwargs: Any,
 ) -> Posterior:
     r"""Sample the posterior of a Pyro model whose latent image site is ``"x"``.
@@ -189,7 +202,13 @@ def mcmc(
         every ``k``-th draw is stored; ``mean`` and ``std`` still use all draws. One draw
         of all chains must fit (this bounds ``num_chains``). NUTS keeps every draw of
         its chains (Pyro stores them): ``num_samples * (thin + num_chains)`` images must fit.
-        A run to convergence stores at most ``diagnostic_draws`` per chain within it.
+        A run to convergence keeps its streaming sums (16 float32 images per chain, 8 on
+        a large image) and its stored draws (at most ``diagnostic_draws`` per chain) within
+        ``max_memory / 2``, leaving the other half to the chains' own working memory; when
+        fewer than 128 draws per chain of every pixel fit, it stores the draws of a grid of
+        pixels (every ``diagnostic_stride``-th row and column, in a quarter of it): the ESS
+        and the Monte Carlo errors are then those of the grid's pixels, the R-hat that of
+        every pixel (2048 x 2048 with two chains at the default: a grid of every 12th).
     progress : bool, default False
         Show a progress bar.
     smoothing : float, default 0.01
@@ -242,12 +261,27 @@ def mcmc(
         1700 at 512 x 512 with two chains), whatever the sampler.
     max_time : float or None, default 600
         Run to convergence: the seconds after which the chains stop anyway, with a
-        ``UserWarning`` giving what was reached (``None``: no bound).
+        ``UserWarning`` giving what was reached (``None``: no bound). Checked after every
+        step once the warm-up and the first 8 draws per chain (the fewest the diagnostics
+        need) are done; the final diagnostics then take a little longer.
     diagnostic_draws : int, default 512
         Run to convergence: draws per chain kept for the diagnostics and returned as
         ``samples``, at most (and at most ``max_memory``). When full every other one is
         dropped, so they stay evenly spaced over the whole run (``diagnostic_thin``).
         ``mean`` and ``std`` are streaming sums over every draw.
+
+    preconditioner : {"auto", "none", "diagonal"}, default "auto"
+        Langevin samplers. ``"diagonal"``: the preconditioned diffusion
+        ``dx = -M grad U dt + sqrt(2 M) dW`` (same target) with ``M = 2 / (1 + a^2 /
+        ||A||^2)`` diagonal in the operator's own basis, ``a^2`` the eigenvalues of
+        ``A^T A``: per pixel for a pixel-diagonal operator (a mask: 1 on observed pixels, 2
+        on unobserved ones, whose only curvature is the prior's), per DCT frequency for a
+        reflective symmetric blur (2 at the frequencies it removes). The stable step and
+        SK-ROCK's stages are those of the preconditioned potential (``L = L_f + 2 L_g`` at
+        most). Any other operator: no preconditioning. ``"auto"``: ``"diagonal"`` for a
+        reflective symmetric blur (at 128 x 128 it gave 3.5 x the minimum ESS per second),
+        else ``"none"`` (with a 50 % mask it doubled the worst pixel's ESS per draw at
+        48 x 48, but at 128 x 128 it was not measured faster per second).
 
     The run to convergence (the default for the Langevin samplers): after ``warmup``, the
     chains draw until, on every pixel, the rank-normalised split R-hat is at most
@@ -320,6 +354,9 @@ def mcmc(
                    step_size, stages, prox_iter, generator, seed, target_accept, max_tree_depth)
     targets = _check_targets(target_ess, target_rhat, max_time, diagnostic_draws)
     scale_prior = _check_scale_options(sample_scale, scale_prior, scale_every, sampler)
+    if preconditioner not in PRECONDITIONERS:
+        raise ValueError(f"preconditioner must be one of {PRECONDITIONERS}, got "
+                         f"{preconditioner!r}")
     problem = None
     if sampler != "nuts":
         problem = recognise(model, args, model_kwargs)
@@ -353,7 +390,8 @@ def mcmc(
                          max_memory=max_memory, progress=progress, smoothing=smoothing,
                          step_size=step_size, stages=stages, prox_iter=prox_iter,
                          scale_prior=scale_prior if sample_scale else None,
-                         scale_every=scale_every, targets=targets)
+                         scale_every=scale_every, targets=targets,
+                         preconditioner=preconditioner)
 
 
 # --- checks --------------------------------------------------------------------------------
@@ -470,7 +508,7 @@ def _make_generator(generator, seed, device: torch.device) -> torch.Generator:
 def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, warmup,
                   num_chains, thin, generator, seed, max_memory, progress, smoothing,
                   step_size, stages, prox_iter, scale_prior=None, scale_every=1,
-                  targets=None) -> Posterior:
+                  targets=None, preconditioner="none") -> Posterior:
     """The Langevin chains of :func:`mcmc`, in parallel as a batch (options checked there).
 
     A fixed budget when ``num_samples`` is given, else until the ``targets`` are met.
@@ -486,7 +524,15 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
     else:
         lambda_my = None
         l_g = 8.0 / problem.scale.square()
-    lip = l_f + l_g
+    metric = None
+    if preconditioner != "none":
+        metric = _diagonal_metric(problem.operator, _initial_x(problem),
+                                  pixels=preconditioner == "diagonal")
+    if metric is None:
+        lip = l_f + l_g
+    else:  # || M^1/2 (A^T A / sigma^2 + grad^2 g) M^1/2 || <= max(M d^2) / sigma^2 + max(M) L_g
+        gain, peak, metric, sqrt_metric = metric
+        lip = gain * l_f + peak * l_g
     ratio = float((lip / l_f).max())  # condition bound L / L_f
     if sampler == "skrock":
         s, coef, delta = skrock_schedule(step_size, stages, l_f, lip, ratio, lambda_my,
@@ -497,7 +543,12 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
         delta = euler_step_size(sampler, step_size, l_f, lip, ratio)
     delta = delta.to(dtype)
     sqrt_2delta = torch.sqrt(2 * delta)
-    potential = SmoothedPotential(problem, lambda_my, prox_iter)
+    potential = SmoothedPotential(_with_fast_normal(problem), lambda_my, prox_iter)
+    gradient = potential.grad
+    if metric is not None:  # the chains of z = M^-1/2 x, written in x: drift M grad U(x)
+
+        def gradient(v: torch.Tensor) -> torch.Tensor:
+            return metric(potential.grad(v))
     converge = num_samples is None
     if warmup is None:
         warmup = 100 if converge else max(50, num_samples // 4)
@@ -505,17 +556,12 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
     x0 = _initial_x(problem)
     shape = tuple(x0.shape)  # the image's, not the observation's (decimation)
     # before the chains exist: an absurd num_chains is refused, not allocated
+    grid = 1
     if converge:
-        per_draw = num_chains * math.prod(shape) * 4
-        capacity = min(targets["draws"], max_memory // per_draw)
-        if capacity < 16:
-            raise ValueError(
-                f"max_memory={max_memory} bytes holds {capacity} draws of {num_chains} chains "
-                f"of shape {shape} ({per_draw} bytes each): a run to convergence needs 16 "
-                "for its diagnostics; raise max_memory or give num_samples"
-            )
-        store = ThinnedDraws(num_chains, shape, capacity, device)
-        moments = BlockSums(num_chains, shape, device=device)
+        blocks, grid, capacity = _diagnostic_layout(num_chains, shape, targets["draws"],
+                                                   max_memory)
+        store = ThinnedDraws(num_chains, _grid_shape(shape, grid), capacity, device)
+        moments = BlockSums(num_chains, shape, blocks=blocks, device=device)
     else:
         store = DrawStore(num_chains, num_samples, shape, device, max_memory)
     x = x0.expand((num_chains,) + shape).clone()
@@ -532,9 +578,11 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
     bar = tqdm(total=total, desc=f"MCMC ({sampler})", disable=not progress, leave=False)
     checks: list[dict] = []
     diag = None
+    deadline = start + targets["max_time"] if converge else math.inf
 
     def noise() -> torch.Tensor:
-        return torch.randn(x.shape, generator=gen, device=device, dtype=dtype)
+        z = torch.randn(x.shape, generator=gen, device=device, dtype=dtype)
+        return z if metric is None else sqrt_metric(z)
 
     xi_prev = noise() if sampler == "lm" else None
     step = 0
@@ -542,12 +590,12 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
         while total is None or step < total:
             if sampler == "lm":
                 xi = noise()
-                x = lm_step(x, potential.grad(x), delta, xi, xi_prev)
+                x = lm_step(x, gradient(x), delta, xi, xi_prev)
                 xi_prev = xi
             elif coef is None:
-                x = myula_step(x, potential.grad(x), delta, noise(), sqrt_2delta)
+                x = myula_step(x, gradient(x), delta, noise(), sqrt_2delta)
             else:
-                x = skrock_step(x, potential.grad, delta, sqrt_2delta * noise(), coef, s)
+                x = skrock_step(x, gradient, delta, sqrt_2delta * noise(), coef, s)
             if scale_prior is not None and (step + 1) % scale_every == 0:
                 # exact theta | x (the Gamma conditional of the hierarchical model, on the
                 # un-smoothed TV of the current x); x's next steps target p(x | y, theta)
@@ -556,6 +604,10 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
                 potential.set_theta(theta.to(dtype))
             step += 1
             bar.update(1)
+            # the time cap, read every step (the checks are far apart on large images)
+            late = converge and time.perf_counter() > deadline
+            if late and step < warmup:
+                warmup = step  # the warm-up ends here; the draws the diagnostics need follow
             if step <= warmup or (step - warmup) % thin != 0:
                 continue
             if scale_prior is not None:
@@ -564,15 +616,17 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
                 store.add(x)
                 continue
             moments.add(x)
-            kept = store.add(x)
+            kept = store.add(x if grid == 1 else x[..., ::grid, ::grid])
+            if late and store.stored >= _MIN_DRAWS:
+                break
             if kept and _check_due(store):
                 if not bool(torch.isfinite(x).all()):
                     break
-                diag = _check(store.draws, targets, rhat=moments.rhat())
+                diag = _check(store.draws, targets, rhat=moments.rhat(), grid=grid)
                 seconds = time.perf_counter() - start
                 checks.append({"draws": store.count, "seconds": seconds, **diag["summary"]})
                 bar.set_postfix_str(_progress_text(diag["summary"], targets))
-                if diag["converged"] or seconds > targets["max_time"]:
+                if diag["converged"]:
                     break
     bar.close()
     if not bool(torch.isfinite(x).all()):
@@ -581,7 +635,7 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
         mean, std = moments.moments(dtype)
         samples, num_draws, every = store.draws, store.count, store.every
         if diag is None or diag["maps"] is None or checks[-1]["draws"] != store.count:
-            diag = _check(samples, targets, rhat=moments.rhat(), screen=False)
+            diag = _check(samples, targets, rhat=moments.rhat(), screen=False, grid=grid)
     else:
         mean, std = store.moments(num_chains, dtype)
         samples, num_draws, every = store.samples, num_samples, store.every
@@ -615,9 +669,10 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
             info.update(scale_summary(theta_all, every, scale_prior, scale_every))
     post = Posterior(method="mcmc", mean=mean, std=std, samples=samples, map=None,
                      info=sampler_info(sampler, step, info["wall_time"]),
-                     diagnostics=MCMCDiagnostics(**info))
+                     diagnostics=MCMCDiagnostics(**info).replace(
+                         preconditioner="none" if metric is None else "diagonal"))
     post = with_convergence(post, samples, targets if converge else None, diag=diag,
-                            checks=checks if converge else None)
+                            checks=checks if converge else None, grid=grid)
     if converge and not post.diagnostics["converged"]:
         d = post.diagnostics
         warnings.warn(
@@ -633,6 +688,110 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
     return post
 
 
+def _diagnostic_layout(num_chains: int, shape: tuple[int, ...], draws: int,
+                       max_memory: int) -> tuple[int, int, int]:
+    """Blocks of the streaming sums, pixel stride and capacity of the stored draws.
+
+    Together they take at most ``max_memory / 2`` bytes (the other half is left to the
+    chains' working memory and the final diagnostics): the sums ``2 * blocks`` float32
+    images per chain (8 blocks, or 4 when 8 would take more than half of it), the draws
+    ``capacity <= draws`` per chain of every pixel, or, when fewer than ``_MIN_CAPACITY``
+    would fit, ``draws`` per chain of the pixels of every ``grid``-th row and column, in at
+    most a quarter of it (a large image: ESS and Monte Carlo errors on the grid, the
+    all-draw R-hat on every pixel).
+    """
+    budget = max_memory // 2
+    image = num_chains * math.prod(shape) * 4
+    blocks = 8 if 16 * image <= budget // 2 else 4
+    left = budget - 2 * blocks * image
+    capacity = min(draws, max(left, 0) // image)
+    grid = 1
+    if capacity < min(draws, _MIN_CAPACITY) and len(shape) >= 2 and left > 0:
+        room = min(left, budget // 4)
+        while grid < min(shape[-2:]):
+            grid += 1
+            capacity = min(draws, room // (num_chains * math.prod(_grid_shape(shape, grid)) * 4))
+            if capacity == draws:
+                break
+    if capacity < 16:
+        raise ValueError(
+            f"max_memory={max_memory} bytes is too small for a run to convergence of "
+            f"{num_chains} chains of shape {shape}: half of it must hold the streaming sums "
+            f"({2 * blocks} float32 images per chain) and 16 draws per chain for the "
+            "diagnostics; raise max_memory or give num_samples"
+        )
+    return blocks, grid, capacity
+
+
+def _grid_shape(shape: tuple[int, ...], grid: int) -> tuple[int, ...]:
+    """Shape of ``x[..., ::grid, ::grid]`` for an image of ``shape``."""
+    if grid == 1:
+        return tuple(shape)
+    return tuple(shape[:-2]) + tuple(-(-n // grid) for n in shape[-2:])
+
+
+def _diagonal_metric(operator, like: torch.Tensor, *, pixels: bool = True):
+    """The preconditioner ``M`` diagonal in the operator's basis, or ``None``.
+
+    ``M = 2 / (1 + a^2 / ||A||^2)`` with ``a^2`` the eigenvalues of ``A^T A``: per pixel
+    (``a = d``) for a pixel-diagonal structure ``diag(d)``, per DCT frequency for a
+    DCT-diagonal one (a reflective symmetric blur); ``None`` for any other, or a constant
+    ``a``: nothing to gain. Returns ``(max(M a^2) / ||A||^2, max(M), v -> M v,
+    v -> M^1/2 v)``. ``pixels=False``: not for a pixel-diagonal operator.
+    """
+    structure = operator.structure() if hasattr(operator, "structure") else None
+    n2 = float(operator.norm_bound) ** 2
+    if isinstance(structure, PixelDiagonal) and structure.d.numel() > 1 and pixels:
+        a2 = structure.diagonal(like).square()
+        m = 2.0 / (1.0 + a2 / n2)
+        root = m.sqrt()
+        apply, apply_sqrt = (lambda v: m * v), (lambda v: root * v)
+    elif isinstance(structure, DCTDiagonal) and hasattr(operator, "dct_symbol"):
+        a2 = operator.dct_symbol(like.shape[-2], like.shape[-1], like)
+        m = 2.0 / (1.0 + a2 / n2)
+        root = m.sqrt()
+        apply = lambda v: idct2(m * dct2(v))  # noqa: E731
+        apply_sqrt = lambda v: idct2(root * dct2(v))  # noqa: E731
+    else:
+        return None
+    return float((m * a2).max()) / n2, float(m.max()), apply, apply_sqrt
+
+
+class _DCTNormal:
+    """``operator`` with ``A^T A`` applied in the DCT basis (exact for a DCT-diagonal one).
+
+    A reflective symmetric blur's ``A^T A`` is ``C^T diag(lambda^2) C``: two DCTs and a
+    product instead of two convolutions (several times faster for a 7 x 7 kernel).
+    """
+
+    def __init__(self, operator) -> None:
+        self.operator = operator
+        self.is_identity = operator.is_identity
+        self.norm_bound = operator.norm_bound
+        self.symbols: dict = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.operator.forward(x)
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        return self.operator.adjoint(y)
+
+    def normal(self, x: torch.Tensor) -> torch.Tensor:
+        key = (x.shape[-2], x.shape[-1], x.dtype, x.device)
+        if key not in self.symbols:
+            self.symbols[key] = self.operator.dct_symbol(x.shape[-2], x.shape[-1], x)
+        return idct2(self.symbols[key] * dct2(x))
+
+
+def _with_fast_normal(problem: RestorationProblem) -> RestorationProblem:
+    """``problem`` whose operator applies ``A^T A`` by DCTs when that is exact."""
+    op = problem.operator
+    structure = op.structure() if hasattr(op, "structure") else None
+    if not isinstance(structure, DCTDiagonal) or not hasattr(op, "dct_symbol"):
+        return problem
+    return dataclasses.replace(problem, operator=_DCTNormal(op))
+
+
 def _check_due(store: ThinnedDraws) -> bool:
     """Whether the thinned subset has grown by a quarter of its capacity since the last check."""
     return (store.stored >= min(_FIRST_CHECK, store.capacity // 2)
@@ -640,34 +799,44 @@ def _check_due(store: ThinnedDraws) -> bool:
 
 
 def _check(draws: torch.Tensor, targets: dict | None, *, rhat: torch.Tensor | None = None,
-           screen: bool = True) -> dict:
+           screen: bool = True, grid: int = 1) -> dict:
     """Diagnostics of ``draws``; with ``targets``, whether every pixel met them.
 
     ``rhat``: the split R-hat of all draws (a run to convergence, from
     :class:`~bayes_restore.infer.draws.BlockSums`), used in place of the rank-normalised one
     of the kept ``draws`` (kept as ``"rhat_subset"``), whose noise does not shrink as the
     chains go on (the subset is bounded). ``screen``: on a large image, first a grid of
-    about ``_SCREEN_PIXELS`` pixels; all pixels only when the grid passes.
+    about ``_SCREEN_PIXELS`` pixels; all pixels only when the grid passes. ``grid``: the
+    ``draws`` are of every ``grid``-th pixel of every ``grid``-th row (``rhat`` of all
+    pixels: its maximum is over all of them, its map on the grid with the others').
     """
     if targets is not None and rhat is None:  # too few draws for the all-draw R-hat
         rhat = torch.tensor(math.inf)
-    if targets is not None and float(rhat.max()) > targets["rhat"] and screen:
-        summary = {"rhat_max": float(rhat.max()), "ess_bulk_min": math.nan,
+    rhat_all = None
+    if grid > 1 and rhat is not None and rhat.dim():
+        rhat_all, rhat = float(rhat.max()), rhat[..., ::grid, ::grid]
+    worst = math.nan if rhat is None else float(rhat.max()) if rhat_all is None else rhat_all
+    if targets is not None and worst > targets["rhat"] and screen:
+        summary = {"rhat_max": worst, "ess_bulk_min": math.nan,
                    "ess_tail_min": math.nan}
         return {"converged": False, "summary": summary, "maps": None}
     pixels = math.prod(draws.shape[2:])
     if screen and targets is not None and pixels > 2 * _SCREEN_PIXELS:
         stride = math.ceil(math.sqrt(pixels / _SCREEN_PIXELS))
-        grid = convergence_diagnostics(draws[..., ::stride, ::stride])
-        grid["rhat"] = rhat[..., ::stride, ::stride] if rhat.dim() else rhat
-        summary = _summary(grid)
+        sub = convergence_diagnostics(draws[..., ::stride, ::stride])
+        sub["rhat"] = rhat[..., ::stride, ::stride] if rhat.dim() else rhat
+        summary = _summary(sub)
+        if rhat_all is not None:
+            summary["rhat_max"] = max(summary["rhat_max"], rhat_all)
         if not _met(summary, targets):
             return {"converged": False, "summary": summary, "maps": None}
-    maps = convergence_diagnostics(draws)
+    maps = convergence_diagnostics(draws, chunk=_DIAGNOSTIC_CHUNK)
     if rhat is not None and rhat.dim():
         maps["rhat_subset"] = maps["rhat"]
         maps["rhat"] = rhat
     summary = _summary(maps)
+    if rhat_all is not None:
+        summary["rhat_max"] = max(summary["rhat_max"], rhat_all)
     return {"converged": targets is not None and _met(summary, targets), "summary": summary,
             "maps": maps}
 
@@ -688,15 +857,18 @@ def _progress_text(summary: dict, targets: dict) -> str:
 
 
 def with_convergence(post: Posterior, draws: torch.Tensor, targets: dict | None, *,
-                     diag: dict | None = None, checks: list | None = None) -> Posterior:
+                     diag: dict | None = None, checks: list | None = None,
+                     grid: int = 1) -> Posterior:
     """``post`` with its convergence diagnostics and Monte Carlo errors, from ``draws``.
 
     ``draws``: ``(chain, draw, *shape)`` (the kept ones); ``targets`` the stopping rule of a
-    run to convergence (``None``: a fixed budget, ``converged`` left unset).
+    run to convergence (``None``: a fixed budget, ``converged`` left unset). ``grid``: the
+    draws are of every ``grid``-th pixel of every ``grid``-th row (a large image's run to
+    convergence, ``diag`` given).
     """
     if draws is None or draws.shape[1] < 8:
         return post
-    stride = 1
+    stride = grid
     if targets is None and draws.numel() > _FULL_DIAGNOSTICS:  # a grid of pixels
         stride = math.ceil(math.sqrt(draws.numel() / _FULL_DIAGNOSTICS))
         if draws.dim() < 4 or stride >= min(draws.shape[-2:]):

@@ -85,12 +85,20 @@ def tv_prox_dual(
     isotropic: bool = True,
     dual: torch.Tensor | None = None,
     num_iter: int = 10,
+    backend: str = "auto",
 ) -> torch.Tensor:
     """The dual field of :func:`tv_prox` only, without input checks (for inner loops).
 
     ``weight`` must be a positive tensor broadcasting against ``v``. The proximal
-    point is ``v + weight * div(p)``.
+    point is ``v + weight * div(p)``. ``backend="auto"``: on the CPU (float32/float64, one
+    weight per image, images at least 2 x 2) the iterations run in fused numba kernels, all
+    of them in one pass over memory (the same arithmetic, equal to rounding); elsewhere, or
+    with ``backend="torch"``, in eager torch.
     """
+    if backend != "torch":
+        fused = _fused_dual(v, weight, isotropic, dual, num_iter)
+        if fused is not None:
+            return fused
     # the dual lives on the grad layout (..., 2, H, W): a per-image weight gains a dim there
     w_p = weight.unsqueeze(-3) if weight.dim() >= 2 else weight
     step = 1.0 / (8.0 * w_p)
@@ -118,3 +126,31 @@ def _project_unit(p: torch.Tensor, isotropic: bool) -> None:
         p.div_(norm.clamp_min_(1.0).unsqueeze(-3))
     else:
         p.clamp_(-1.0, 1.0)
+
+
+def _fused_dual(v, weight, isotropic, dual, num_iter) -> torch.Tensor | None:
+    """:func:`tv_prox_dual` in the fused kernels, or None where they do not run it."""
+    h, w = v.shape[-2:] if v.dim() >= 2 else (0, 0)
+    lead = v.shape[:-2]
+    if (v.device.type != "cpu" or v.dtype not in (torch.float32, torch.float64) or h < 2
+            or w < 2 or v.requires_grad or not isinstance(weight, torch.Tensor)
+            or weight.requires_grad or (weight.dim() >= 2 and weight.shape[-2:] != (1, 1))
+            or (dual is not None and (dual.shape != lead + (2, h, w) or dual.dtype != v.dtype
+                                      or dual.requires_grad))):
+        return None
+    try:
+        wt = torch.broadcast_to(weight.detach().to(v.dtype), lead + (1, 1))
+        from . import _langevin_numba as kernels
+    except (RuntimeError, ImportError):  # a weight not per image; numba missing
+        return None
+    if kernels.jit_disabled():
+        return None
+    n = v.numel() // (h * w)
+    p = v.new_zeros(lead + (2, h, w)) if dual is None else dual.detach().contiguous().clone()
+    wt = wt.reshape(-1).contiguous()
+    mom = kernels.momenta(num_iter)
+    kernels.prox_dual(v.detach().contiguous().view(n, h, w).numpy(), p.view(n, 2, h, w).numpy(),
+                      wt.numpy(), (1.0 / (8.0 * wt)).numpy(),
+                      torch.tensor(mom, dtype=v.dtype).numpy(), isotropic,
+                      torch.get_num_threads())
+    return p

@@ -42,9 +42,12 @@ marginal variances are averages over the DCT spectrum,
     \mathrm{Var}((Dx)_i) \approx \frac{1}{N} \sum_k \frac{\mu_k}{a_k / \sigma^2 + \tilde w_i
     \mu_k / b},
 
-tabulated on a grid of ``\tilde w`` and interpolated (``a_k`` the operator's DCT symbol of
-``A^T A``, or its mean gain scaled by the local gain ``(A^T A 1)_i`` for an operator without
-one, e.g. a mask). Deterministic and ``O(N)`` per sweep: no Monte Carlo noise anywhere.
+tabulated on a grid of ``\tilde w`` and interpolated; within ``_BORDER`` pixels of the
+image's border the spectral average is replaced by the exact weighting of a Neumann field's
+DCT basis at that distance (border pixels have fewer neighbours, hence more variance; on
+small images the plain average also overstates the interior). ``a_k`` is the operator's DCT
+symbol of ``A^T A``, or its mean gain scaled by the local gain ``(A^T A 1)_i`` for an operator
+without one (e.g. a mask). Deterministic and ``O(N)`` per sweep: no Monte Carlo noise anywhere.
 """
 
 from __future__ import annotations
@@ -81,6 +84,9 @@ _MAX_NODES = 512
 _START_SWEEPS = 3
 #: largest side of the grid of frequencies of the stationary variances
 _SPECTRUM = 128
+#: distances from the border (pixels) with their own row in the table of variances (the
+#: pixels farther in read the last)
+_BORDER = 16
 #: the share of a pixel's own data gain in the gain its variance sees (masks, gains)
 _OWN = 0.5
 #: rounds of (stationary weight -> Gaussian mean -> its mean E|Dx|^2) of the Gaussian start
@@ -271,6 +277,7 @@ def tv_variational(
     pixelwise = op.is_identity or op.tileable
     data_diag = gain
     valid = _valid_directions(shape, dtype, device)  # (..., 2, H, W): 0 on the last row/col
+    classes = _classes(h, w, device)  # the pixels' distances from the border (variances)
 
     def gradient_weights(wt: torch.Tensor) -> torch.Tensor:
         return wt.unsqueeze(-3) if isotropic else wt
@@ -308,7 +315,7 @@ def tv_variational(
             # a wider range than needed, so that the next sweeps reuse it
             cache.update(table=_stationary_table(lo / 4, hi * 4, spectrum / s2, tau),
                          s2=s2, lo=lo / 4, hi=hi * 4)
-        vx, vg = _interpolate(cache["table"], tau)
+        vx, vg = _interpolate(cache["table"], tau, classes)
         vx, vg = vx / local, vg / local.unsqueeze(-3)
         return vx, vg * valid  # vg (..., 2, H, W)
 
@@ -477,13 +484,24 @@ def _mean_weight(wt: torch.Tensor, isotropic: bool, dims: tuple[int, ...]) -> to
 
 
 def _stationary_table(lo: float, hi: float, data: torch.Tensor, like: torch.Tensor):
-    """Means over the frequencies of ``1 / (data + t mu)`` and ``mu_d / (data + t mu)``.
+    r"""Marginal variances of a stationary Neumann field, per distance from the border.
 
-    On a log grid of ``t`` covering ``lo`` to ``hi``, nodes on the lattice
-    ``exp(k * _LOG_STEP)``; ``data`` is ``(..., hs, ws)`` (one
-    spectrum per image, or one for all), ``mu = mu_r + mu_c`` the Neumann Laplacian's
-    eigenvalues on that grid of frequencies. Returns ``(log lo, log hi, table)`` with the
-    table ``(images, 3, 1, grid)``: ``Var x``, ``Var`` of the row and column differences.
+    The field has precision ``data + t mu`` in the DCT basis (``mu = mu_r + mu_c`` the
+    Neumann Laplacian's eigenvalues), ``t`` on a log grid covering ``lo`` to ``hi`` with
+    nodes on the lattice ``exp(k * _LOG_STEP)``; ``data`` is ``(..., hs, ws)`` (one spectrum
+    per image, or one for all). A pixel's variance is its DCT basis functions' squares
+    weighted by ``1 / (data + t mu)``: away from the border the spectral mean, within
+    ``_BORDER`` pixels of it (where the field has fewer neighbours) a separable correction,
+
+    .. math::
+
+        n \phi_k(i)^2 = 1 + \cos(\theta_k (2 i + 1)), \qquad
+        n (\phi_k(i + 1) - \phi_k(i))^2 = \mu_k (1 - \cos(2 \theta_k (i + 1))),
+
+    (``k > 0``, ``theta_k = pi k / hs``; ``i`` the distance from the nearest border, the
+    same at both ends by symmetry). Returns ``(log lo, log hi, table)`` with the table
+    ``(images, 3, classes, grid)``: ``Var x``, ``Var`` of the row and of the column
+    differences, per class ``row_class * (_BORDER + 1) + col_class`` (:func:`_classes`).
     """
     la, lb = math.log(max(lo, 1e-30)), math.log(max(hi, 1e-30))
     step = _LOG_STEP
@@ -495,25 +513,70 @@ def _stationary_table(lo: float, hi: float, data: torch.Tensor, like: torch.Tens
     opts = dict(dtype=like.dtype, device=like.device)
     t = (torch.arange(k0, k1 + 1, dtype=torch.float64) * step).exp().to(**opts)
     hs, ws = data.shape[-2:]
-    mu_r = (4 * torch.sin(torch.arange(hs, **opts) * math.pi / (2 * hs)) ** 2)[:, None]
-    mu_c = (4 * torch.sin(torch.arange(ws, **opts) * math.pi / (2 * ws)) ** 2)[None, :]
+    theta_r = torch.arange(hs, **opts) * math.pi / hs
+    theta_c = torch.arange(ws, **opts) * math.pi / ws
+    mu_r = (4 * torch.sin(theta_r / 2) ** 2)[:, None]
+    mu_c = (4 * torch.sin(theta_c / 2) ** 2)[None, :]
     data = data.reshape(-1, hs, ws)
     inv = 1.0 / (data[:, None] + t[None, :, None, None] * (mu_r + mu_c))  # (images, grid, ..)
-    table = torch.stack([inv.mean((-2, -1)), (inv * mu_r).mean((-2, -1)),
-                         (inv * mu_c).mean((-2, -1))], dim=1)  # (images, 3, grid)
-    return a, b, table.unsqueeze(-2)
+    fr, gr = _border_factors(theta_r)
+    fc, gc = _border_factors(theta_c)
+    n_freq = hs * ws
+
+    def sep(v: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        out = torch.einsum("ngkl,ak,bl->nabg", v, rows, cols) / n_freq
+        return out.reshape(out.shape[0], -1, out.shape[-1])  # (images, classes, grid)
+
+    table = torch.stack([sep(inv, fr, fc), sep(inv * mu_r, gr, fc), sep(inv * mu_c, fr, gc)],
+                        dim=1)  # (images, 3, classes, grid)
+    return a, b, table
 
 
-def _interpolate(table, tau):
-    """Linear interpolation in ``log tau`` of the tabulated variances (one fused pass)."""
+def _border_factors(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per distance from the border (``0 .. _BORDER``; farther pixels read ``_BORDER``): the
+    factors of the pixel's and of its difference's variance at each frequency ``theta``
+    (see :func:`_stationary_table`)."""
+    d = torch.arange(_BORDER + 1, dtype=theta.dtype, device=theta.device)[:, None]
+    f = 1 + torch.cos(theta[None, :] * (2 * d + 1))
+    g = 1 - torch.cos(2 * theta[None, :] * (d + 1))
+    f[:, 0], g[:, 0] = 1.0, 1.0  # the constant basis function: 1 / n everywhere
+    return f, g
+
+
+def _classes(h: int, w: int, device) -> torch.Tensor:
+    """``(3, H * W)`` classes (see :func:`_stationary_table`) of ``Var x`` and of the row and
+    the column differences' variances at each pixel: the distances from the nearest border
+    (of the pixel, or of the difference), capped at ``_BORDER``."""
+    def dist(n: int, diff: bool) -> torch.Tensor:
+        i = torch.arange(n, device=device)
+        far = (n - 2 if diff else n - 1) - i
+        return torch.minimum(i, far.clamp_min(0)).clamp_max(_BORDER)
+
+    c = _BORDER + 1
+    rx, rd, cx, cd = dist(h, False), dist(h, True), dist(w, False), dist(w, True)
+    return torch.stack([(rx[:, None] * c + cx[None, :]).reshape(-1),
+                        (rd[:, None] * c + cx[None, :]).reshape(-1),
+                        (rx[:, None] * c + cd[None, :]).reshape(-1)])
+
+
+def _interpolate(table, tau, classes):
+    """Linear interpolation in ``log tau`` of the tabulated variances, each pixel reading the
+    row of its border class (``classes``: ``(3, H * W)``)."""
     a, b, values = table
-    n_tables = values.shape[0]
-    pos = (tau.clamp_min(1e-30).log() - a) * (2.0 / (b - a)) - 1.0  # [-1, 1] on the grid
-    grid = torch.stack([pos, torch.zeros_like(pos)], dim=-1).reshape(n_tables, -1, 1, 2)
-    out = F.grid_sample(values, grid, mode="bilinear", padding_mode="border",
-                        align_corners=True)  # (images, 3, pixels, 1)
-    out = out.reshape((n_tables, 3) + (-1,)).movedim(1, 0).reshape((3,) + tau.shape)
-    return out[0], out[1:].movedim(0, -3)
+    n_tables, _, n_cls, n_grid = values.shape
+    pos = ((tau.clamp_min(1e-30).log() - a) * ((n_grid - 1) / (b - a))).clamp(0, n_grid - 1)
+    j = pos.floor().clamp(max=n_grid - 2)
+    frac = (pos - j).reshape(n_tables, -1)
+    j = j.long().reshape(n_tables, -1)
+    hw = classes.shape[-1]
+    reps = j.shape[-1] // hw  # batch images sharing one table
+    out = []
+    for q in range(3):
+        idx = classes[q].repeat(reps)[None, :] * n_grid + j  # (tables, pixels)
+        flat = values[:, q].reshape(n_tables, n_cls * n_grid)
+        lo, hi = flat.gather(1, idx), flat.gather(1, idx + 1)
+        out.append((lo + frac * (hi - lo)).reshape(tau.shape))
+    return out[0], torch.stack(out[1:], dim=-3)
 
 
 def _valid_directions(shape, dtype, device) -> torch.Tensor:

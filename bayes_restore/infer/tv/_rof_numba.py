@@ -26,13 +26,12 @@ few seconds once, later processes load the machine code in a fraction of a secon
 from __future__ import annotations
 
 import math
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
-import numba
 import numpy as np
 from numba import njit
+
+from bayes_restore._numba_pool import jit_disabled as jit_disabled
+from bayes_restore._numba_pool import run_all
 
 _JIT = {"nogil": True, "cache": True, "fastmath": True, "boundscheck": False,
         "error_model": "numpy"}
@@ -217,39 +216,6 @@ def _objective_row(u, y, p, b, i, iso, out):  # pragma: no cover - compiled
     out[b, 1] += dual
 
 
-def jit_disabled() -> bool:
-    """Whether numba runs these kernels as plain Python (``NUMBA_DISABLE_JIT=1``)."""
-    return bool(numba.config.DISABLE_JIT)
-
-
-# --- threads ----------------------------------------------------------------------------
-
-_POOL: ThreadPoolExecutor | None = None
-_POOL_PID = 0
-_POOL_LOCK = threading.Lock()
-
-
-def _after_fork_in_child() -> None:
-    global _POOL, _POOL_LOCK
-    _POOL, _POOL_LOCK = None, threading.Lock()  # the parent's threads and lock stay behind
-
-
-if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _pool() -> ThreadPoolExecutor:
-    """The worker threads (made on first use, and again in a forked child: a pool's
-    threads do not survive ``fork``)."""
-    global _POOL, _POOL_PID
-    with _POOL_LOCK:
-        if _POOL is None or _POOL_PID != os.getpid():
-            _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
-                                       thread_name_prefix="bayes_restore-rof")
-            _POOL_PID = os.getpid()
-        return _POOL
-
-
 class Plan:
     """How :func:`iterate` spreads the rows of ``(B, H, W)`` images over threads.
 
@@ -300,20 +266,20 @@ def iterate(plan: Plan, u, ubar, y, p, s, c, a, isotropic: bool,
     one = y.dtype.type(1.0)
     if plan.kind in ("serial", "images"):
         out = np.zeros((u.shape[0] if certify else 0, 2))
-        _run_all([(sweep_many, (u[b0:b1], ubar[b0:b1], y[b0:b1], p[b0:b1], s, c, a, one,
+        run_all([(sweep_many, (u[b0:b1], ubar[b0:b1], y[b0:b1], p[b0:b1], s, c, a, one,
                                 isotropic, out[b0:b1] if certify else out, 0,
                                 (b1 - b0) * u.shape[1]))
                   for b0, b1 in plan.parts])
         return out if certify else None
     if not plan.loaded:
-        _run_all([(strip_load, (u, ubar, p, bu, bub, bp, e0))
+        run_all([(strip_load, (u, ubar, p, bu, bub, bp, e0))
                   for e0, _, _, bu, bub, _, bp in plan.strips])
         plan.loaded = True
     else:
-        _run_all([(strip_pull, (u, ubar, p, bu, bub, bp, e0, r0, r1))
+        run_all([(strip_pull, (u, ubar, p, bu, bub, bp, e0, r0, r1))
                   for e0, r0, r1, bu, bub, _, bp in plan.strips])
     outs = np.zeros((len(plan.strips), 1 if certify else 0, 2))
-    _run_all([(strip_step, (u, ubar, p, bu, bub, by, bp, s, c, a, one, isotropic, outs[t],
+    run_all([(strip_step, (u, ubar, p, bu, bub, by, bp, s, c, a, one, isotropic, outs[t],
                             e0, r0, r1, plan.halo))
               for t, (e0, r0, r1, bu, bub, by, bp) in enumerate(plan.strips)])
     return outs.sum(0) if certify else None
@@ -323,20 +289,8 @@ def finish(plan: Plan, u, ubar, p) -> None:
     """Bring the image's arrays up to date (the ``"strips"`` plan keeps the state in its
     strips between calls to :func:`iterate`)."""
     if plan.kind == "strips" and plan.loaded:
-        _run_all([(strip_store, (u, ubar, p, bu, bub, bp, e0, r0, r1))
+        run_all([(strip_store, (u, ubar, p, bu, bub, bp, e0, r0, r1))
                   for e0, r0, r1, bu, bub, _, bp in plan.strips])
         plan.loaded = False
 
 
-def _run_all(tasks) -> None:
-    """Run ``fn(*args)`` for every task, the first on this thread, and wait for all (also
-    when one fails: no thread may still be writing into the arrays when this returns)."""
-    futures = [_pool().submit(fn, *args) for fn, args in tasks[1:]]
-    fn, args = tasks[0]
-    try:
-        fn(*args)
-    finally:
-        for f in futures:
-            f.exception()  # waits
-    for f in futures:
-        f.result()  # raises the first failure

@@ -1,0 +1,178 @@
+"""The fused numba kernels of the TV Langevin stage run the eager torch arithmetic."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from bayes_restore.infer import prox, tv_denoise_pdhg
+from bayes_restore.infer.langevin import SmoothedPotential, skrock_coefficients, skrock_step
+from bayes_restore.infer.problem import RestorationProblem
+from bayes_restore.infer.prox import tv_prox_dual
+from bayes_restore.operators import Blur, Downsample, as_operator, gaussian_psf
+
+pytest.importorskip("numba")
+from bayes_restore.infer import _langevin_numba  # noqa: E402
+
+TOL = {torch.float32: 2e-5, torch.float64: 1e-12}
+
+
+def _potentials(y, *, iso=True, sigma=0.1, scale=0.1, smoothing=0.01, operator=None,
+                event_dim=2, prox_iter=5):
+    """The same potential on both backends (sigma, scale: numbers or per-image tensors)."""
+    batch = y.shape[: y.dim() - event_dim]
+    sigma = torch.as_tensor(sigma, dtype=y.dtype)
+    sigma = torch.broadcast_to(sigma.reshape(sigma.shape + (1,) * event_dim),
+                               batch + (1,) * event_dim)
+    scale = torch.full_like(sigma, scale)
+    pr = RestorationProblem(y, SimpleNamespace(isotropic=iso, gradient_order=1.0),
+                            as_operator(operator), sigma, scale, event_dim)
+    norm = 1.0 if operator is None else float(operator.norm_bound)
+    lam = smoothing * sigma.square() / norm**2
+    return tuple(SmoothedPotential(pr, lam, prox_iter, backend=b) for b in ("torch", "numba"))
+
+
+def _image(shape, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    clean = torch.zeros(shape, dtype=torch.float64)
+    h, w = shape[-2:]
+    clean[..., h // 4 : 3 * h // 4, w // 3 :] = 1.0
+    return (clean + 0.1 * torch.randn(shape, generator=g, dtype=torch.float64)).to(dtype)
+
+
+def _rel(a, b):
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("iso", [True, False])
+def test_fused_gradient_is_the_eager_one_over_warm_calls(dtype, iso):
+    # two images of different noise, three chains each, an odd shape; the dual is warm
+    y = _image((2, 13, 10), dtype)
+    pt, pn = _potentials(y, iso=iso, sigma=torch.tensor([0.1, 0.2]))
+    x = y + 0.05 * _image((3, 2, 13, 10), dtype, seed=1)
+    warm = tv_prox_dual(x, pt.prox_weight, isotropic=iso, num_iter=7)
+    kept = warm.clone()
+    pt.dual = pn.dual = warm
+    for _ in range(3):
+        gt, gn = pt.grad(x), pn.grad(x)
+        assert _rel(gn, gt) < TOL[dtype]
+        assert float((pn.dual - pt.dual).abs().max()) < 50 * TOL[dtype]
+        x = x - 2e-4 * gt
+    assert pn.evaluations == pt.evaluations == 3
+    assert torch.equal(warm, kept)  # the fused path updates its own copy of a given dual
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_skrock_step_is_the_eager_recursion(dtype):
+    # colour images (event_dim 3), two chains, per-chain theta (the Gibbs move's set_theta)
+    y = _image((3, 12, 9), dtype)
+    pt, pn = _potentials(y, event_dim=3)
+    theta = torch.tensor([8.0, 12.0], dtype=dtype)
+    pt.set_theta(theta)
+    pn.set_theta(theta)
+    coef = skrock_coefficients(5)
+    delta = torch.tensor(0.25 * 0.01, dtype=dtype)  # the default 0.25 / L_f
+    gen = torch.Generator().manual_seed(3)
+    x = y.expand(2, 3, 12, 9).clone()
+    x_t = x_n = x
+    for _ in range(4):
+        q = torch.sqrt(2 * delta) * torch.randn(x.shape, generator=gen, dtype=dtype)
+        x_in, q_copy, x_copy = x_n, q.clone(), x_n.clone()
+        x_t = skrock_step(x_t, pt.grad, delta, q, coef, 5)
+        x_n = skrock_step(x_n, pn.grad, delta, q, coef, 5)
+        assert torch.equal(q, q_copy) and torch.equal(x_in, x_copy)  # inputs untouched
+    assert _rel(x_n - y, x_t - y) < 20 * TOL[dtype]
+    assert pn.evaluations == pt.evaluations == 20
+
+
+@pytest.mark.parametrize("operator", [Blur(gaussian_psf(5, 1.0)), Downsample(2)])
+def test_fused_prior_term_with_an_operator(operator):
+    x0 = _image((12, 14), torch.float64)
+    y = operator(x0)
+    pt, pn = _potentials(y, operator=operator)
+    x = x0.expand(2, 12, 14) + 0.05 * _image((2, 12, 14), torch.float64, seed=4)
+    coef = skrock_coefficients(4)
+    q = 0.01 * _image((2, 12, 14), torch.float64, seed=5)
+    delta = torch.tensor(1e-3, dtype=torch.float64)
+    gt, gn = pt.grad(x), pn.grad(x)
+    assert _rel(gn, gt) < 1e-12
+    xt = skrock_step(x, pt.grad, delta, q, coef, 4)
+    xn = skrock_step(x, pn.grad, delta, q, coef, 4)
+    assert _rel(xn - x, xt - x) < 1e-11
+
+
+def test_many_fused_iterations_reach_the_rof_prox():
+    # independent of the eager FGP: (x - prox(x)) / lambda with the prox from the PDHG solver
+    y = _image((16, 16), torch.float64)
+    _, pn = _potentials(y, prox_iter=400)
+    x = y + 0.2 * _image((16, 16), torch.float64, seed=2)
+    prior = pn.grad(x) - (x - y) / 0.01  # sigma = 0.1: the data term is (x - y) / sigma^2
+    w = float(pn.prox_weight)
+    prox, _ = tv_denoise_pdhg(x, 2 * w, tol=1e-8, backend="torch")
+    lam = float(pn.lambda_my)
+    assert float((x - lam * prior - prox).abs().max()) < 1e-4
+
+
+def test_reruns_and_thread_counts_give_identical_chains():
+    y = _image((20, 18), torch.float32)
+    coef = skrock_coefficients(5)
+    delta = torch.tensor(2.5e-3)
+    before = torch.get_num_threads()
+    runs = []
+    try:
+        for threads in (2, 2, 1):
+            torch.set_num_threads(threads)
+            _, pn = _potentials(y)
+            gen = torch.Generator().manual_seed(7)
+            x = y.expand(4, 20, 18).clone()
+            for _ in range(5):
+                q = torch.sqrt(2 * delta) * torch.randn(x.shape, generator=gen)
+                x = skrock_step(x, pn.grad, delta, q, coef, 5)
+            runs.append(x)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(runs[0], runs[1]) and torch.equal(runs[0], runs[2])
+
+
+def test_dispatch_numba_on_cpu_torch_otherwise(monkeypatch):
+    calls = []
+    real = _langevin_numba.run_stage
+    monkeypatch.setattr(_langevin_numba, "run_stage",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    y = _image((8, 8), torch.float64)
+    pt, pn = _potentials(y)
+    auto = SmoothedPotential(pn.problem, pn.lambda_my, 5)
+    x = y.expand(2, 8, 8).clone()
+    g_auto = auto.grad(x)
+    assert len(calls) == 1 and _rel(g_auto, pt.grad(x)) < 1e-12
+    # a wrapped gradient (e.g. preconditioned) takes the eager recursion, each grad fused
+    coef = skrock_coefficients(3)
+    skrock_step(x, lambda v: auto.grad(v), torch.tensor(1e-3, dtype=torch.float64), 0 * x,
+                coef, 3)
+    assert len(calls) == 4
+    # an image one pixel high: auto takes torch, numba refuses with a clear message
+    flat = _image((1, 9), torch.float64)
+    ft, fn = _potentials(flat)
+    f_auto = SmoothedPotential(fn.problem, fn.lambda_my, 5)
+    assert _rel(f_auto.grad(flat), ft.grad(flat)) < 1e-12 and len(calls) == 4
+    with pytest.raises(ValueError, match="backend='numba'"):
+        fn.grad(flat)
+    with pytest.raises(ValueError, match="backend"):
+        SmoothedPotential(pn.problem, pn.lambda_my, 5, backend="cuda")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("iso", [True, False])
+def test_fused_prox_dual_is_the_eager_fgp(dtype, iso):
+
+    v = _image((3, 2, 11, 7), dtype)
+    w = torch.tensor([0.05, 0.2], dtype=dtype).reshape(2, 1, 1)
+    warm = prox.tv_prox_dual(v, w, isotropic=iso, num_iter=3)
+    kept = warm.clone()
+    fused = [prox.tv_prox_dual(v, w, isotropic=iso, dual=warm, num_iter=k) for k in (1, 40)]
+    eager = [prox.tv_prox_dual(v, w, isotropic=iso, dual=warm, num_iter=k, backend="torch")
+             for k in (1, 40)]
+    assert torch.equal(warm, kept)
+    for f, e in zip(fused, eager, strict=True):
+        assert float((f - e).abs().max()) < 100 * TOL[dtype]
