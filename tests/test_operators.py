@@ -176,3 +176,23 @@ def test_gaussian_map_through_an_operator_solves_the_normal_equations(op):
     rhs = op.adjoint(y) / 0.05**2
     residual = op.normal(post.map) / 0.05**2 - div(grad(post.map)) / 0.1**2 - rhs
     assert float(residual.abs().max()) < 1e-3 * float(rhs.abs().max())
+
+
+@pytest.mark.parametrize("boundary", ["reflect", "periodic"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_blur_normal_in_its_own_basis_equals_adjoint_of_forward(boundary, dtype):
+    # reflective blur of a symmetric kernel: two DCTs; periodic: one FFT pair; both must be
+    # A^T A as the convolutions give it
+    from bayes_restore.operators import Blur, gaussian_psf
+
+    op = Blur(gaussian_psf(7, 1.3), boundary=boundary)
+    x = torch.randn(2, 19, 24, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    expected = op.adjoint(op.forward(x))
+    got = op.normal(x)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert got.dtype == dtype and got.shape == x.shape
+    assert float((got - expected).abs().max()) < tol
+    skewed = Blur(torch.tensor([[0.0, 0.2, 0.5], [0.0, 0.2, 0.1], [0.0, 0.0, 0.0]],
+                               dtype=torch.float64), boundary="reflect")  # not symmetric
+    x64 = x.double()
+    assert float((skewed.normal(x64) - skewed.adjoint(skewed.forward(x64))).abs().max()) == 0.0

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import torch
 
+from bayes_restore.differences import dct2, idct2
+
 from .base import LinearOperator
 from .structures import DCTDiagonal, FourierDiagonal
 
@@ -196,6 +198,18 @@ class Blur(LinearOperator):
             final = out.new_zeros(out.shape[:-1] + (w,))
             return final.index_add_(out.dim() - 1, cols, out)
         return torch.fft.irfft2(torch.fft.rfft2(y) * self.transfer(h, w, y).conj(), s=(h, w))
+
+    def normal(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply ``A^T A``: in the basis that diagonalises it when there is one (two DCTs for
+        the reflective blur of a symmetric kernel, one FFT pair for a periodic one), else
+        as ``A^T (A x)``."""
+        h, w = x.shape[-2:]
+        if self.boundary == "periodic":
+            return torch.fft.irfft2(torch.fft.rfft2(x) * self.transfer(h, w, x).abs().square(),
+                                    s=(h, w))
+        if self.boundary == "reflect" and self.symmetric:
+            return idct2(self.dct_eigenvalues(h, w, x).square() * dct2(x))
+        return self.adjoint(self.forward(x))
 
     @property
     def symmetric(self) -> bool:
