@@ -323,8 +323,10 @@ class Posterior:
     def interval(self, prob: float = 0.9) -> tuple[Any, Any]:
         """Per-pixel equal-tailed credible interval ``(lower, upper)`` of mass ``prob``.
 
-        From the samples when there are any, else from ``mean`` and ``std`` for an
-        engine whose marginals are Gaussian (``diagnostics["gaussian"]``).
+        In closed form, ``mean -+ z std``, for an engine whose marginals are Gaussian
+        (``diagnostics["gaussian"]``: the exact and variational engines, whose ``std`` is
+        that of the marginals themselves), else from the samples (MCMC). Quantiles of a
+        hundred draws would add their own Monte Carlo error to the interval.
 
         Raises
         ------
@@ -334,14 +336,16 @@ class Posterior:
         if not 0 < prob < 1:
             raise ValueError(f"prob must be in (0, 1), got {prob!r}")
         alpha = (1 - prob) / 2
-        if self.samples is not None:
+        gaussian = (self.std is not None and self.mean is not None
+                    and bool(self.diagnostics.get("gaussian")))
+        if self.samples is not None and not gaussian:
             s = _as_torch(self.samples)
             flat = s.reshape((-1,) + tuple(s.shape[2:])).to(torch.float64)
             q = torch.tensor([alpha, 1 - alpha], dtype=flat.dtype, device=flat.device)
             lo, hi = torch.quantile(flat, q, dim=0)
             dtype = s.dtype
             return self._like(lo.to(dtype)), self._like(hi.to(dtype))
-        if self.std is not None and self.mean is not None and self.diagnostics.get("gaussian"):
+        if gaussian:
             z = math.sqrt(2) * torch.special.erfinv(torch.tensor(1 - 2 * alpha)).item()
             mean, std = _as_torch(self.mean), _as_torch(self.std)
             return self._like(mean - z * std), self._like(mean + z * std)

@@ -18,8 +18,10 @@ each at a near-oracle TV weight ``w`` of ``0.5 |A x - y|^2 + w TV(x)`` (the PSNR
 For float32 and float64, on ``--threads`` torch threads (default 1), in one process:
 
 - ``new``: ``tv_map_pdhg(y, 2 w, A)`` as it runs by default (the fused numba kernels);
-- ``old``: the same call with ``backend="torch"``: the eager iteration the package ran
-  before (the same algorithm, iterations and certificate);
+- ``prev``: the previous default iteration, unrelaxed (``relaxation=1.0``) with the primal
+  step ``0.1 std(x0) / w`` (the same kernels and data steps otherwise);
+- ``old``: the same call as ``new`` with ``backend="torch"``: the eager iteration (the
+  same algorithm and certificate; its checks come every 5 % of the iterations);
 - ``admm``: a prototype written here: ADMM on ``x = v`` with the exact x-update
   ``A.solve_normal`` (FFT, block mean or pointwise) and the ROF prox by
   ``tv_denoise_pdhg`` (fused, certified to 1e-5 per call); stopped at the first check
@@ -27,21 +29,29 @@ For float32 and float64, on ``--threads`` torch threads (default 1), in one proc
 - ``admm_grad``: a second prototype, ADMM with the splitting on the gradient (split
   Bregman / FTVd: ``z = grad x`` by shrinkage, ``v = x`` by ``A.solve_normal``, the
   x-update diagonal in the DCT), penalties ``ADMM_GRAD``, the same stopping rule;
-  skipped with ``--no-admm`` as well;
-- peers, when ``--peers-python`` names an interpreter where they import (they run in a
-  subprocess of that interpreter on the same problem, saved to a temporary file, with
-  the same thread count): deepinv's proximal gradient (``optim_builder("PGD")``, its
-  ``TVPrior`` with 100 inner iterations, step ``1 / ||A||^2``) with the operator as a
-  ``LinearPhysics`` of the same ``A`` and ``A^T``. Its time is that of the smallest
-  ``max_iter`` (a doubling search, then bisection to ~6 %) whose objective reaches the
-  target.
+- peers, when ``--peers-python`` (default ``$INVERSE_SPEED_PEERS_PYTHON``) names an
+  interpreter where they import; they run in a subprocess of that interpreter on the
+  same problem, saved to a temporary file, with the same thread count, each in one call
+  timed by a callback that evaluates the objective every 5 iterations (not timed) and
+  stops at the first value at or below the target (or past ``--peer-max-seconds`` of
+  wall time): deepinv's proximal gradient (the iteration of ``optim_builder("PGD")``: its
+  ``TVPrior`` prox with 100 inner iterations, step ``1 / ||A||^2``) and pyproximal's
+  ``PrimalDual`` (Chambolle-Pock: ``L2(Op=A)``, whose prox is an inner solve of 10
+  iterations, and ``L21`` on pylops' forward-difference ``Gradient``, with the primal
+  step of ``prev`` and ``mu = 1 / (8 tau)``); ``A`` and ``A^T`` are the same as ours.
+
+Rows other than ``new`` can be left out with ``--skip prev,old,admm,admm_grad``
+(``--no-admm``: both prototypes). Every row reports wall time and CPU time
+(``time.process_time()``, the measure that the load of other processes distorts least);
+the ``x`` ratios are of CPU times.
 
 The target is ``D (1 + 1e-4)`` with ``D`` the lower bound that certifies ours (``P (1 -
 gap)``): an objective below it is within 1e-4 of the optimum, the gap ours certifies.
 
-``new``, ``old`` and ``admm`` run ``--repeats`` times round-robin (so all see the same
-load from other processes); the median is reported. The ``old`` and peer rows stop at
-the same certified gap or target; ``x`` columns are ratios to ``new``. Results go to
+Our rows and the prototypes run ``--repeats`` times round-robin (so all see the same
+load from other processes); the median is reported. The ``prev`` and ``old`` rows stop at
+the same certified gap, the prototypes and peers at the target; ``x`` columns are ratios
+to ``new``. Results go to
 ``benchmarks/results/inverse_speed.json`` (``inverse_speed_quick.json`` with ``--quick``).
 """
 
@@ -101,15 +111,16 @@ def half_energy(x, y, w, op) -> float:
 
 
 def admm(op, y, w, rho, target, max_outer=5000, check=5):
-    """The ADMM prototype; ``(x, outer iterations, seconds without the checks)``."""
+    """The ADMM prototype; ``(x, outer iterations, wall and CPU seconds without the
+    checks)``."""
     from bayes_restore.infer.tv import tv_denoise_pdhg
 
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), time.process_time()
     aty = op.adjoint(y)
     x = aty.clone()
     v = aty.clone()
     d = torch.zeros_like(aty)
-    spent = 0.0
+    spent = spent_cpu = 0.0
     k = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -118,12 +129,14 @@ def admm(op, y, w, rho, target, max_outer=5000, check=5):
             v, _ = tv_denoise_pdhg(x + d, 2 * w / rho, tol=1e-5)  # prox of (w / rho) TV
             d += x - v
             if k % check == 0:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 done = half_energy(v, y, w, op) <= target
                 spent += time.perf_counter() - t0
+                spent_cpu += time.process_time() - c0
                 if done:
                     break
-    return v, k, time.perf_counter() - start - spent
+    return (v, k, time.perf_counter() - start - spent,
+            time.process_time() - cpu0 - spent_cpu)
 
 
 #: ADMM on z = grad x, v = x: penalties (r1 on z, r2 on v, in the units of u = x / w) and
@@ -141,13 +154,13 @@ def admm_grad(op, y, w, target, init, *, r1, r2, alpha, max_outer=3000, check=5)
     the operator's exact ``solve_normal``; over-relaxed by ``alpha``. Stopped at the
     first check (every ``check`` iterations, not timed) whose objective reaches
     ``target``. ``init``: the starting image (``tv_map_pdhg``'s, see :func:`start_image`).
-    ``(x, iterations, seconds without the checks)``.
+    ``(x, iterations, wall and CPU seconds without the checks)``.
     """
     import scipy.fft as sfft
 
     from bayes_restore.differences import laplacian_eigenvalues
 
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), time.process_time()
     ys = y / w
     aty = op.adjoint(ys)
     h, wd = aty.shape[-2:]
@@ -157,7 +170,8 @@ def admm_grad(op, y, w, target, init, *, r1, r2, alpha, max_outer=3000, check=5)
     zy, zx = np.zeros_like(u), np.zeros_like(u)
     by, bx, b2 = np.zeros_like(u), np.zeros_like(u), np.zeros_like(u)
     aty = aty.numpy()
-    spent, k = 0.0, 0
+    spent = spent_cpu = 0.0
+    k = 0
     for k in range(1, max_outer + 1):
         # x-update: r1 D^T (z - b) + r2 (v - b2), D^T q = -div q
         ty, tx = zy - by, zx - bx
@@ -180,12 +194,14 @@ def admm_grad(op, y, w, target, init, *, r1, r2, alpha, max_outer=3000, check=5)
         v = op.solve_normal(torch.from_numpy(aty + r2 * vin), r2).numpy()
         b2 = vin - v
         if k % check == 0:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             done = half_energy(torch.from_numpy(u * w), y, w, op) <= target
             spent += time.perf_counter() - t0
+            spent_cpu += time.process_time() - c0
             if done:
                 break
-    return torch.from_numpy(u * w), k, time.perf_counter() - start - spent
+    return (torch.from_numpy(u * w), k, time.perf_counter() - start - spent,
+            time.process_time() - cpu0 - spent_cpu)
 
 
 def start_image(task, op, y):
@@ -198,14 +214,21 @@ def start_image(task, op, y):
     return torch.where(seen, y, y[seen].mean())
 
 
-def run_ours(op, y, w, backend):
+def previous_tau(task, op, y, w) -> float:
+    """The primal step of the previous default (``0.1 std(x0) / w``, ``x0`` the start)."""
+    return 0.1 * float(start_image(task, op, y).double().std()) / w
+
+
+def run_ours(op, y, w, backend, **options):
+    """``(x, info, wall seconds, CPU seconds)`` of ``tv_map_pdhg`` to the gap ``TOL``."""
     from bayes_restore.infer.tv import tv_map_pdhg
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        start = time.perf_counter()
-        x, info = tv_map_pdhg(y, 2 * w, op, tol=TOL, max_iter=100000, backend=backend)
-    return x, info, time.perf_counter() - start
+        start, cpu0 = time.perf_counter(), time.process_time()
+        x, info = tv_map_pdhg(y, 2 * w, op, tol=TOL, max_iter=100000, backend=backend,
+                              **options)
+    return x, info, time.perf_counter() - start, time.process_time() - cpu0
 
 
 # --- peers, in a subprocess of their own interpreter ---------------------------------------
@@ -220,7 +243,7 @@ data = np.load(args["npz"])
 dtype = {"float32": torch.float32, "float64": torch.float64}[args["dtype"]]
 y = torch.from_numpy(data["y"]).to(dtype)
 aty0 = torch.from_numpy(data["aty"]).to(dtype)
-w, target, task = args["w"], args["target"], args["task"]
+w, target, task, cap = args["w"], args["target"], args["task"], args["max_seconds"]
 H, W = aty0.shape
 if task == "blur":
     tf = torch.from_numpy(data["transfer_re"] + 1j * data["transfer_im"])
@@ -230,7 +253,8 @@ if task == "blur":
     L = 1.0
 elif task in ("sr2", "sr4"):
     f = int(task[2])
-    A = lambda x: torch.nn.functional.avg_pool2d(x, f)
+    A = lambda x: torch.nn.functional.avg_pool2d(x.reshape(-1, 1, H, W), f).reshape(
+        x.shape[:-2] + (H // f, W // f))
     AT = lambda r: r.repeat_interleave(f, -2).repeat_interleave(f, -1) / f**2
     L = 1.0 / f**2
 else:
@@ -240,61 +264,95 @@ else:
     L = 1.0
 
 def energy(x):
-    x = x.double().reshape(H, W)
-    r = A(x.to(dtype)[None, None]).double() - y.double()[None, None]
+    x = torch.as_tensor(x).double().reshape(H, W)
+    r = A(x.to(dtype)).double() - y.double()
     gy = torch.zeros_like(x); gx = torch.zeros_like(x)
     gy[:-1] = x[1:] - x[:-1]; gx[:, :-1] = x[:, 1:] - x[:, :-1]
     return float(0.5 * r.square().sum() + w * (gy * gy + gx * gx).sqrt().sum())
 
+class Reached(Exception):
+    pass
+
+class Clock:
+    """Wall and CPU time of the iterations, the objective checks excluded; stops the run
+    (``Reached``) at the first check at or below the target, or past ``cap`` seconds."""
+    def __init__(self, every):
+        self.every, self.k, self.spent_wall, self.spent_cpu = every, 0, 0.0, 0.0
+        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
+        self.result = None
+    def __call__(self, x):
+        self.k += 1
+        if self.k % self.every:
+            return
+        w0, c0 = time.perf_counter(), time.process_time()
+        value = energy(x)
+        self.spent_wall += time.perf_counter() - w0
+        self.spent_cpu += time.process_time() - c0
+        wall = time.perf_counter() - self.wall0 - self.spent_wall
+        cpu = time.process_time() - self.cpu0 - self.spent_cpu
+        if value <= target:
+            self.result = {"time": wall, "cpu": cpu, "iterations": self.k, "objective": value}
+            raise Reached
+        if wall > cap:
+            self.result = {"time": None, "iterations": self.k, "objective": value,
+                           "note": f"not reached in {cap:.0f} s ({self.k} iterations)"}
+            raise Reached
+
 out = {}
+# deepinv: its proximal gradient (the iteration of optim_builder("PGD")) with its TVPrior
 try:
     import deepinv as dinv
-    from deepinv.optim import optim_builder
-    from deepinv.optim.data_fidelity import L2
     from deepinv.optim.prior import TVPrior
-
-    physics = dinv.physics.LinearPhysics(A=A, A_adjoint=AT)
+    prior = TVPrior(n_it_max=100)
+    step = 1.0 / L
+    clock = Clock(5)
+    x = AT(y)[None, None].clone()
     yy = y[None, None]
-
-    def solve(n):
-        model = optim_builder(iteration="PGD", prior=TVPrior(n_it_max=100),
-                              data_fidelity=L2(), max_iter=n, early_stop=False,
-                              params_algo={"stepsize": 1.0 / L, "lambda": w},
-                              custom_init=lambda y, physics: {"est": (AT(y),)})
-        t0 = time.perf_counter()
+    try:
         with torch.no_grad():
-            x = model(yy, physics)
-        return x, time.perf_counter() - t0
-
-    lo, hi, cap = 0, 8, args["max_seconds"]
-    while True:
-        x, t = solve(hi)
-        if energy(x) <= target:
-            break
-        if t > cap:
-            hi = None
-            break
-        lo, hi = hi, 2 * hi
-    if hi is not None:
-        while hi - lo > max(1, hi // 16):
-            mid = (lo + hi) // 2
-            x, t_mid = solve(mid)
-            if energy(x) <= target:
-                hi = mid
-            else:
-                lo = mid
-        x, t = solve(hi)
-        out["deepinv"] = {"time": t, "iterations": hi, "objective": energy(x)}
-    else:
-        out["deepinv"] = {"time": None, "iterations": None, "note": f"not reached in {cap} s"}
-    out["deepinv"]["version"] = dinv.__version__
+            for _ in range(10**6):
+                x = prior.prox(x - step * AT(A(x) - yy), gamma=step * w)
+                clock(x)
+    except Reached:
+        pass
+    out["deepinv"] = dict(clock.result, version=dinv.__version__,
+                          method="PGD + TVPrior(n_it_max=100), step 1/||A||^2")
 except ImportError as err:
     out["deepinv"] = {"time": None, "note": f"not importable: {err}"}
+# pyproximal: Chambolle-Pock (PrimalDual) with the data term's prox by its L2(Op) (inner
+# solver) and the isotropic TV as L21 of pylops' forward-difference Gradient
+try:
+    import pylops
+    import pyproximal
+    npdt = np.float32 if dtype == torch.float32 else np.float64
+    n_out = int(np.prod(y.shape))
+    def tensor(v, shape):
+        return torch.from_numpy(np.ascontiguousarray(v, dtype=npdt)).reshape(shape)
+    Aop = pylops.FunctionOperator(lambda v: A(tensor(v, (H, W))).numpy().ravel(),
+                                  lambda r: AT(tensor(r, y.shape)).numpy().ravel(),
+                                  n_out, H * W, dtype=npdt)
+    grad = pylops.Gradient(dims=(H, W), kind="forward", edge=False, dtype=npdt)
+    tau = args["tau"]
+    mu = 1.0 / (8.0 * tau)
+    data_prox = pyproximal.L2(Op=Aop, b=y.numpy().ravel().astype(npdt), niter=10, warm=True)
+    tv = pyproximal.L21(ndim=2, sigma=w)
+    clock = Clock(5)
+    start = aty0.numpy().ravel().astype(npdt) * (1.0 / L if task != "blur" else 1.0)
+    try:
+        pyproximal.optimization.primaldual.PrimalDual(
+            data_prox, tv, grad, x0=start, tau=tau, mu=mu, theta=1.0, niter=10**6,
+            callback=clock)
+    except Reached:
+        pass
+    out["pyproximal"] = dict(clock.result, version=pyproximal.__version__,
+                             method="PrimalDual, L2(Op, niter=10) + L21(Gradient), tau of ours")
+except ImportError as err:
+    out["pyproximal"] = {"time": None, "note": f"not importable: {err}"}
 print("PEERS" + json.dumps(out))
 '''
 
 
-def run_peers(python, task, op, y, w, target, dtype, threads, max_seconds):
+def run_peers(python, task, op, y, w, target, dtype, threads, max_seconds, tau):
     """The peers' rows, from a subprocess of ``python``; ``{}`` when it fails."""
     with tempfile.TemporaryDirectory() as tmp:
         npz = os.path.join(tmp, "problem.npz")
@@ -306,7 +364,8 @@ def run_peers(python, task, op, y, w, target, dtype, threads, max_seconds):
             arrays["mask"] = op.mask.double().numpy()
         np.savez(npz, **arrays)
         spec = {"npz": npz, "w": w, "target": target, "task": task, "threads": threads,
-                "dtype": str(dtype).replace("torch.", ""), "max_seconds": max_seconds}
+                "dtype": str(dtype).replace("torch.", ""), "max_seconds": max_seconds,
+                "tau": tau}
         proc = subprocess.run([python, "-c", _PEER_WORKER, json.dumps(spec)],
                               capture_output=True, text=True, timeout=3600)
     for line in proc.stdout.splitlines():
@@ -334,6 +393,10 @@ def fused_denoise_iteration(size, dtype) -> float:
     return min(times)
 
 
+#: the rows besides ``new`` (each can be left out with ``--skip``)
+ROWS = ("prev", "old", "admm", "admm_grad")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="128x128, one repeat")
@@ -342,15 +405,23 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tasks", default="blur,sr2,sr4,mask")
     parser.add_argument("--dtypes", default="float32,float64")
-    parser.add_argument("--no-admm", action="store_true")
-    parser.add_argument("--peers-python", default=None,
-                        help="an interpreter where deepinv imports (peers are skipped without)")
+    parser.add_argument("--no-admm", action="store_true", help="the same as --skip admm,admm_grad")
+    parser.add_argument("--skip", default="", help=f"rows to leave out, of {','.join(ROWS)}")
+    parser.add_argument("--peers-python", default=os.environ.get("INVERSE_SPEED_PEERS_PYTHON"),
+                        help="an interpreter where deepinv / pyproximal import (peers are "
+                             "skipped without; default $INVERSE_SPEED_PEERS_PYTHON)")
     parser.add_argument("--out", default=None, help="JSON file name under results/")
     parser.add_argument("--peer-max-seconds", type=float, default=None,
                         help="give a peer up this (default 60 s, 5 s with --quick)")
     args = parser.parse_args()
     size = args.size or (128 if args.quick else 512)
     repeats = args.repeats or (1 if args.quick else 2)
+    skip = {r for r in args.skip.split(",") if r}
+    if args.no_admm:
+        skip |= {"admm", "admm_grad"}
+    if skip - set(ROWS):
+        parser.error(f"--skip takes rows of {ROWS}, got {sorted(skip - set(ROWS))}")
+    rows_run = [r for r in ROWS if r not in skip]
     torch.set_num_threads(args.threads)
     dtypes = {"float32": torch.float32, "float64": torch.float64}
     rows = []
@@ -365,49 +436,64 @@ def main() -> None:
             dtype = dtypes[name]
             y = y64.to(dtype)
             run_ours(op, y, w, "auto")  # warm-up (compilation, FFT plans)
-            times = {"new": [], "old": [], "admm": [], "admm_grad": []}
+            tau_prev = previous_tau(task, op, y, w)
+            times = {r: [] for r in ("new",) + ROWS}
+            cpus = {r: [] for r in ("new",) + ROWS}
+            its = {}
             for _ in range(repeats):
-                x_new, info_new, t = run_ours(op, y, w, "auto")
+                x_new, info_new, t, c = run_ours(op, y, w, "auto")
                 times["new"].append(t)
+                cpus["new"].append(c)
                 # an objective that certifies the same gap with our lower bound D <= P*:
                 # P <= D (1 + tol) means (P - P*) / P* <= tol
                 target = info_new.objective / 2 * (1 - info_new.gap) * (1 + TOL)
-                _, info_old, t = run_ours(op, y, w, "torch")
-                times["old"].append(t)
-                if not args.no_admm:
-                    _, admm_it, t = admm(op, y, w, ADMM_RHO[task], target,
-                                         max_outer=300 if args.quick else 3000)
+                if "prev" in rows_run:  # the previous default: unrelaxed, tau 0.1 std / w
+                    _, info_prev, t, c = run_ours(op, y, w, "auto", relaxation=1.0,
+                                                  tau=tau_prev)
+                    times["prev"].append(t)
+                    cpus["prev"].append(c)
+                    its["prev"] = info_prev.iterations
+                if "old" in rows_run:
+                    _, info_old, t, c = run_ours(op, y, w, "torch")
+                    times["old"].append(t)
+                    cpus["old"].append(c)
+                    its["old"] = info_old.iterations
+                if "admm" in rows_run:
+                    _, its["admm"], t, c = admm(op, y, w, ADMM_RHO[task], target,
+                                                max_outer=300 if args.quick else 3000)
                     times["admm"].append(t)
-                    _, grad_it, t = admm_grad(op, y, w, target, start_image(task, op, y),
-                                              max_outer=300 if args.quick else 3000,
-                                              **ADMM_GRAD)
+                    cpus["admm"].append(c)
+                if "admm_grad" in rows_run:
+                    _, its["admm_grad"], t, c = admm_grad(
+                        op, y, w, target, start_image(task, op, y),
+                        max_outer=300 if args.quick else 3000, **ADMM_GRAD)
                     times["admm_grad"].append(t)
+                    cpus["admm_grad"].append(c)
             row = {
                 "task": task, "dtype": name, "size": size, "w": w,
                 "objective": info_new.objective / 2, "gap": info_new.gap,
                 "new": {"time": statistics.median(times["new"]),
+                        "cpu": statistics.median(cpus["new"]),
                         "iterations": info_new.iterations, "backend": info_new.backend},
-                "old": {"time": statistics.median(times["old"]),
-                        "iterations": info_old.iterations, "gap": info_old.gap},
             }
             row["new"]["per_iteration_over_rof"] = (
                 row["new"]["time"] / info_new.iterations / per_iteration_rof[name])
-            if not args.no_admm:
-                row["admm"] = {"time": statistics.median(times["admm"]), "iterations": admm_it}
-                row["admm_grad"] = {"time": statistics.median(times["admm_grad"]),
-                                    "iterations": grad_it}
+            for r in rows_run:
+                row[r] = {"time": statistics.median(times[r]), "cpu": statistics.median(cpus[r]),
+                          "iterations": its[r]}
             if args.peers_python:
                 cap = args.peer_max_seconds or (5.0 if args.quick else 60.0)
                 row["peers"] = run_peers(args.peers_python, task, op, y, w, target, dtype,
-                                         args.threads, cap)
+                                         args.threads, cap, tau_prev)
             rows.append(row)
             print(_format(row), flush=True)
             # written after every row: a long run interrupted keeps what it measured
             result = {
                 "config": {"size": size, "sigma": SIGMA, "tol": TOL, "weights": WEIGHTS,
                            "admm_rho": ADMM_RHO, "admm_grad": ADMM_GRAD, "repeats": repeats,
-                           "threads": args.threads,
+                           "threads": args.threads, "rows": rows_run,
                            "rof_iteration_s": per_iteration_rof,
+                           "load_average": os.getloadavg(),
                            "machine": platform.platform(), "torch": torch.__version__},
                 "rows": rows,
             }
@@ -417,21 +503,18 @@ def main() -> None:
 
 def _format(row) -> str:
     new = row["new"]
-    parts = [f"{row['task']:5s} {row['dtype']:8s} new {new['time']:7.3f} s "
-             f"{new['iterations']:6d} it ({new['per_iteration_over_rof']:.1f}x ROF it)",
-             f"old {row['old']['time']:7.3f} s {row['old']['iterations']:6d} it"
-             f" x{row['old']['time'] / new['time']:.1f}"]
-    if "admm" in row:
-        parts.append(f"admm {row['admm']['time']:7.3f} s {row['admm']['iterations']:5d} it"
-                     f" x{row['admm']['time'] / new['time']:.1f}")
-    if "admm_grad" in row:
-        r = row["admm_grad"]
-        parts.append(f"admm_grad {r['time']:7.3f} s {r['iterations']:5d} it"
-                     f" x{r['time'] / new['time']:.1f}")
+    parts = [f"{row['task']:5s} {row['dtype']:8s} new {new['time']:6.3f} s "
+             f"(cpu {new['cpu']:6.3f}) {new['iterations']:5d} it "
+             f"({new['per_iteration_over_rof']:.1f}x ROF it)"]
+    for r in ROWS:
+        if r in row:
+            v = row[r]
+            parts.append(f"{r} {v['time']:6.3f} s (cpu {v['cpu']:6.3f}) {v['iterations']:5d} it"
+                         f" x{v['cpu'] / new['cpu']:.1f}")
     for peer, r in row.get("peers", {}).items():
         if r.get("time") is not None:
-            parts.append(f"{peer} {r['time']:7.3f} s {r['iterations']} it"
-                         f" x{r['time'] / new['time']:.1f}")
+            parts.append(f"{peer} {r['time']:6.3f} s (cpu {r['cpu']:6.3f}) {r['iterations']} it"
+                         f" x{r['cpu'] / new['cpu']:.1f}")
         else:
             parts.append(f"{peer} {r.get('note', '-')}")
     return " | ".join(parts)

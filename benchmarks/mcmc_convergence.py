@@ -103,6 +103,13 @@ def summary_row(name: str, post, seconds: float, messages) -> dict:
         "ess_bulk_median": d["ess_bulk_median"],
         "ess_tail_min": d["ess_tail_min"],
         "s_per_min_ess": seconds / d["ess_bulk_min"],
+        "s_per_min_ess_bulk_tail": seconds / min(d["ess_bulk_min"], d["ess_tail_min"]),
+        "num_steps": d["num_steps"],
+        "cpu_seconds": d.get("cpu_time"),
+        "diagnostics_seconds": d.get("diagnostics_time"),
+        "diagnostics_cpu_seconds": d.get("diagnostics_cpu_time"),
+        "diagnostic_stride": d.get("diagnostic_stride"),
+        "diagnostic_thin": d.get("diagnostic_thin"),
         "std_mc_error_median": d["std_mc_error"],
         "mean_mc_error_median": d["mean_mc_error"],
         "diagnostic_draws": d["diagnostic_draws"],
@@ -111,9 +118,10 @@ def summary_row(name: str, post, seconds: float, messages) -> dict:
     }
 
 
-def row_denoise(size: int, max_time: float) -> dict:
-    post, seconds, msgs = run(size, "denoise", max_time=max_time)
-    row = summary_row(f"denoise {size}x{size} to convergence", post, seconds, msgs)
+def row_denoise(size: int, max_time: float, **options) -> dict:
+    post, seconds, msgs = run(size, "denoise", max_time=max_time, **options)
+    row = summary_row(f"denoise {size}x{size} to convergence"
+                      + "".join(f" {k}={v}" for k, v in options.items()), post, seconds, msgs)
     row["seconds_per_draw"] = seconds / (post.diagnostics["num_steps"])
     row["ess_per_draw"] = post.diagnostics["ess_bulk_min"] / post.diagnostics["num_draws"]
     return row
@@ -237,6 +245,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="time cap of each run to convergence (default 600, quick 60)")
     parser.add_argument("--preconditioner", default=None,
                         help="mcmc's preconditioner for the operator and NUTS rows")
+    parser.add_argument("--step-size", type=float, default=None,
+                        help="mcmc's step_size for the denoise rows (default: mcmc's)")
+    parser.add_argument("--prox-iter", type=int, default=None,
+                        help="mcmc's prox_iter for the denoise rows (default: mcmc's)")
     parser.add_argument("--nuts-draws", type=int, default=None,
                         help="NUTS draws per chain of the nuts_* rows (default 300, quick 100)")
     opts = parser.parse_args(argv)
@@ -245,9 +257,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     q = opts.quick
     cap = opts.max_time if opts.max_time is not None else (60 if q else 600)
     extra = {} if opts.preconditioner is None else {"preconditioner": opts.preconditioner}
+    langevin = {k: v for k, v in (("step_size", opts.step_size), ("prox_iter", opts.prox_iter))
+                if v is not None}
     plan = [
-        ("denoise128", lambda: row_denoise(64 if q else 128, cap)),
-        ("denoise512", lambda: row_denoise(128 if q else 512, cap)),
+        ("denoise128", lambda: row_denoise(64 if q else 128, cap, **langevin)),
+        ("denoise512", lambda: row_denoise(128 if q else 512, cap, **langevin)),
+        ("nuts_denoise", lambda: row_nuts_agreement("denoise", q, opts.nuts_draws, **langevin)),
         ("blur128", lambda: row_operator("blur", 64 if q else 128, cap, **extra)),
         ("decimate128", lambda: row_operator("decimate", 64 if q else 128, cap, **extra)),
         ("mask128", lambda: row_operator("mask", 64 if q else 128, cap, **extra)),
@@ -272,6 +287,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
               f"{r['rhat_max']:7.4f} {r['ess_bulk_min']:8.1f} {r.get('ess_bulk_median', 0):8.1f} "
               f"{r.get('ess_tail_min', 0):8.1f} {r.get('s_per_min_ess', 0):9.4f} "
               f"{100 * r['std_mc_error_median']:7.2f}% {r['converged']}")
+        if r.get("cpu_seconds") is not None:
+            print(f"    {r['num_steps']} steps; CPU {r['cpu_seconds']:.1f} s "
+                  f"({1e3 * r['cpu_seconds'] / max(r['num_steps'], 1):.1f} ms/step incl. "
+                  f"diagnostics); diagnostics {r['diagnostics_seconds']:.1f} s wall, "
+                  f"{r['diagnostics_cpu_seconds']:.1f} s CPU; s/min(bulk,tail) ESS "
+                  f"{r['s_per_min_ess_bulk_tail']:.3f}")
         if "mean_abs_diff_max" in r:
             print(f"    vs NUTS: mean |diff| max {r['mean_abs_diff_max']:.4f} avg "
                   f"{r['mean_abs_diff_avg']:.4f}; std ratio avg {r['std_ratio_avg']:.3f}, "

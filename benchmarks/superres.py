@@ -13,7 +13,8 @@ std ``sigma = 0.01`` (seeded):
 - ``sr2``, ``sr4``: ``y`` = block means (``Downsample(f)``, box kernel) + noise. Baseline:
   bicubic interpolation, ``skimage.transform.resize(y, order=3, mode="edge",
   anti_aliasing=False)``.
-- ``deblur``: ``y`` = periodic Gaussian blur (std 1.5, 9x9) + noise. Baseline: ``y``.
+- ``deblur``: ``y`` = Gaussian blur (std 1.5, 9x9; ``Blur``'s default reflective boundary)
+  + noise. Baseline: ``y``.
 - ``inpaint``: half of the pixels observed at random, + noise. Baselines: ``y`` (zeros at
   the missing pixels, the observed image) and the observed pixels' mean filled in.
 

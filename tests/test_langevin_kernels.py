@@ -9,7 +9,7 @@ from bayes_restore.infer import prox, tv_denoise_pdhg
 from bayes_restore.infer.langevin import SmoothedPotential, skrock_coefficients, skrock_step
 from bayes_restore.infer.problem import RestorationProblem
 from bayes_restore.infer.prox import tv_prox_dual
-from bayes_restore.operators import Blur, Downsample, as_operator, gaussian_psf
+from bayes_restore.operators import Blur, Downsample, Mask, as_operator, gaussian_psf
 
 pytest.importorskip("numba")
 from bayes_restore.infer import _langevin_numba  # noqa: E402
@@ -100,6 +100,26 @@ def test_fused_prior_term_with_an_operator(operator):
     xt = skrock_step(x, pt.grad, delta, q, coef, 4)
     xn = skrock_step(x, pn.grad, delta, q, coef, 4)
     assert _rel(xn - x, xt - x) < 1e-11
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_masked_data_term_is_the_eager_one(dtype):
+    # a pixel-diagonal operator (a mask): its data term (d^2 v - A^T y) / sigma^2 is made in
+    # the fused pass from the weights d^2; the same numbers as the eager A^T A
+    keep = torch.rand(12, 14, generator=torch.Generator().manual_seed(2)) < 0.5
+    op = Mask(keep)
+    x0 = _image((12, 14), dtype)
+    y = op(x0)
+    pt, pn = _potentials(y, operator=op)
+    assert pn.weights is not None and torch.equal(pn.weights, keep.to(dtype))
+    x = x0.expand(3, 12, 14) + 0.05 * _image((3, 12, 14), dtype, seed=4)
+    q = 0.01 * _image((3, 12, 14), dtype, seed=5)
+    delta = torch.tensor(1e-3, dtype=dtype)
+    assert _rel(pn.grad(x), pt.grad(x)) < TOL[dtype]
+    coef = skrock_coefficients(4)
+    xt = skrock_step(x, pt.grad, delta, q, coef, 4)
+    xn = skrock_step(x, pn.grad, delta, q, coef, 4)
+    assert _rel(xn - x, xt - x) < 20 * TOL[dtype]
 
 
 def test_many_fused_iterations_reach_the_rof_prox():

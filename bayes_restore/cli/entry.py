@@ -61,6 +61,9 @@ def _summarised_warnings() -> Iterator[None]:
         warnings.simplefilter("always")
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
+        # as in Python's default filters: an interrupt in the middle of a library's import
+        # leaves its file unclosed, which says nothing about the restoration
+        warnings.filterwarnings("ignore", category=ResourceWarning)
         try:
             yield
         finally:

@@ -125,10 +125,12 @@ def _dual_row_first(xs, si, sn, p, i, rs, slot, st, iso, one,
 
 
 @njit(**_JIT)
-def _output_row(a, q, b, y, g, p, out, i, alpha, beta, gamma, eps, inv_var, inv_scale,
-                identity):  # pragma: no cover - compiled
+def _output_row(a, q, b, y, g, wd, p, out, i, alpha, beta, gamma, eps, inv_var, inv_scale,
+                identity, weighted):  # pragma: no cover - compiled
     """Row ``i`` of the stage: ``out = beta a + gamma b - eps (data - div(p) inv_scale)``,
-    the data gradient ``(v - y) inv_var`` (``identity``, ``v = a + alpha q``) or ``g``."""
+    the data gradient made here, ``(v - y) inv_var`` (``identity``, ``v = a + alpha q``) or
+    ``(wd v - y) inv_var`` (``identity`` and ``weighted``: a pixel-diagonal ``A = diag(d)``,
+    ``wd = d^2``, ``y = A^T y``), or read from ``g``."""
     h, w = a.shape
     down = i < h - 1
     top = i > 0
@@ -141,15 +143,18 @@ def _output_row(a, q, b, y, g, p, out, i, alpha, beta, gamma, eps, inv_var, inv_
         if top:
             d -= p[0, i - 1, j]
         if identity:
-            data = (a[i, j] + alpha * q[i, j] - y[i, j]) * inv_var
+            v = a[i, j] + alpha * q[i, j]
+            if weighted:
+                v = wd[i, j] * v
+            data = (v - y[i, j]) * inv_var
         else:
             data = g[i, j]
         out[i, j] = beta * a[i, j] + gamma * b[i, j] - eps * (data - d * inv_scale)
 
 
 @njit(**_JIT)
-def _image(a, q, b, y, g, p, out, alpha, beta, gamma, eps, wt, st, inv_var, inv_scale, mom,
-           iso, identity, xs, rs):  # pragma: no cover - compiled
+def _image(a, q, b, y, g, wd, p, out, alpha, beta, gamma, eps, wt, st, inv_var, inv_scale,
+           mom, iso, identity, weighted, xs, rs):  # pragma: no cover - compiled
     """One image: ``K = len(mom)`` warm FGP iterations on ``p``, then the stage's output.
 
     Iteration ``k`` works on row ``t - k`` at wavefront step ``t``: it makes its primal row
@@ -189,24 +194,26 @@ def _image(a, q, b, y, g, p, out, alpha, beta, gamma, eps, wt, st, inv_var, inv_
                 _dual_row(xs, k, i % 2, sn, rs[k - 1], i % 2, p, i, rs, i % 2, st, mom[k], iso,
                           one, keep)
             if k == kk - 1:
-                _output_row(a, q, b, y, g, p, out, i, alpha, beta, gamma, eps, inv_var,
-                            inv_scale, identity)
+                _output_row(a, q, b, y, g, wd, p, out, i, alpha, beta, gamma, eps, inv_var,
+                            inv_scale, identity, weighted)
 
 
 @njit(**_JIT)
-def stage_images(a, q, b, y, g, p, out, alpha, beta, gamma, eps, wt, st, inv_var, inv_scale,
-                 mom, iso, identity, n0, n1):  # pragma: no cover - compiled
+def stage_images(a, q, b, y, g, wd, p, out, alpha, beta, gamma, eps, wt, st, inv_var,
+                 inv_scale, mom, iso, identity, weighted, n0, n1):  # pragma: no cover
     """:func:`_image` for the images ``[n0, n1)`` (one thread); image ``n`` is observed by
-    ``y[n % len(y)]``; ``g`` (the data gradient, one image per ``n``) is read only when not
-    ``identity``."""
+    ``y[n % len(y)]`` with the weights ``wd[n % len(wd)]`` (read when ``weighted``); ``g``
+    (the data gradient, one image per ``n``) is read only when not ``identity``."""
     w = a.shape[2]
     kk = mom.shape[0]
     xs = np.zeros((kk, 2, w), a.dtype)
     rs = np.zeros((kk, 2, 2, w), a.dtype)
     m = y.shape[0]
+    mw = wd.shape[0]
     for n in range(n0, n1):
-        _image(a[n], q[n], b[n], y[n % m], g[n], p[n], out[n], alpha, beta, gamma, eps[n],
-               wt[n], st[n], inv_var[n], inv_scale[n], mom, iso, identity, xs, rs)
+        _image(a[n], q[n], b[n], y[n % m], g[n], wd[n % mw], p[n], out[n], alpha, beta, gamma,
+               eps[n], wt[n], st[n], inv_var[n], inv_scale[n], mom, iso, identity, weighted,
+               xs, rs)
 
 
 def momenta(num_iter: int) -> list[float]:
@@ -221,13 +228,18 @@ def momenta(num_iter: int) -> list[float]:
 
 
 def run_stage(a, q, b, y, g, p, out, alpha, beta, gamma, eps, wt, st, inv_var, inv_scale,
-              mom, iso: bool, identity: bool, threads: int) -> None:
+              mom, iso: bool, identity: bool, threads: int, wd=None) -> None:
     """:func:`stage_images` over all images, split in whole images over ``threads`` threads
-    (this one and ``threads - 1`` workers); returns when every part is done."""
+    (this one and ``threads - 1`` workers); returns when every part is done. ``wd``: the
+    weights ``d^2`` of a pixel-diagonal operator (``(M, H, W)``; with ``identity``, ``y`` is
+    then ``A^T y``), ``None`` for none."""
     n = a.shape[0]
     k = max(1, min(int(threads), n))
-    args = (a, q, b, y, g, p, out, alpha, beta, gamma, eps, wt, st, inv_var, inv_scale, mom,
-            iso, identity)
+    weighted = wd is not None
+    if not weighted:
+        wd = y[:1]  # not read
+    args = (a, q, b, y, g, wd, p, out, alpha, beta, gamma, eps, wt, st, inv_var, inv_scale,
+            mom, iso, identity, weighted)
     if k == 1:
         stage_images(*args, 0, n)
         return

@@ -304,7 +304,29 @@ def _quantile_sorted(values: torch.Tensor, q: float) -> torch.Tensor:
     return torch.lerp(values[:, lo], values[:, hi], pos - lo)
 
 
-def convergence_diagnostics(draws: torch.Tensor, *, chunk: int = 1 << 22) -> dict:
+def _numba_kernels(draws: torch.Tensor, backend: str):
+    """The numba diagnostics module when it runs ``draws`` (CPU, float32/float64), else None."""
+    if backend not in ("auto", "numba", "torch"):
+        raise ValueError(f"backend must be 'auto', 'numba' or 'torch', got {backend!r}")
+    fits = draws.device.type == "cpu" and draws.dtype in (torch.float32, torch.float64)
+    if backend == "torch" or (backend == "auto" and not fits):
+        return None
+    if not fits:
+        raise ValueError("backend='numba' runs float32/float64 CPU draws, got "
+                         f"{draws.dtype} on {draws.device}")
+    try:
+        from . import _diagnostics_numba as kernels
+    except ImportError as err:  # numba missing
+        if backend == "numba":
+            raise ImportError(f"backend='numba' needs numba ({err})") from err
+        return None
+    if backend == "auto" and kernels.jit_disabled():  # plain Python: far slower than torch
+        return None
+    return kernels
+
+
+def convergence_diagnostics(draws: torch.Tensor, *, chunk: int = 1 << 22,
+                            backend: str = "auto") -> dict:
     """Per-pixel convergence diagnostics of ``(chain, draw, *shape)`` draws.
 
     Rank-normalised split R-hat (the larger of the bulk and the folded one), bulk and tail
@@ -313,7 +335,14 @@ def convergence_diagnostics(draws: torch.Tensor, *, chunk: int = 1 << 22) -> dic
     (``ess_mean``, split chains, not rank-normalised) and of the squared deviations
     (``ess_sq``, for the Monte Carlo error of the std), and the kurtosis
     ``E[(x - mu)^4] / sigma^4``. Each map has the image's shape (float64); the pixels are
-    handled ``chunk // (chain * draw)`` at a time (float32) to bound the memory.
+    handled ``chunk // (chain * draw)`` at a time to bound the memory.
+
+    ``backend``: ``"numba"`` computes pixel by pixel in float64 on the CPU, as ArviZ does
+    (equal to about 1e-12), summing the autocovariances only as far as Geyer's sequence
+    reaches, over ``torch.get_num_threads()`` threads (about 50 us of one core per pixel
+    for 2 x 512 draws; 6 x faster than ``"torch"``); ``"torch"`` in float32, vectorised over
+    the pixels with FFTs (any device; to about 1e-2 of ArviZ's ESS); ``"auto"``: numba for
+    float32/float64 CPU draws, else torch.
 
     Examples
     --------
@@ -333,6 +362,15 @@ def convergence_diagnostics(draws: torch.Tensor, *, chunk: int = 1 << 22) -> dic
     p_total = flat.shape[2]
     step = max(1, chunk // (c * n))
     names = ("rhat", "ess_bulk", "ess_tail", "ess_mean", "ess_sq", "kurtosis")
+    kernels = _numba_kernels(draws, backend)
+    if kernels is not None:
+        out = torch.empty((len(names), p_total), dtype=torch.float64)
+        for lo in range(0, p_total, step):
+            part = slice(lo, lo + step)
+            block = flat[:, :, part].permute(2, 0, 1).contiguous().numpy()
+            out[:, part] = torch.from_numpy(kernels.diagnostics(
+                block, threads=torch.get_num_threads()))
+        return {k: out[i].reshape(shape) for i, k in enumerate(names)}
     out = {k: torch.empty(p_total, dtype=torch.float64, device=draws.device) for k in names}
     for lo in range(0, p_total, step):
         part = slice(lo, lo + step)

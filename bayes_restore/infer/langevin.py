@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from bayes_restore.differences import div, grad
+from bayes_restore.differences import dct2, div, grad, idct2
+from bayes_restore.operators.structures import DCTDiagonal, PixelDiagonal
 
 from .problem import RestorationProblem
 from .prox import tv_prox_dual
@@ -33,6 +34,7 @@ __all__ = [
     "skrock_coefficients",
     "stages_for",
     "skrock_schedule",
+    "diagonal_metric",
     "euler_step_size",
     "scalar_or_list",
     "MAX_STAGES",
@@ -41,12 +43,14 @@ __all__ = [
 
 #: SK-ROCK damping parameter (Pereyra, Vargas Mieles & Zygalakis 2020 use 0.05)
 _ETA = 0.05
-#: default SK-ROCK step in units of ``1 / L_f`` (the weakest curvature of a denoising posterior)
+#: default SK-ROCK step in units of ``1 / max(L_f, 1 / b^2)`` (the weakest curvature of a denoising
+#: posterior where ``b <= sigma``; see :func:`skrock_schedule`)
 _SKROCK_STEP = 0.25
-#: largest SK-ROCK step (units of ``1 / L_f``): the TV std is already 11 % low at 1 (16 x 16
-#: TV denoising, against Leimkuhler-Matthews: -2 % at 0.25, -4 % at 0.5, -11 % at 1, -16 % at
-#: 2), and the cost per step grows like the stages, ``~ 7 sqrt(step_size)`` at the default
-#: smoothing (a step of 1e6 needed 7229 stages and gave a std 2-3 times too large)
+#: largest SK-ROCK step (its units: :func:`skrock_schedule`): the TV std is already 11 %
+#: low at 1 (16 x 16 TV denoising, against Leimkuhler-Matthews: -2 % at 0.25, -4 % at 0.5,
+#: -11 % at 1, -16 % at 2), and the cost per step grows like the stages,
+#: ``~ 7 sqrt(step_size)`` at the default smoothing (a step of 1e6 needed 7229 stages and gave
+#: a std 2-3 times too large)
 SKROCK_MAX_STEP = 1.0
 #: most SK-ROCK stages per step: a stable step of ``ell_100 = 19140 / L``, enough for the
 #: default step down to ``smoothing ~ 1.3e-5``; each stage costs one gradient (and TV prox)
@@ -66,10 +70,12 @@ class SmoothedPotential:
 
     ``backend`` runs the TV gradient: ``"numba"``, fused CPU kernels (the warm-started prox
     iterations, the data term and, in :func:`skrock_step`, the stage's combination in one
-    pass over memory; float32/float64 CPU tensors of images at least 2 x 2, chains split
-    over ``torch.get_num_threads()`` threads), ``"torch"``, eager tensor operations (any
-    device), ``"auto"``: numba where it runs, else torch. Both do the same arithmetic (equal
-    to rounding); a rerun of either is bit-identical.
+    pass over memory; the data term of an operator other than the identity or a
+    pixel-diagonal one (a mask: ``weights = d^2``) comes from torch; float32/float64 CPU
+    tensors of images at least 2 x 2, chains split
+    over ``threads`` threads, ``torch.get_num_threads()`` when ``None``), ``"torch"``, eager
+    tensor operations (any device), ``"auto"``: numba where it runs, else torch. Both do the
+    same arithmetic (equal to rounding); a rerun of either is bit-identical.
     """
 
     problem: RestorationProblem
@@ -78,6 +84,7 @@ class SmoothedPotential:
     dual: torch.Tensor | None = None
     evaluations: int = 0
     backend: str = "auto"
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in ("auto", "numba", "torch"):
@@ -88,6 +95,17 @@ class SmoothedPotential:
         self.scale = pr.scale
         self.identity = pr.operator.is_identity
         self.aty = self.y if self.identity else pr.operator.adjoint(self.y)
+        # a pixel-diagonal A = diag(d) (a mask, pointwise gains): its data term
+        # (d^2 v - A^T y) / sigma^2 is made inside the fused pass, from the weights d^2
+        self.weights = None
+        structure = (None if self.identity or not hasattr(pr.operator, "structure")
+                     else pr.operator.structure())
+        if isinstance(structure, PixelDiagonal):
+            d2 = structure.diagonal(self.aty).square()
+            try:
+                self.weights = torch.broadcast_to(d2, self.aty.shape)
+            except RuntimeError:  # d does not broadcast to the observation: eager data term
+                self.weights = None
         if self.lambda_my is not None:
             self.prox_weight = self.lambda_my / self.scale  # the ROF weight of the prox
         self._fused_key: tuple | None = None  # what the per-image constants were made for
@@ -178,6 +196,10 @@ class SmoothedPotential:
             )
         return None
 
+    def runs_fused(self, x: torch.Tensor) -> bool:
+        """Whether the fused kernels run the gradient at ``x`` (else eager torch)."""
+        return self._kernels(x) is not None
+
     @staticmethod
     def _per_image(x: torch.Tensor, value, name: str) -> np.ndarray:
         """``value`` (a number or a per-image tensor) as one entry per image of ``x``."""
@@ -201,7 +223,11 @@ class SmoothedPotential:
                 self._per_image(a, self.inv_var, "sigma"),
                 self._per_image(a, 1.0 / self.scale, "scale"),
                 np.array(kernels.momenta(self.prox_iter), dtype=np.dtype(str(a.dtype)[6:])),
-                self.y.contiguous().view(-1, h, w).numpy() if self.identity else None,
+                (self.y.contiguous().view(-1, h, w).numpy() if self.identity
+                 else self.aty.to(a.dtype).contiguous().view(-1, h, w).numpy()
+                 if self.weights is not None else None),
+                (None if self.weights is None
+                 else self.weights.to(a.dtype).contiguous().view(-1, h, w).numpy()),
             )
             self._fused_key = key
             self._fused_alive = (self.prox_weight, self.scale)  # the ids stay theirs
@@ -212,7 +238,7 @@ class SmoothedPotential:
         or one per image); ``out`` (``None``: a new tensor) may be ``b``, not ``a`` or ``q``."""
         h, w = a.shape[-2:]
         n = a.numel() // (h * w)
-        wt, st, inv_var, inv_scale, mom, y_np = self._constants(kernels, a)
+        wt, st, inv_var, inv_scale, mom, y_np, wd_np = self._constants(kernels, a)
         if self.dual is None or self.dual is not self._own_dual:  # ours, updated in place
             self.dual = (a.new_zeros(a.shape[:-2] + (2, h, w)) if self.dual is None
                          else self.dual.detach().to(a.dtype).contiguous().clone())
@@ -221,8 +247,9 @@ class SmoothedPotential:
         if out is None:
             out = torch.empty_like(a_c)
         a_np = a_c.view(n, h, w).numpy()
-        g_np = a_np  # the identity's data term is made in the pass: g is not read
-        if not self.identity:
+        g_np = a_np  # the identity's (or diag(d)'s) data term is made in the pass: g is not read
+        fused_data = self.identity or wd_np is not None
+        if not fused_data:
             v = a_c if alpha == 0.0 else a_c + alpha * q_c
             g = (self.problem.operator.normal(v) - self.aty) * self.inv_var
             g_np = g.to(a.dtype).contiguous().view(n, h, w).numpy()
@@ -232,8 +259,8 @@ class SmoothedPotential:
         kernels.run_stage(a_np, q_c.view(n, h, w).numpy(), b_c.view(n, h, w).numpy(), y_np,
                           g_np, self.dual.view(n, 2, h, w).numpy(), out.view(n, h, w).numpy(),
                           one(alpha), one(beta), one(gamma), eps_np, wt, st, inv_var,
-                          inv_scale, mom, self.problem.isotropic, self.identity,
-                          torch.get_num_threads())
+                          inv_scale, mom, self.problem.isotropic, fused_data,
+                          self.threads or torch.get_num_threads(), wd=wd_np)
         return out
 
 
@@ -380,24 +407,96 @@ def stages_for(ratio: float) -> int:
     return s
 
 
+def diagonal_metric(operator, like: torch.Tensor):
+    """The Langevin preconditioner ``M`` diagonal in the operator's own basis, or ``None``.
+
+    ``M = 2 / (1 + a^2 / ||A||^2)`` with ``a^2`` the eigenvalues of ``A^T A``: 1 where the
+    operator observes fully, 2 where it observes nothing (only the prior's curvature left).
+    Per pixel (``a = d``) for a :class:`~bayes_restore.operators.PixelDiagonal` structure
+    ``diag(d)`` (a mask), per DCT frequency for a
+    :class:`~bayes_restore.operators.DCTDiagonal` one (a reflective blur by a symmetric
+    kernel); ``None`` for any other, or a constant ``d``: nothing to gain. The diffusion
+    ``dx = -M grad U dt + sqrt(2 M) dW`` has the same target, and its potential's Lipschitz
+    constant is at most ``gain L_f + peak L_g``.
+
+    Returns
+    -------
+    tuple or None
+        ``(gain, peak, v -> M v, v -> M^1/2 v)`` with ``gain = max(M a^2) / ||A||^2`` and
+        ``peak = max(M)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bayes_restore.operators import Mask
+    >>> seen = torch.tensor([[True, False], [False, True]])
+    >>> gain, peak, apply, _ = diagonal_metric(Mask(seen), torch.zeros(2, 2))
+    >>> gain, peak, apply(torch.ones(2, 2)).tolist()
+    (1.0, 2.0, [[1.0, 2.0], [2.0, 1.0]])
+    """
+    structure = operator.structure() if hasattr(operator, "structure") else None
+    n2 = float(operator.norm_bound) ** 2
+    if isinstance(structure, PixelDiagonal) and structure.d.numel() > 1:
+        a2 = structure.diagonal(like).square()
+        m = 2.0 / (1.0 + a2 / n2)
+        root = m.sqrt()
+        apply, apply_sqrt = (lambda v: m * v), (lambda v: root * v)
+    elif isinstance(structure, DCTDiagonal) and hasattr(operator, "dct_symbol"):
+        a2 = operator.dct_symbol(like.shape[-2], like.shape[-1], like)
+        m = 2.0 / (1.0 + a2 / n2)
+        root = m.sqrt()
+        apply = lambda v: idct2(m * dct2(v))  # noqa: E731
+        apply_sqrt = lambda v: idct2(root * dct2(v))  # noqa: E731
+    else:
+        return None
+    return float((m * a2).max()) / n2, float(m.max()), apply, apply_sqrt
+
+
 # --- the step sizes and their bounds ---------------------------------------------------------
 
 
-def skrock_schedule(step_size, stages, l_f, lip, ratio, lambda_my, smoothing):
+def skrock_schedule(step_size, stages, l_f, lip, ratio, lambda_my, smoothing, *,
+                   l_prior=None):
     """SK-ROCK's stages, coefficients and step ``delta`` (per image), within the bounds.
 
     ``step_size`` and ``stages`` are :func:`~bayes_restore.infer.mcmc`'s options (``None``:
     the defaults), ``l_f`` and ``lip`` the Lipschitz constants of the likelihood term and of
-    the whole smoothed potential (per image), ``ratio`` the largest ``lip / l_f``. The step is
-    at most ``SKROCK_MAX_STEP / L_f`` (accuracy: a larger one warns and uses the bound) and
-    the stages at most ``MAX_STAGES`` (cost: a potential so stiff that the step needs more is
-    a ``ValueError``). The warnings point at the caller of ``mcmc``.
+    the whole smoothed potential (per image), ``ratio`` the largest ``lip / l_f``.
+
+    ``l_prior`` (per image, optional): the prior's own curvature scale, ``1 / b^2`` for a
+    prior of scale ``b``. The step is then ``step_size / max(L_f, l_prior)``: in units of the
+    larger of the data's and the prior's curvature, so that it does not grow in absolute
+    terms where the operator observes little (``||A|| < 1``: decimation, ``L_f`` shrinks like
+    ``||A||^2``) or where the prior is the stiffer term (``b < sigma / ||A||``). In the
+    directions the data do not see only the prior's curvature is left; a step set by ``L_f``
+    alone took the TV std 9 % low with x2 decimation and 8 % low for denoising with
+    ``b = sigma / 2`` (32 x 32, against a 16 times smaller step), 1.6 % and 1.4 % at this
+    step, as for denoising with ``b = sigma`` (where the two units agree). The stages are
+    those of this step, but a potential too stiff for the step ``step_size / L_f`` is refused
+    as without ``l_prior``. Without ``l_prior`` the unit is ``1 / L_f``.
+
+    The step is at most ``SKROCK_MAX_STEP`` units (accuracy: a larger one warns and uses the
+    bound) and the stages at most ``MAX_STAGES`` (cost: a potential so stiff that the step
+    needs more is a ``ValueError``). The warnings point at the caller of ``mcmc``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> l_f = torch.tensor(25.0)  # x2 box decimation, sigma = 0.1: ||A||^2 / sigma^2
+    >>> lip = l_f + l_f / 0.01  # + 1 / lambda_MY at smoothing 0.01
+    >>> s, coef, delta = skrock_schedule(None, None, l_f, lip, float(lip / l_f), 0.01 / l_f,
+    ...                                  0.01, l_prior=torch.tensor(100.0))  # b = 0.1
+    >>> s, round(float(delta), 6)  # 0.25 / max(L_f, 1 / b^2), as for denoising
+    (3, 0.0025)
     """
+    l_ref = l_f if l_prior is None else torch.maximum(torch.as_tensor(l_f),
+                                                       torch.as_tensor(l_prior))
+    unit = "1 / L_f" if l_prior is None else "1 / max(L_f, 1 / b^2)"
     rel = _SKROCK_STEP if step_size is None else float(step_size)
     if rel > SKROCK_MAX_STEP:
         warnings.warn(
             f"step_size={rel:g} is beyond SK-ROCK's accuracy limit: used step_size="
-            f"{SKROCK_MAX_STEP:g} (units of 1 / L_f; the TV std was 11 % low at 1 and 2-3 "
+            f"{SKROCK_MAX_STEP:g} (units of {unit}; the TV std was 11 % low at 1 and 2-3 "
             "times too high at 1e6)",
             UserWarning,
             stacklevel=4,
@@ -406,6 +505,8 @@ def skrock_schedule(step_size, stages, l_f, lip, ratio, lambda_my, smoothing):
     if stages is not None:
         s = stages
     else:
+        # refused as before, on the step rel / L_f: a potential that stiff against the data
+        # leaves directions the data alone hold (e.g. the image mean) that barely move
         s = stages_for(rel * ratio)
         if s > MAX_STAGES:  # capping would leave a chain that barely moves: refuse
             ell = skrock_coefficients(MAX_STAGES)["ell"]
@@ -422,12 +523,15 @@ def skrock_schedule(step_size, stages, l_f, lip, ratio, lambda_my, smoothing):
                 f"step of {rel:g} / L_f needs {s} stages per step, more than {MAX_STAGES}; "
                 + fix
             )
+        if l_prior is not None:  # the stages of the step rel / L_ref (at most as many)
+            s = stages_for(rel * float((lip / l_ref).max()))
     coef = skrock_coefficients(s)
-    delta = torch.minimum(rel / l_f, coef["ell"] / lip)
-    if step_size is not None and stages is not None and bool((rel / l_f > coef["ell"] / lip).any()):
+    delta = torch.minimum(rel / l_ref, coef["ell"] / lip)
+    if step_size is not None and stages is not None and bool(
+            (rel / l_ref > coef["ell"] / lip).any()):
         warnings.warn(
             f"step_size={rel:g} is not stable with stages={s}: used step_size="
-            f"{scalar_or_list(delta * l_f)!r} (units of 1 / L_f), the largest it keeps "
+            f"{scalar_or_list(delta * l_ref)!r} (units of {unit}), the largest it keeps "
             "stable; give more stages or omit stages",
             UserWarning,
             stacklevel=4,

@@ -8,19 +8,19 @@ The public driver: it checks the options, recognises the model and runs the Lang
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
 from collections.abc import Callable, Mapping
+from time import process_time
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from bayes_restore._validation import check_int
-from bayes_restore.differences import dct2, idct2
 from bayes_restore.models import THETA_HYPERPRIOR
-from bayes_restore.operators.structures import DCTDiagonal, PixelDiagonal
 from bayes_restore.posterior import (
     MCMCDiagnostics,
     Posterior,
@@ -40,6 +40,7 @@ from .langevin import (
     MAX_STAGES,
     SKROCK_MAX_STEP,
     SmoothedPotential,
+    diagonal_metric,
     euler_step_size,
     lm_step,
     myula_step,
@@ -77,8 +78,6 @@ _FULL_DIAGNOSTICS = 1 << 24
 #: values (pixel x chain x draw) the diagnostics handle at a time (their temporaries are
 #: about 12 float32 copies of it: ~50 MiB)
 _DIAGNOSTIC_CHUNK = 1 << 20
-#: fewest stored draws per chain of every pixel; below it a grid of pixels is stored
-_MIN_CAPACITY = 128
 
 
 def mcmc(
@@ -96,7 +95,7 @@ def mcmc(
     smoothing: float = 0.01,
     step_size: float | None = None,
     stages: int | None = None,
-    prox_iter: int = 5,
+    prox_iter: int = 3,
     target_accept: float = 0.8,
     max_tree_depth: int = 10,
     sample_scale: bool = False,
@@ -201,20 +200,24 @@ def mcmc(
         every ``k``-th draw is stored; ``mean`` and ``std`` still use all draws. One draw
         of all chains must fit (this bounds ``num_chains``). NUTS keeps every draw of
         its chains (Pyro stores them): ``num_samples * (thin + num_chains)`` images must fit.
-        A run to convergence keeps its streaming sums (16 float32 images per chain, 8 on
-        a large image) and its stored draws (at most ``diagnostic_draws`` per chain) within
-        ``max_memory / 2``, leaving the other half to the chains' own working memory; when
-        fewer than 128 draws per chain of every pixel fit, it stores the draws of a grid of
-        pixels (every ``diagnostic_stride``-th row and column, in a quarter of it): the ESS
-        and the Monte Carlo errors are then those of the grid's pixels, the R-hat that of
-        every pixel (2048 x 2048 with two chains at the default: a grid of every 12th).
+        A run to convergence keeps its streaming sums (32 float32 images per chain up to
+        about 512 x 512 with two chains, 16 or 8 on a larger image) and its stored draws
+        (at most ``diagnostic_draws`` per chain) within ``max_memory / 2``, leaving the
+        other half to the chains' own working memory; when the ``diagnostic_draws`` of
+        every pixel do not fit (above about 300 x 300 with two chains at the default), it
+        stores them for a grid of pixels (every
+        ``diagnostic_stride``-th row and column, in a quarter of it): the ESS and the Monte
+        Carlo errors are then those of the grid's pixels, the R-hat that of every pixel
+        (two chains at the default: every 3rd at 512 x 512, every 12th at 2048 x 2048).
     progress : bool, default False
         Show a progress bar.
     smoothing : float, default 0.01
         Langevin/TV only: ``lambda_MY * L_f`` (``lambda_MY / sigma^2`` for denoising).
     step_size : float, optional
-        Langevin only: the step ``delta`` in units of ``1 / L_f``. Default: SK-ROCK
-        0.25 (with the fewest stages that keep it stable), MYULA ``1 / L`` and LM
+        Langevin only: the step ``delta`` in units of ``1 / L_f`` (SK-ROCK: of
+        ``1 / max(L_f, 1 / b^2)``, the larger of the data's and the prior's curvature, so
+        that the step does not grow where the operator observes little, e.g. decimation).
+        Default: SK-ROCK 0.25 (with the fewest stages that keep it stable), MYULA ``1 / L`` and LM
         ``1.5 / L`` with ``L = L_f + 1 / lambda_MY`` (TV) or ``L_f + 8 / b^2``
         (Gaussian) the Lipschitz constant of the smoothed potential. SK-ROCK's std
         comes out low, on TV by up to about ``0.15 * step_size`` relative (the
@@ -229,8 +232,11 @@ def mcmc(
         ``smoothing`` below about ``1.3e-5`` at the default step, or a Gaussian prior
         scale below about ``sigma / 100``) it is a ``ValueError``: with the step that 100
         stages keep stable, the chains would barely move.
-    prox_iter : int, default 5
-        Langevin/TV only: dual iterations of each warm-started TV prox.
+    prox_iter : int, default 3
+        Langevin/TV only: dual iterations of each warm-started TV prox (the dual carries
+        over from one gradient to the next, so a few suffice: against 5, 3 moved the std by
+        0.1 % on a 32 x 32 crop and left the ESS per step at 512 x 512 unchanged, at 20 %
+        less time per step).
     target_accept : float, default 0.8
         NUTS only: target acceptance probability of the step-size adaptation, in (0, 1).
     max_tree_depth : int, default 10
@@ -277,10 +283,10 @@ def mcmc(
         on unobserved ones, whose only curvature is the prior's), per DCT frequency for a
         reflective symmetric blur (2 at the frequencies it removes). The stable step and
         SK-ROCK's stages are those of the preconditioned potential (``L = L_f + 2 L_g`` at
-        most). Any other operator: no preconditioning. ``"auto"``: ``"diagonal"`` for a
-        reflective symmetric blur (at 128 x 128 it gave 3.5 x the minimum ESS per second),
-        else ``"none"`` (with a 50 % mask it doubled the worst pixel's ESS per draw at
-        48 x 48, but at 128 x 128 it was not measured faster per second).
+        most). Any other operator: no preconditioning. ``"auto"`` (the same as
+        ``"diagonal"``): a reflective symmetric blur (at 128 x 128 it gave 3.5 x the minimum
+        ESS per second) and a pixel-diagonal operator (a 50 % mask at 128 x 128: 1.7-2 x the
+        minimum ESS per CPU second over three seeds, the same agreement with NUTS).
 
     The run to convergence (the default for the Langevin samplers): after ``warmup``, the
     chains draw until, on every pixel, the rank-normalised split R-hat is at most
@@ -289,7 +295,9 @@ def mcmc(
     and ``std`` are streaming sums over all draws; the diagnostics are computed on a
     bounded, evenly thinned subset of the draws (``diagnostic_draws`` per chain, the
     ``samples``), checked each time it grows by a quarter (first on a grid of pixels, then
-    on all of them). Thinned draws are nearly independent once the spacing exceeds the
+    on all of them) and as soon as the all-draw R-hat, looked at whenever a block of the
+    streaming sums is full (at most every 1/8 more draws), has just met its target.
+    Thinned draws are nearly independent once the spacing exceeds the
     autocorrelation time, so their effective sample size is a slight underestimate of the
     whole chain's: the stopping rule errs on the long side. ``progress=True`` shows the
     worst pixel's ESS and R-hat.
@@ -525,8 +533,7 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
         l_g = 8.0 / problem.scale.square()
     metric = None
     if preconditioner != "none":
-        metric = _diagonal_metric(problem.operator, _initial_x(problem),
-                                  pixels=preconditioner == "diagonal")
+        metric = diagonal_metric(problem.operator, _initial_x(problem))
     if metric is None:
         lip = l_f + l_g
     else:  # || M^1/2 (A^T A / sigma^2 + grad^2 g) M^1/2 || <= max(M d^2) / sigma^2 + max(M) L_g
@@ -534,8 +541,9 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
         lip = gain * l_f + peak * l_g
     ratio = float((lip / l_f).max())  # condition bound L / L_f
     if sampler == "skrock":
+        # the step in units of the larger of the data's and the prior's curvature: 1 / b^2
         s, coef, delta = skrock_schedule(step_size, stages, l_f, lip, ratio, lambda_my,
-                                         smoothing)
+                                         smoothing, l_prior=1.0 / problem.scale.square())
     else:
         s = 1
         coef = None
@@ -578,6 +586,10 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
     checks: list[dict] = []
     diag = None
     deadline = start + targets["max_time"] if converge else math.inf
+    spent = [0.0, 0.0]  # wall and CPU seconds in the convergence diagnostics
+    next_rhat = 0  # draws per chain before the all-draw R-hat is looked at again
+    diag_draws = -1  # draws per chain when diag was computed
+    cpu_start = process_time()
 
     def noise() -> torch.Tensor:
         z = torch.randn(x.shape, generator=gen, device=device, dtype=dtype)
@@ -585,7 +597,14 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
 
     xi_prev = noise() if sampler == "lm" else None
     step = 0
-    with torch.no_grad():
+    # the fused kernels split the chains over the threads themselves; torch's own threads
+    # would only wait (spinning) for them between its small elementwise operations, so the
+    # loop runs torch on one thread (on 2 cores: 28 against 34 ms per 512 x 512 step)
+    threads = torch.get_num_threads()
+    if device.type == "cpu" and threads > 1 and potential.runs_fused(x):
+        potential.threads = threads
+        threads = 1
+    with torch.no_grad(), _torch_threads(threads):
         while total is None or step < total:
             if sampler == "lm":
                 xi = noise()
@@ -618,12 +637,37 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
             kept = store.add(x if grid == 1 else x[..., ::grid, ::grid])
             if late and store.stored >= _MIN_DRAWS:
                 break
-            if kept and _check_due(store):
+            due, rhat = kept and _check_due(store), None
+            if (not due and moments.filled == 0 and moments.count >= next_rhat
+                    and store.stored >= min(_FIRST_CHECK, store.capacity // 2)):
+                # a block of the sums is full, so the all-draw R-hat has moved: it is cheap
+                # (between the subset's checks, at most every 1/8 more draws); the ESS
+                # follows when it has just passed
+                clock = _clocks()
+                rhat = moments.rhat()
+                _add_clocks(spent, clock)
+                next_rhat = moments.count + max(1, moments.count // 8)
+                worst = math.inf if rhat is None else float(rhat.max())
+                due = worst <= targets["rhat"] and (not checks
+                                                    or checks[-1]["rhat_max"] > targets["rhat"])
+                if not due:
+                    checks.append({"draws": store.count,
+                                   "seconds": time.perf_counter() - start,
+                                   "diagnostics_seconds": spent[0], "rhat_max": worst,
+                                   "ess_bulk_min": math.nan, "ess_tail_min": math.nan})
+                    bar.set_postfix_str(_progress_text(checks[-1], targets))
+            if due:
                 if not bool(torch.isfinite(x).all()):
                     break
-                diag = _check(store.draws, targets, rhat=moments.rhat(), grid=grid)
+                clock = _clocks()
+                diag = _check(store.draws, targets,
+                              rhat=moments.rhat() if rhat is None else rhat, grid=grid)
+                _add_clocks(spent, clock)
+                diag_draws = store.count
+                next_rhat = moments.count + max(1, moments.count // 8)
                 seconds = time.perf_counter() - start
-                checks.append({"draws": store.count, "seconds": seconds, **diag["summary"]})
+                checks.append({"draws": store.count, "seconds": seconds,
+                               "diagnostics_seconds": spent[0], **diag["summary"]})
                 bar.set_postfix_str(_progress_text(diag["summary"], targets))
                 if diag["converged"]:
                     break
@@ -633,8 +677,10 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
     if converge:
         mean, std = moments.moments(dtype)
         samples, num_draws, every = store.draws, store.count, store.every
-        if diag is None or diag["maps"] is None or checks[-1]["draws"] != store.count:
+        if diag is None or diag["maps"] is None or diag_draws != store.count:
+            clock = _clocks()
             diag = _check(samples, targets, rhat=moments.rhat(), screen=False, grid=grid)
+            _add_clocks(spent, clock)
     else:
         mean, std = store.moments(num_chains, dtype)
         samples, num_draws, every = store.samples, num_samples, store.every
@@ -670,8 +716,14 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
                      info=sampler_info(sampler, step, info["wall_time"]),
                      diagnostics=MCMCDiagnostics(**info).replace(
                          preconditioner="none" if metric is None else "diagonal"))
+    clock = _clocks()
     post = with_convergence(post, samples, targets if converge else None, diag=diag,
                             checks=checks if converge else None, grid=grid)
+    _add_clocks(spent, clock)
+    # where the time went (process CPU time: all threads of the process, not only ours)
+    post = with_diagnostics(post, diagnostics_time=spent[0], diagnostics_cpu_time=spent[1],
+                            cpu_time=process_time() - cpu_start,
+                            total_time=time.perf_counter() - start)
     if converge and not post.diagnostics["converged"]:
         d = post.diagnostics
         warnings.warn(
@@ -687,25 +739,55 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
     return post
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    """Torch's intra-op threads set to ``n`` for the block, then restored."""
+    old = torch.get_num_threads()
+    if n != old:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n != old:
+            torch.set_num_threads(old)
+
+
+def _clocks() -> tuple[float, float]:
+    """Wall and process CPU time now."""
+    return time.perf_counter(), process_time()
+
+
+def _add_clocks(spent: list[float], since: tuple[float, float]) -> None:
+    """Add the wall and CPU seconds since ``since`` to ``spent``."""
+    now = _clocks()
+    spent[0] += now[0] - since[0]
+    spent[1] += now[1] - since[1]
+
+
 def _diagnostic_layout(num_chains: int, shape: tuple[int, ...], draws: int,
                        max_memory: int) -> tuple[int, int, int]:
     """Blocks of the streaming sums, pixel stride and capacity of the stored draws.
 
     Together they take at most ``max_memory / 2`` bytes (the other half is left to the
     chains' working memory and the final diagnostics): the sums ``2 * blocks`` float32
-    images per chain (8 blocks, or 4 when 8 would take more than half of it), the draws
-    ``capacity <= draws`` per chain of every pixel, or, when fewer than ``_MIN_CAPACITY``
-    would fit, ``draws`` per chain of the pixels of every ``grid``-th row and column, in at
-    most a quarter of it (a large image: ESS and Monte Carlo errors on the grid, the
-    all-draw R-hat on every pixel).
+    images per chain (16 blocks when they take at most a quarter of it, else 8, or 4 when
+    8 would take more than half of it), the draws
+    ``draws`` per chain of every pixel, or, when they do not fit, ``draws`` per chain of the
+    pixels of every ``grid``-th row and column, in at most a quarter of it (a large image:
+    ESS and Monte Carlo errors on the grid, the all-draw R-hat on every pixel). Fewer draws
+    of every pixel would not do: the smallest of many ESS estimates from a few hundred
+    draws is mostly the estimator's noise (at 512 x 512, 2 x 144 draws gave a smallest bulk
+    ESS of 20 where 2 x 250 gave 124), and a bounded subset does not outgrow it.
     """
     budget = max_memory // 2
     image = num_chains * math.prod(shape) * 4
-    blocks = 8 if 16 * image <= budget // 2 else 4
+    # more blocks: the all-draw R-hat moves more often and uses more of the draws (the
+    # even number of full blocks: at least 8/9 of them with 16, 4/5 with 8)
+    blocks = 16 if 32 * image <= budget // 4 else 8 if 16 * image <= budget // 2 else 4
     left = budget - 2 * blocks * image
     capacity = min(draws, max(left, 0) // image)
     grid = 1
-    if capacity < min(draws, _MIN_CAPACITY) and len(shape) >= 2 and left > 0:
+    if capacity < draws and len(shape) >= 2 and left > 0:
         room = min(left, budget // 4)
         while grid < min(shape[-2:]):
             grid += 1
@@ -727,33 +809,6 @@ def _grid_shape(shape: tuple[int, ...], grid: int) -> tuple[int, ...]:
     if grid == 1:
         return tuple(shape)
     return tuple(shape[:-2]) + tuple(-(-n // grid) for n in shape[-2:])
-
-
-def _diagonal_metric(operator, like: torch.Tensor, *, pixels: bool = True):
-    """The preconditioner ``M`` diagonal in the operator's basis, or ``None``.
-
-    ``M = 2 / (1 + a^2 / ||A||^2)`` with ``a^2`` the eigenvalues of ``A^T A``: per pixel
-    (``a = d``) for a pixel-diagonal structure ``diag(d)``, per DCT frequency for a
-    DCT-diagonal one (a reflective symmetric blur); ``None`` for any other, or a constant
-    ``a``: nothing to gain. Returns ``(max(M a^2) / ||A||^2, max(M), v -> M v,
-    v -> M^1/2 v)``. ``pixels=False``: not for a pixel-diagonal operator.
-    """
-    structure = operator.structure() if hasattr(operator, "structure") else None
-    n2 = float(operator.norm_bound) ** 2
-    if isinstance(structure, PixelDiagonal) and structure.d.numel() > 1 and pixels:
-        a2 = structure.diagonal(like).square()
-        m = 2.0 / (1.0 + a2 / n2)
-        root = m.sqrt()
-        apply, apply_sqrt = (lambda v: m * v), (lambda v: root * v)
-    elif isinstance(structure, DCTDiagonal) and hasattr(operator, "dct_symbol"):
-        a2 = operator.dct_symbol(like.shape[-2], like.shape[-1], like)
-        m = 2.0 / (1.0 + a2 / n2)
-        root = m.sqrt()
-        apply = lambda v: idct2(m * dct2(v))  # noqa: E731
-        apply_sqrt = lambda v: idct2(root * dct2(v))  # noqa: E731
-    else:
-        return None
-    return float((m * a2).max()) / n2, float(m.max()), apply, apply_sqrt
 
 
 def _check_due(store: ThinnedDraws) -> bool:

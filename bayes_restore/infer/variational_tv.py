@@ -1,4 +1,4 @@
-r"""Variational Bayes for total variation: a Gaussian ``q(x)`` from TV's quadratic majoriser.
+r"""Variational Bayes for total variation: a structured Gaussian ``q(x)`` (majoriser or exact ELBO).
 
 The TV prior ``log p(x | b) = -TV(x) / b - (N - C) log b`` is bounded below, at every
 pixel, by the tangent quadratic of the square root (Babacan, Molina & Katsaggelos 2008),
@@ -27,6 +27,14 @@ weights and, with ``learn``, the VB-EM updates of the noise level and the prior 
     \mathrm{Var}_q((Dx)_i)\right)
 
 (the last from ``Q Q^{-1} = I``).
+
+By default (``weights="exact"``, isotropic TV) the weights are not the bound's but those of
+the stationary point of the exact Gaussian ELBO (Opper & Archambeau 2009): the mean solves
+``E_q grad U = 0`` and the precision is ``E_q grad^2 U``, both in closed form from the Rice
+moments of ``|D x|_i`` under ``q`` (:func:`_exact_weights`). The bound's ``sqrt(E|g|^2)``
+exceeds ``E|g|``, so its ``q`` is narrower (measured against long MCMC chains: std 6-7 % low
+on denoising, 14 % with a blur; within 1 % and 4 % low with the exact weights). VB-EM
+(``learn``) runs on the bound, and ``q`` is then refit at the learned parameters.
 
 The marginal variances of ``x`` and of its gradient under ``q`` are the diagonal of an
 inverse that no transform diagonalises (``W`` varies over the image). They are taken from
@@ -65,12 +73,15 @@ from bayes_restore.exceptions import ConvergenceWarning
 
 from .pcg import pcg
 
-__all__ = ["TVVariational", "tv_variational", "LEARNABLE", "DEFAULT_CONFIDENCE", "STARTS"]
+__all__ = ["TVVariational", "tv_variational", "LEARNABLE", "DEFAULT_CONFIDENCE", "STARTS",
+           "WEIGHT_RULES"]
 
 #: the parameters ``tv_variational(..., learn=...)`` can refine by VB-EM
 LEARNABLE = ("sigma", "scale")
 #: accepted values of ``tv_variational(..., init=...)``
 STARTS = ("auto", "map", "gaussian")
+#: accepted values of ``tv_variational(..., weights=...)``
+WEIGHT_RULES = ("bound", "exact")
 
 #: Babacan et al.'s confidence in the starting sigma and b (Gamma hyperpriors centred there)
 DEFAULT_CONFIDENCE = (0.9, 0.0)
@@ -109,7 +120,9 @@ class TVVariational:
     sigma, scale : torch.Tensor
         The noise std and prior scale at the end (refined when learned), one per image.
     weights : torch.Tensor
-        The majoriser's weights ``1 / sqrt(u)`` per pixel (per direction if anisotropic).
+        The weights of the precision ``Q`` per pixel (per direction if anisotropic): the
+        majoriser's ``1 / sqrt(u)`` (``weights="bound"``) or ``E_q`` of TV's Hessian
+        (``"exact"``).
     iterations : int
         Outer (VB) iterations.
     converged : bool
@@ -120,6 +133,10 @@ class TVVariational:
         Conjugate-gradient iterations of the mean solves, all iterations together.
     elbo : tuple of float
         The bound on the log evidence per iteration (sum over images; up to a constant).
+    mean_weights : torch.Tensor or None
+        The weights of the mean's equation ``(A^T A / sigma^2 + D^T W D / b) m = A^T y /
+        sigma^2``: ``weights`` for ``"bound"``, ``E_q[(Dx) / |Dx|]`` per unit of ``D m`` for
+        ``"exact"``.
     """
 
     mean: torch.Tensor
@@ -134,6 +151,7 @@ class TVVariational:
     history: tuple[float, ...]
     cg_iterations: int
     elbo: tuple[float, ...]
+    mean_weights: torch.Tensor | None = None
 
 
 def tv_variational(
@@ -149,6 +167,7 @@ def tv_variational(
     max_cg: int = 500,
     map_estimate: bool | None = None,
     init: str = "auto",
+    weights: str = "exact",
 ) -> TVVariational:
     r"""Variational Bayes for the TV prior with a Gaussian likelihood and any operator.
 
@@ -198,6 +217,19 @@ def tv_variational(
     init : {"auto", "map", "gaussian"}, default "auto"
         The starting mean: the TV MAP, or the stationary Gaussian posterior's mean (see
         above); ``"auto"``: the MAP for ``A = I``, the Gaussian with an operator.
+    weights : {"exact", "bound"}, default "exact"
+        ``"bound"``: the weights of the quadratic majoriser, ``1 / sqrt(E_q |D x|^2)``, for
+        the mean and the precision (Babacan et al.: the ``q`` that maximises the bound).
+        ``"exact"`` (isotropic TV; anisotropic takes ``"bound"``): the stationary point of
+        the exact Gaussian ELBO, ``E_q grad U = 0`` and ``Q = E_q grad^2 U`` (Opper &
+        Archambeau 2009), with ``E_q`` of TV's gradient and Hessian in closed form (Rice
+        moments: :func:`_exact_weights`), the Hessian's ``2 x 2`` blocks read by their
+        isotropic part. The bound's ``sqrt(E|g|^2) >= E|g|`` penalises spread, so its ``q``
+        is narrower: against long MCMC chains the std was 6-7 % low with ``"bound"`` and
+        within 1 % with ``"exact"`` on denoising, 14 % and 4 % low with a blur. With
+        ``learn``, the parameters come from the bound's VB-EM (its M-step; with the exact
+        weights the scale runs away, 2-4x too large with a blur), and ``q`` is then refit
+        at them with the exact weights.
 
     Returns
     -------
@@ -221,6 +253,8 @@ def tv_variational(
     learn = tuple(learn)
     if init not in STARTS:
         raise ValueError(f"init must be one of {STARTS}, got {init!r}")
+    if weights not in WEIGHT_RULES:
+        raise ValueError(f"weights must be one of {WEIGHT_RULES}, got {weights!r}")
     if map_estimate is not None and not isinstance(map_estimate, bool):
         raise TypeError(f"map_estimate must be a bool or None, got {map_estimate!r}")
     for name in learn:
@@ -278,6 +312,17 @@ def tv_variational(
     data_diag = gain
     valid = _valid_directions(shape, dtype, device)  # (..., 2, H, W): 0 on the last row/col
     classes = _classes(h, w, device)  # the pixels' distances from the border (variances)
+
+    # the VB-EM of ``learn`` maximises the bound (its M-step is the bound's: with the exact
+    # weights the scale runs away); "exact" then refits q at the learned parameters
+    rule = ["bound" if learn else weights]
+
+    def weights_of(g: torch.Tensor, vg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weights of the mean's equation and of the precision at ``(D m, Var_q D x)``."""
+        if rule[0] == "exact" and isotropic:
+            return _exact_weights(g, vg, valid)
+        wt = _weights(g, vg, isotropic, valid)
+        return wt, wt
 
     def gradient_weights(wt: torch.Tensor) -> torch.Tensor:
         return wt.unsqueeze(-3) if isotropic else wt
@@ -358,17 +403,18 @@ def tv_variational(
     wt = _weights(g * 0, (u0 / 2).unsqueeze(-3).expand_as(g), isotropic, valid)
     vx, vg = variances(wt, s2, scale)
     for _ in range(_START_SWEEPS):
-        wt = _weights(g, vg, isotropic, valid)
-        vx, vg = variances(wt, s2, scale)
+        wt, wc = weights_of(g, vg)
+        vx, vg = variances(wc, s2, scale)
     history: list[float] = []
     elbos: list[float] = []
     converged = False
     start_scale, start_sigma = scale.clone(), sigma.clone()
     it = 0
+    learning = learn
     while it < max_iter:
         it += 1
-        wt = _weights(g, vg, isotropic, valid)
-        if "scale" in learn:
+        wt, wc = weights_of(g, vg)  # the mean's and the precision's weights
+        if "scale" in learning:
             u = g.square() + vg
             root = u.sum(-3).sqrt() if isotropic else u.sqrt()
             ml = (root.sum(tuple(range(-event_dim - (0 if isotropic else 1), 0)),
@@ -386,25 +432,28 @@ def tv_variational(
         cg_total += cg_it
         m_new = m + delta
         g = grad(m_new)
-        vx, vg = variances(wt, s2, scale)
-        if "sigma" in learn:
+        vx, vg = variances(wc, s2, scale)
+        if "sigma" in learning:
             resid = (op.forward(m_new) - y).square().sum(dims, keepdim=True)
-            wv = _weighted_gradient_variance(wt, vg, isotropic, event_dim)
+            wv = _weighted_gradient_variance(wc, vg, isotropic, event_dim)
             trace = (s2 * (n_pixels - wv / scale)).clamp_min(0)
             s2 = conf_s * sigma0**2 + (1 - conf_s) * (resid + trace) / n_obs
         change = float(((m_new - m).square().sum(dims) /
                         m_new.square().sum(dims).clamp_min(1e-30)).sqrt().max())
-        if learn:
+        if learning:
             change = max(change, float(((scale - start_scale).abs() / scale).max())
-                         if "scale" in learn else 0.0,
+                         if "scale" in learning else 0.0,
                          float(((s2.sqrt() - start_sigma).abs() / s2.sqrt()).max())
-                         if "sigma" in learn else 0.0)
+                         if "sigma" in learning else 0.0)
             start_scale, start_sigma = scale.clone(), s2.sqrt().clone()
         m = m_new
         history.append(change)
-        elbos.append(float(_bound(y, op, m, g, vg, vx, s2, scale, wt, isotropic, dims,
+        elbos.append(float(_bound(y, op, m, g, vg, vx, s2, scale, wc, isotropic, dims,
                                   n_pixels, n_obs, dof).sum()))
         if change <= tol:
+            if learning and weights == "exact" and isotropic:
+                learning, rule[0] = (), "exact"  # q at the learned parameters
+                continue
             converged = True
             break
     if not converged:
@@ -420,13 +469,13 @@ def tv_variational(
                         init=x_map if x_map is not None else m)
     samples = None
     if num_samples:
-        samples = _draws(m, num_samples, generator, lambda v: apply_q(v, wt, s2, scale),
-                         preconditioner(wt, s2, scale), adjoint, y.shape,
-                         s2.sqrt(), scale, wt, isotropic, event_dim, cg_tol, max_cg)
+        samples = _draws(m, num_samples, generator, lambda v: apply_q(v, wc, s2, scale),
+                         preconditioner(wc, s2, scale), adjoint, y.shape,
+                         s2.sqrt(), scale, wc, isotropic, event_dim, cg_tol, max_cg)
     return TVVariational(mean=m, std=vx.clamp_min(0).sqrt(), map=x_map, samples=samples,
-                         sigma=s2.sqrt(), scale=scale, weights=wt, iterations=it,
+                         sigma=s2.sqrt(), scale=scale, weights=wc, iterations=it,
                          converged=converged, history=tuple(history),
-                         cg_iterations=cg_total, elbo=tuple(elbos))
+                         cg_iterations=cg_total, elbo=tuple(elbos), mean_weights=wt)
 
 
 # --- pieces ---------------------------------------------------------------------------
@@ -462,14 +511,55 @@ def _weights(g: torch.Tensor, vg: torch.Tensor, isotropic: bool,
     return torch.where(valid > 0, 1.0 / u.clamp_min(tiny).sqrt(), torch.zeros_like(u))
 
 
+def _exact_weights(g: torch.Tensor, vg: torch.Tensor,
+                   valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The weights of the stationary point of the exact Gaussian ELBO (isotropic TV).
+
+    With ``(D x)_i ~ N(mu, v I)`` under ``q`` (``v`` the mean of the components' variances),
+    ``|D x|_i / sqrt(v)`` is Rice-distributed with ``nu = |mu| / sqrt(v)``, and the mean's
+    equation ``E_q grad U = 0`` and the precision ``E_q grad^2 U`` (Opper & Archambeau 2009)
+    take the weights, with ``z = nu^2 / 4`` and ``I_k`` the modified Bessel functions,
+
+    .. math::
+
+        w^{mean} = rac{E_q[(Dx)_i / |Dx|_i] \cdot \hat\mu}{|\mu|}
+        = \sqrt{rac{\pi}{8 v}} e^{-z} (I_0(z) + I_1(z)), \qquad
+        w^{prec} = rac{1}{2} E_q rac{1}{|Dx|_i} = \sqrt{rac{\pi}{8 v}} e^{-z} I_0(z),
+
+    the latter the isotropic part (half the trace) of ``E_q`` of the Hessian
+    ``(I - \hat g \hat g^T) / |g|``. Pixels with one difference (last row or column):
+    ``w^{mean} = erf(|t| / sqrt 2) / |mu|``, ``w^{prec} = 2 phi(t) / sqrt(v)``,
+    ``t = mu / sqrt(v)``. Returns ``(w^{mean}, w^{prec})``; 0 where no difference exists.
+    """
+    n = valid.sum(-3)
+    v = (vg * valid).sum(-3) / n.clamp_min(1)
+    tiny = torch.finfo(v.dtype).tiny ** 0.5
+    root = v.clamp_min(tiny).sqrt()
+    g2 = (g * valid).square().sum(-3)
+    z = g2 / (4 * root.square())
+    c = math.sqrt(math.pi / 8)
+    i0 = torch.special.i0e(z)
+    w_mean2, w_prec2 = c * (i0 + torch.special.i1e(z)) / root, c * i0 / root
+    t = g2.sqrt() / root
+    small = t < 1e-4
+    w_mean1 = torch.where(small, math.sqrt(2 / math.pi) / root,
+                          torch.special.erf(t / math.sqrt(2)) / (t * root).clamp_min(tiny))
+    w_prec1 = math.sqrt(2 / math.pi) * torch.exp(-t.square() / 2) / root
+    zero = torch.zeros_like(v)
+    two, one = n > 1.5, (n > 0.5) & (n < 1.5)
+    w_mean = torch.where(two, w_mean2, torch.where(one, w_mean1, zero))
+    w_prec = torch.where(two, w_prec2, torch.where(one, w_prec1, zero))
+    return w_mean, w_prec
+
+
 def _pixel_weight(wt: torch.Tensor, isotropic: bool) -> torch.Tensor:
     """The mean weight of the four differences that touch each pixel (stationary reading)."""
     if not isotropic:  # (..., 2, H, W): row and column differences
         rows, cols = wt[..., 0, :, :], wt[..., 1, :, :]
-        up = F.pad(rows[..., :-1, :], (0, 0, 1, 0), mode="replicate") if rows.shape[-2] > 1 \
-            else rows
-        left = F.pad(cols[..., :, :-1], (1, 0), mode="replicate") if cols.shape[-1] > 1 \
-            else cols
+        # the previous row's / column's weight (replicated at the first): any number of
+        # leading dimensions (F.pad's replicate mode refused a single image)
+        up = torch.cat([rows[..., :1, :], rows[..., :-1, :]], dim=-2)
+        left = torch.cat([cols[..., :, :1], cols[..., :, :-1]], dim=-1)
         return (rows + up + cols + left) / 4
     up = torch.cat([wt[..., :1, :], wt[..., :-1, :]], dim=-2)
     left = torch.cat([wt[..., :, :1], wt[..., :, :-1]], dim=-1)

@@ -388,6 +388,7 @@ def _structured_posterior(model, args, kwargs, problem, *, learn, max_iter, vb_t
                       time=time.perf_counter() - start, gap=q.history[-1] if q.history else None,
                       history=q.history)
     extra = {"engine": "structured", "family": "tv-majoriser",
+             "weights": "exact" if problem.isotropic else "bound",
              "std_method": "locally-stationary", "sigma": q.sigma, "prior_scale": q.scale,
              "learned": learn, "cg_iterations": q.cg_iterations}
     return Posterior(method="vi", map=q.map, mean=q.mean, std=q.std, samples=samples, info=info,

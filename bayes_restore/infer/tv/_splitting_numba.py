@@ -2,20 +2,23 @@
 
 One iteration of :func:`~bayes_restore.infer.tv.tv_map_pdhg`'s primal splitting is
 
-    p <- proj(p + sigma grad(2 u - u_old)),   v = u + tau div p,   u_next = prox(v)
+    p <- p + rho (proj(p + sigma grad(2 uh - u)) - p),   u <- u + rho (uh - u),
+    v = u + tau div p,   uh = prox(v)
 
-In eager torch that is about 20 passes over memory; here the dual ascent, its projection,
-the extrapolation and ``v`` are one pass (:func:`dual_div`), the extrapolated image never
-stored. When the data term's proximal step is pointwise affine (``prox(v) = a v + c``,
-a pixel-diagonal operator) it joins the same pass (:func:`iterate_affine`), which runs
-several iterations per call; other steps (a block mean, an FFT) run between two passes.
+(over-relaxed by ``rho``; ``rho = 1`` is the plain iteration, ``uh`` the next ``u``). In
+eager torch that is about 20 passes over memory; here the dual ascent, its projection,
+the extrapolation, the relaxation and ``v`` are one pass (:func:`dual_div`), the
+extrapolated image never stored. When the data term's proximal step is pointwise affine
+(``prox(v) = a v + c``, a pixel-diagonal operator) it joins the same pass
+(:func:`iterate_affine`), which runs several iterations per call; other steps (a block
+mean, an FFT) run between two passes.
 
 Layout as in ``_rof_numba``: images ``(B, H, W)`` and the zero-padded dual field ``(B, 2,
 H + 1, W + 1)``, zero-copy numpy views of the solver's torch buffers; scalars in the
 arrays' dtype. Rows are streamed: row ``i`` of ``p`` needs the extrapolated rows ``i`` and
 ``i + 1``, and ``div p`` at row ``i`` needs the new ``p`` of rows ``i`` and ``i - 1``, so
-one sweep top to bottom does all of it, and ``u_next`` may overwrite ``u_old`` row by
-row (nothing later reads an ``u_old`` row above the current one).
+one sweep top to bottom does all of it, and ``u`` (and a pointwise ``uh``) may be
+rewritten row by row (nothing later reads a row above the current one).
 """
 
 from __future__ import annotations
@@ -30,22 +33,23 @@ _JIT = {"nogil": True, "cache": True, "fastmath": True, "boundscheck": False,
 
 
 @njit(**_JIT)
-def _dual_row(un, uo, p, b, i, s, one, iso, ub0, ub1):  # pragma: no cover - compiled
-    """Row ``i`` of image ``b``: ``p <- proj(p + s grad u_bar)``, ``u_bar = 2 un - uo``.
+def _dual_row(uh, u, p, b, i, s, rho, one, iso, ub0, ub1):  # pragma: no cover - compiled
+    """Row ``i`` of image ``b``: ``p <- p + rho (proj(p + s grad u_bar) - p)``, ``u_bar =
+    2 uh - u`` (``rho = 1``: the plain step).
 
     ``ub0`` and ``ub1`` are row buffers: ``ub0`` receives ``u_bar`` of row ``i`` (and
     ``ub1`` that of row ``i + 1``), computed on the fly.
     """
-    h, w = un.shape[1], un.shape[2]
+    h, w = u.shape[1], u.shape[2]
     p0 = p[b, 0, i + 1]
     p1 = p[b, 1, i + 1]
-    a = un[b, i]
-    ao = uo[b, i]
+    a = uh[b, i]
+    ao = u[b, i]
     for j in range(w):
         ub0[j] = a[j] + (a[j] - ao[j])
     if i < h - 1:
-        c = un[b, i + 1]
-        co = uo[b, i + 1]
+        c = uh[b, i + 1]
+        co = u[b, i + 1]
         for j in range(w):
             ub1[j] = c[j] + (c[j] - co[j])
         if iso:
@@ -53,64 +57,131 @@ def _dual_row(un, uo, p, b, i, s, one, iso, ub0, ub1):  # pragma: no cover - com
                 q0 = p0[j + 1] + s * (ub1[j] - ub0[j])
                 q1 = p1[j + 1] + s * (ub0[j + 1] - ub0[j])
                 rr = one / np.sqrt(max(q0 * q0 + q1 * q1, one))
-                p0[j + 1] = q0 * rr
-                p1[j + 1] = q1 * rr
+                p0[j + 1] += rho * (q0 * rr - p0[j + 1])
+                p1[j + 1] += rho * (q1 * rr - p1[j + 1])
             q0 = p0[w] + s * (ub1[w - 1] - ub0[w - 1])
-            p0[w] = q0 / max(abs(q0), one)
+            p0[w] += rho * (q0 / max(abs(q0), one) - p0[w])
         else:
             for j in range(w):
-                p0[j + 1] = min(max(p0[j + 1] + s * (ub1[j] - ub0[j]), -one), one)
+                q0 = min(max(p0[j + 1] + s * (ub1[j] - ub0[j]), -one), one)
+                p0[j + 1] += rho * (q0 - p0[j + 1])
             for j in range(w - 1):
-                p1[j + 1] = min(max(p1[j + 1] + s * (ub0[j + 1] - ub0[j]), -one), one)
+                q1 = min(max(p1[j + 1] + s * (ub0[j + 1] - ub0[j]), -one), one)
+                p1[j + 1] += rho * (q1 - p1[j + 1])
     else:
         for j in range(w - 1):
             q1 = p1[j + 1] + s * (ub0[j + 1] - ub0[j])
-            p1[j + 1] = q1 / max(abs(q1), one) if iso else min(max(q1, -one), one)
+            q1 = q1 / max(abs(q1), one) if iso else min(max(q1, -one), one)
+            p1[j + 1] += rho * (q1 - p1[j + 1])
+
+
+@njit(inline="always", **_JIT)
+def _dual_div_row(uh, u, p, v, b, i, s, tau, rho, one, iso, ub0, ub1):  # pragma: no cover
+    """Row ``i`` of :func:`dual_div`: its dual step, then ``u <- u + rho (uh - u)`` and
+    ``v = u + tau div p`` (``div p`` of row ``i`` needs only rows ``i`` and ``i - 1`` of
+    ``p``, both updated by now)."""
+    w = u.shape[2]
+    _dual_row(uh, u, p, b, i, s, rho, one, iso, ub0, ub1)
+    p0 = p[b, 0, i + 1]
+    p0_up = p[b, 0, i]
+    p1 = p[b, 1, i + 1]
+    a = uh[b, i]
+    uu = u[b, i]
+    vv = v[b, i]
+    for j in range(w):
+        un = uu[j] + rho * (a[j] - uu[j])
+        uu[j] = un
+        vv[j] = un + tau * (p0[j + 1] - p0_up[j + 1] + p1[j + 1] - p1[j])
 
 
 @njit(**_JIT)
-def dual_div(un, uo, p, v, s, tau, one, iso):  # pragma: no cover - compiled
-    """One dual step and ``v = un + tau div p`` in one pass (``p`` updated in place)."""
-    nb, h, w = un.shape
-    ub0 = np.empty(w, un.dtype)
-    ub1 = np.empty(w, un.dtype)
+def dual_div(uh, u, p, v, s, tau, rho, one, iso):  # pragma: no cover - compiled
+    """One relaxed dual step, ``u <- u + rho (uh - u)`` and ``v = u + tau div p`` in one
+    pass (``p`` and ``u`` updated in place); the caller then sets ``uh = prox(v)``."""
+    nb, h, w = u.shape
+    ub0 = np.empty(w, u.dtype)
+    ub1 = np.empty(w, u.dtype)
     for b in range(nb):
         for i in range(h):
-            _dual_row(un, uo, p, b, i, s, one, iso, ub0, ub1)
-            p0 = p[b, 0, i + 1]
-            p0_up = p[b, 0, i]
-            p1 = p[b, 1, i + 1]
-            a = un[b, i]
-            vv = v[b, i]
-            for j in range(w):
-                vv[j] = a[j] + tau * (p0[j + 1] - p0_up[j + 1] + p1[j + 1] - p1[j])
+            _dual_div_row(uh, u, p, v, b, i, s, tau, rho, one, iso, ub0, ub1)
 
 
 @njit(**_JIT)
-def iterate_affine(un, uo, p, gain, offset, s, tau, one, iso, count):  # pragma: no cover
-    """``count`` iterations with the pointwise prox ``prox(v) = gain v + offset``.
-
-    Each writes ``u_next`` over ``uo`` and swaps the roles: after an odd ``count`` the
-    newest iterate is in ``uo`` (the caller swaps its references then).
-    """
-    nb, h, w = un.shape
-    ub0 = np.empty(w, un.dtype)
-    ub1 = np.empty(w, un.dtype)
+def iterate_affine(uh, u, p, v, gain, offset, s, tau, rho, one, iso, count):  # pragma: no cover
+    """``count`` iterations of :func:`dual_div` with the pointwise prox ``uh = gain v +
+    offset`` in the same pass (row ``i`` of ``uh`` is rewritten once the dual step of row
+    ``i`` has used it: later rows read only rows below). ``v`` is written at the last."""
+    nb, h, w = u.shape
+    ub0 = np.empty(w, u.dtype)
+    ub1 = np.empty(w, u.dtype)
     for k in range(count):
-        cur, old = (un, uo) if k % 2 == 0 else (uo, un)
+        last = k == count - 1
         for b in range(nb):
             for i in range(h):
-                _dual_row(cur, old, p, b, i, s, one, iso, ub0, ub1)
+                _dual_row(uh, u, p, b, i, s, rho, one, iso, ub0, ub1)
                 p0 = p[b, 0, i + 1]
                 p0_up = p[b, 0, i]
                 p1 = p[b, 1, i + 1]
-                a = cur[b, i]
-                o = old[b, i]
+                a = uh[b, i]
+                uu = u[b, i]
+                vv = v[b, i]
                 g = gain[b, i]
                 f = offset[b, i]
                 for j in range(w):
-                    vj = a[j] + tau * (p0[j + 1] - p0_up[j + 1] + p1[j + 1] - p1[j])
-                    o[j] = g[j] * vj + f[j]
+                    un = uu[j] + rho * (a[j] - uu[j])
+                    uu[j] = un
+                    vj = un + tau * (p0[j + 1] - p0_up[j + 1] + p1[j + 1] - p1[j])
+                    if last:
+                        vv[j] = vj
+                    a[j] = g[j] * vj + f[j]
+
+
+@njit(**_JIT)
+def iterate_block(uh, u, p, v, aty_scaled, f, cf, s, tau, rho, one, iso):  # pragma: no cover
+    """One iteration of :func:`dual_div` with box decimation's prox in the same pass.
+
+    Rows go in groups of ``f`` (one row of blocks): their dual steps, ``u`` and ``v``
+    first, then ``uh = v - c M v + aty_scaled`` (:func:`block_prox`) over the group (the
+    dual step of the group's last row has read the first row of the next group, which
+    is rewritten only later). Rows beyond the last whole block row: ``uh = v +
+    aty_scaled``.
+    """
+    nb, h, w = u.shape
+    ub0 = np.empty(w, u.dtype)
+    ub1 = np.empty(w, u.dtype)
+    wb = w // f
+    cols = np.empty(w, u.dtype)  # column sums of the group, then its block means
+    for b in range(nb):
+        for g0 in range(0, h, f):
+            g1 = min(g0 + f, h)
+            for i in range(g0, g1):
+                _dual_div_row(uh, u, p, v, b, i, s, tau, rho, one, iso, ub0, ub1)
+            if g1 - g0 < f:  # no whole block row
+                for i in range(g0, g1):
+                    for j in range(w):
+                        uh[b, i, j] = v[b, i, j] + aty_scaled[b, i, j]
+                continue
+            for j in range(w):
+                cols[j] = 0.0
+            for i in range(g0, g1):
+                row = v[b, i]
+                for j in range(w):
+                    cols[j] += row[j]
+            for jb in range(wb):
+                acc = cols[jb * f]
+                for q in range(1, f):
+                    acc += cols[jb * f + q]
+                acc *= cf
+                for q in range(f):
+                    cols[jb * f + q] = acc
+            for j in range(wb * f, w):
+                cols[j] = 0.0
+            for i in range(g0, g1):
+                row = v[b, i]
+                o = uh[b, i]
+                t = aty_scaled[b, i]
+                for j in range(w):
+                    o[j] = row[j] - cols[j] + t[j]
 
 
 @njit(**_JIT)
@@ -152,18 +223,29 @@ def block_prox(v, out, aty_scaled, f, cf):  # pragma: no cover - compiled
 
 
 @njit(**_JIT)
+def _ball(q0, q1, one, iso):  # pragma: no cover - compiled
+    """``(q0, q1)`` projected onto the unit ball (isotropic) or box (anisotropic)."""
+    if iso:
+        rr = one / np.sqrt(max(q0 * q0 + q1 * q1, one))
+        return q0 * rr, q1 * rr
+    return min(max(q0, -one), one), min(max(q1, -one), one)
+
+
+@njit(**_JIT)
 def polish_dual(p, g, count, s, one, iso):  # pragma: no cover - compiled
     """``count`` FISTA steps on ``0.5 |div p - g|^2`` over ``|p| <= 1``, ``p`` in place.
 
     The gap certificate's dual field, moved towards ``div p = g = A^T q`` before the
     Poisson correction closes the rest (which then costs less of the scaling). ``s``:
     the step (``1 / 8``, ``||grad||^2 <= 8``). Layouts as :func:`dual_div`; the Neumann
-    zeros of ``p`` stay zero.
+    zeros of ``p`` stay zero. The inner loops have no branches (the last row and column
+    apart), so that they vectorise.
     """
     nb, h, w = g.shape
     d = np.empty((h, w), g.dtype)
     y = p.copy()  # the extrapolated point
     t = 1.0
+    zero = g.dtype.type(0.0)
     for _ in range(count):
         t_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
         beta = g.dtype.type((t - 1.0) / t_new)
@@ -171,26 +253,37 @@ def polish_dual(p, g, count, s, one, iso):  # pragma: no cover - compiled
         for b in range(nb):
             y0 = y[b, 0]
             y1 = y[b, 1]
+            gb = g[b]
             for i in range(h):
+                a0 = y0[i + 1]
+                a0u = y0[i]
+                a1 = y1[i + 1]
+                gi = gb[i]
+                di = d[i]
                 for j in range(w):
-                    d[i, j] = (y0[i + 1, j + 1] - y0[i, j + 1] + y1[i + 1, j + 1]
-                               - y1[i + 1, j] - g[b, i, j])
+                    di[j] = a0[j + 1] - a0u[j + 1] + a1[j + 1] - a1[j] - gi[j]
             p0 = p[b, 0]
             p1 = p[b, 1]
             for i in range(h):
-                for j in range(w):
-                    q0 = y0[i + 1, j + 1] + s * (d[i + 1, j] - d[i, j]) if i < h - 1 else 0.0
-                    q1 = y1[i + 1, j + 1] + s * (d[i, j + 1] - d[i, j]) if j < w - 1 else 0.0
-                    if iso:
-                        rr = one / np.sqrt(max(q0 * q0 + q1 * q1, one))
-                        q0 *= rr
-                        q1 *= rr
-                    else:
-                        q0 = min(max(q0, -one), one)
-                        q1 = min(max(q1, -one), one)
-                    o0 = p0[i + 1, j + 1]
-                    o1 = p1[i + 1, j + 1]
-                    p0[i + 1, j + 1] = q0
-                    p1[i + 1, j + 1] = q1
-                    y0[i + 1, j + 1] = q0 + beta * (q0 - o0)
-                    y1[i + 1, j + 1] = q1 + beta * (q1 - o1)
+                di = d[i]
+                dn = d[i + 1] if i < h - 1 else d[i]
+                r0 = p0[i + 1]
+                r1 = p1[i + 1]
+                z0 = y0[i + 1]
+                z1 = y1[i + 1]
+                last = i == h - 1
+                for j in range(w - 1):
+                    q0 = zero if last else z0[j + 1] + s * (dn[j] - di[j])
+                    q1 = z1[j + 1] + s * (di[j + 1] - di[j])
+                    q0, q1 = _ball(q0, q1, one, iso)
+                    o0 = r0[j + 1]
+                    o1 = r1[j + 1]
+                    r0[j + 1] = q0
+                    r1[j + 1] = q1
+                    z0[j + 1] = q0 + beta * (q0 - o0)
+                    z1[j + 1] = q1 + beta * (q1 - o1)
+                q0 = zero if last else z0[w] + s * (dn[w - 1] - di[w - 1])
+                q0, q1 = _ball(q0, zero, one, iso)
+                o0 = r0[w]
+                r0[w] = q0
+                z0[w] = q0 + beta * (q0 - o0)

@@ -77,9 +77,13 @@ class GeneralCertificate:
         return self.op.forward(u.to(self.ys.dtype)) - self.ys
 
     def primal(self, u: torch.Tensor) -> torch.Tensor:
+        return self.primal_residual(u)[0]
+
+    def primal_residual(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The primal value at ``u`` and the residual ``A u - y`` (one ``A`` for both)."""
         u = u.to(self.ys.dtype)
         r = self.op.forward(u) - self.ys
-        return 0.5 * self.ws.sum_image(r.square_()) + self.ws.tv(u)
+        return 0.5 * self.ws.sum_image(r.square()) + self.ws.tv(u), r
 
     def _centre(self, q: torch.Tensor) -> torch.Tensor:
         """``q`` without its component along ``A 1`` (then ``A^T q`` sums to zero)."""
