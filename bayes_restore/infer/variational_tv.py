@@ -522,9 +522,9 @@ def _exact_weights(g: torch.Tensor, vg: torch.Tensor,
 
     .. math::
 
-        w^{mean} = rac{E_q[(Dx)_i / |Dx|_i] \cdot \hat\mu}{|\mu|}
-        = \sqrt{rac{\pi}{8 v}} e^{-z} (I_0(z) + I_1(z)), \qquad
-        w^{prec} = rac{1}{2} E_q rac{1}{|Dx|_i} = \sqrt{rac{\pi}{8 v}} e^{-z} I_0(z),
+        w^{mean} = \frac{E_q[(Dx)_i / |Dx|_i] \cdot \hat\mu}{|\mu|}
+        = \sqrt{\frac{\pi}{8 v}} e^{-z} (I_0(z) + I_1(z)), \qquad
+        w^{prec} = \frac{1}{2} E_q \frac{1}{|Dx|_i} = \sqrt{\frac{\pi}{8 v}} e^{-z} I_0(z),
 
     the latter the isotropic part (half the trace) of ``E_q`` of the Hessian
     ``(I - \hat g \hat g^T) / |g|``. Pixels with one difference (last row or column):
