@@ -41,33 +41,49 @@ NAMES = ("rhat", "ess_bulk", "ess_tail", "ess_mean", "ess_sq", "kurtosis")
 _RESOLUTION = float(np.finfo(float).resolution)
 
 
-@njit(**_JIT)
-def _rhat(s):  # pragma: no cover
-    """Gelman-Rubin R-hat of ``(chain, draw)`` (chains already split)."""
+@njit(inline="always", **_JIT)
+def _chain_means(s):  # pragma: no cover
+    """The mean of each chain of ``(chain, draw)``."""
     m, n = s.shape
     means = np.empty(m)
-    within = 0.0
     for j in range(m):
         mu = 0.0
         for t in range(n):
             mu += s[j, t]
-        mu /= n
-        means[j] = mu
+        means[j] = mu / n
+    return means
+
+
+@njit(inline="always", **_JIT)
+def _between(means):  # pragma: no cover
+    """The sample variance of the chain means (``m - 1`` in the denominator)."""
+    m = means.shape[0]
+    grand = 0.0
+    for j in range(m):
+        grand += means[j]
+    grand /= m
+    b = 0.0
+    for j in range(m):
+        d = means[j] - grand
+        b += d * d
+    return b / (m - 1)
+
+
+@njit(**_JIT)
+def _rhat(s):  # pragma: no cover
+    """Gelman-Rubin R-hat of ``(chain, draw)`` (chains already split)."""
+    m, n = s.shape
+    means = _chain_means(s)
+    within = 0.0
+    for j in range(m):
+        mu = means[j]
         v = 0.0
         for t in range(n):
             d = s[j, t] - mu
             v += d * d
         within += v / (n - 1)
     within /= m
-    grand = 0.0
-    for j in range(m):
-        grand += means[j]
-    grand /= m
-    between = 0.0
-    for j in range(m):
-        d = means[j] - grand
-        between += d * d
-    between = n * between / (m - 1)
+    between = n * _between(means)
     return math.sqrt((between / within + n - 1) / n)
 
 
@@ -105,25 +121,12 @@ def _ess(s, rho):  # pragma: no cover
                 hi = v
     if hi - lo < _RESOLUTION:
         return float(m * n)
-    means = np.empty(m)
-    for j in range(m):
-        mu = 0.0
-        for t in range(n):
-            mu += s[j, t]
-        means[j] = mu / n
+    means = _chain_means(s)
     acov0 = _acov_mean(s, means, 0)
     mean_var = acov0 * n / (n - 1.0)
     var_plus = mean_var * (n - 1.0) / n
     if m > 1:
-        grand = 0.0
-        for j in range(m):
-            grand += means[j]
-        grand /= m
-        b = 0.0
-        for j in range(m):
-            d = means[j] - grand
-            b += d * d
-        var_plus += b / (m - 1)
+        var_plus += _between(means)
     for t in range(n):
         rho[t] = 0.0
     rho_even = 1.0

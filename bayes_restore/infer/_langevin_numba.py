@@ -38,6 +38,8 @@ from numba import njit
 from bayes_restore._numba_pool import jit_disabled as jit_disabled
 from bayes_restore._numba_pool import pool
 
+from ._dual_ball import project
+
 _JIT = {"nogil": True, "cache": True, "fastmath": True, "boundscheck": False,
         "error_model": "numpy"}
 
@@ -62,15 +64,6 @@ def _primal_row(a, q, i, alpha, r, rc, ru, fd, ft, wt, xs, k, slot):  # pragma: 
                                                        - r[1, rc, j - 1])
 
 
-@njit(inline="always", **_JIT)
-def _project(a0, a1, iso, one):  # pragma: no cover - compiled
-    """``(a0, a1)`` on the unit ball (``iso``) or the box ``[-1, 1]^2``."""
-    if iso:
-        s = one / np.sqrt(max(a0 * a0 + a1 * a1, one))
-        return a0 * s, a1 * s
-    return min(max(a0, -one), one), min(max(a1, -one), one)
-
-
 @njit(**_JIT)
 def _dual_row(xs, k, si, sn, r, ri, p, i, rs, slot, st, m, iso, one,
               keep):  # pragma: no cover - compiled
@@ -84,7 +77,7 @@ def _dual_row(xs, k, si, sn, r, ri, p, i, rs, slot, st, m, iso, one,
     w = p.shape[2]
     for j in range(w - 1):
         x = xs[k, si, j]
-        a0, a1 = _project(r[0, ri, j] + st * (xs[k, sn, j] - x),
+        a0, a1 = project(r[0, ri, j] + st * (xs[k, sn, j] - x),
                           r[1, ri, j] + st * (xs[k, si, j + 1] - x), iso, one)
         if keep:
             rs[k, 0, slot, j] = a0 + m * (a0 - p[0, i, j])
@@ -92,7 +85,7 @@ def _dual_row(xs, k, si, sn, r, ri, p, i, rs, slot, st, m, iso, one,
         p[0, i, j] = a0
         p[1, i, j] = a1
     j = w - 1
-    a0, a1 = _project(r[0, ri, j] + st * (xs[k, sn, j] - xs[k, si, j]), r[1, ri, j], iso, one)
+    a0, a1 = project(r[0, ri, j] + st * (xs[k, sn, j] - xs[k, si, j]), r[1, ri, j], iso, one)
     if keep:
         rs[k, 0, slot, j] = a0 + m * (a0 - p[0, i, j])
         rs[k, 1, slot, j] = a1 + m * (a1 - p[1, i, j])
@@ -108,7 +101,7 @@ def _dual_row_first(xs, si, sn, p, i, rs, slot, st, iso, one,
     w = p.shape[2]
     for j in range(w - 1):
         x = xs[0, si, j]
-        a0, a1 = _project(p[0, i, j] + st * (xs[0, sn, j] - x),
+        a0, a1 = project(p[0, i, j] + st * (xs[0, sn, j] - x),
                           p[1, i, j] + st * (xs[0, si, j + 1] - x), iso, one)
         if keep:
             rs[0, 0, slot, j] = a0
@@ -116,7 +109,7 @@ def _dual_row_first(xs, si, sn, p, i, rs, slot, st, iso, one,
         p[0, i, j] = a0
         p[1, i, j] = a1
     j = w - 1
-    a0, a1 = _project(p[0, i, j] + st * (xs[0, sn, j] - xs[0, si, j]), p[1, i, j], iso, one)
+    a0, a1 = project(p[0, i, j] + st * (xs[0, sn, j] - xs[0, si, j]), p[1, i, j], iso, one)
     if keep:
         rs[0, 0, slot, j] = a0
         rs[0, 1, slot, j] = a1

@@ -26,6 +26,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from bayes_restore.infer._dual_ball import project
+
 #: as the ROF kernels (``_rof_numba``): compiled once and cached on disk, no GIL, no
 #: division checks (they stop vectorisation)
 _JIT = {"nogil": True, "cache": True, "fastmath": True, "boundscheck": False,
@@ -110,30 +112,20 @@ def dual_div(uh, u, p, v, s, tau, rho, one, iso):  # pragma: no cover - compiled
 def iterate_affine(uh, u, p, v, gain, offset, s, tau, rho, one, iso, count):  # pragma: no cover
     """``count`` iterations of :func:`dual_div` with the pointwise prox ``uh = gain v +
     offset`` in the same pass (row ``i`` of ``uh`` is rewritten once the dual step of row
-    ``i`` has used it: later rows read only rows below). ``v`` is written at the last."""
+    ``i`` has used it: later rows read only rows below); ``v`` holds the last one's."""
     nb, h, w = u.shape
     ub0 = np.empty(w, u.dtype)
     ub1 = np.empty(w, u.dtype)
-    for k in range(count):
-        last = k == count - 1
+    for _ in range(count):
         for b in range(nb):
             for i in range(h):
-                _dual_row(uh, u, p, b, i, s, rho, one, iso, ub0, ub1)
-                p0 = p[b, 0, i + 1]
-                p0_up = p[b, 0, i]
-                p1 = p[b, 1, i + 1]
+                _dual_div_row(uh, u, p, v, b, i, s, tau, rho, one, iso, ub0, ub1)
                 a = uh[b, i]
-                uu = u[b, i]
                 vv = v[b, i]
                 g = gain[b, i]
                 f = offset[b, i]
                 for j in range(w):
-                    un = uu[j] + rho * (a[j] - uu[j])
-                    uu[j] = un
-                    vj = un + tau * (p0[j + 1] - p0_up[j + 1] + p1[j + 1] - p1[j])
-                    if last:
-                        vv[j] = vj
-                    a[j] = g[j] * vj + f[j]
+                    a[j] = g[j] * vv[j] + f[j]
 
 
 @njit(**_JIT)
@@ -223,15 +215,6 @@ def block_prox(v, out, aty_scaled, f, cf):  # pragma: no cover - compiled
 
 
 @njit(**_JIT)
-def _ball(q0, q1, one, iso):  # pragma: no cover - compiled
-    """``(q0, q1)`` projected onto the unit ball (isotropic) or box (anisotropic)."""
-    if iso:
-        rr = one / np.sqrt(max(q0 * q0 + q1 * q1, one))
-        return q0 * rr, q1 * rr
-    return min(max(q0, -one), one), min(max(q1, -one), one)
-
-
-@njit(**_JIT)
 def polish_dual(p, g, count, s, one, iso):  # pragma: no cover - compiled
     """``count`` FISTA steps on ``0.5 |div p - g|^2`` over ``|p| <= 1``, ``p`` in place.
 
@@ -275,7 +258,7 @@ def polish_dual(p, g, count, s, one, iso):  # pragma: no cover - compiled
                 for j in range(w - 1):
                     q0 = zero if last else z0[j + 1] + s * (dn[j] - di[j])
                     q1 = z1[j + 1] + s * (di[j + 1] - di[j])
-                    q0, q1 = _ball(q0, q1, one, iso)
+                    q0, q1 = project(q0, q1, iso, one)
                     o0 = r0[j + 1]
                     o1 = r1[j + 1]
                     r0[j + 1] = q0
@@ -283,7 +266,7 @@ def polish_dual(p, g, count, s, one, iso):  # pragma: no cover - compiled
                     z0[j + 1] = q0 + beta * (q0 - o0)
                     z1[j + 1] = q1 + beta * (q1 - o1)
                 q0 = zero if last else z0[w] + s * (dn[w - 1] - di[w - 1])
-                q0, q1 = _ball(q0, zero, one, iso)
+                q0, q1 = project(q0, zero, iso, one)
                 o0 = r0[w]
                 r0[w] = q0
                 z0[w] = q0 + beta * (q0 - o0)
