@@ -4,6 +4,7 @@ Run from the repository root::
 
     python benchmarks/auto_params_operators.py            # 7 images, 256x256
     python benchmarks/auto_params_operators.py --quick    # 2 images, 128x128 (a smoke test)
+    python benchmarks/auto_params_operators.py --noise    # the noise estimate's errors only
 
 For each grey scikit-image sample (centre crops, as ``benchmarks/superres.py``) and each
 task of that benchmark's ``observe`` (``deblur``: a 9x9 Gaussian blur of std 1.5 with
@@ -21,6 +22,13 @@ with Gaussian noise of std ``--sigma`` (0.01 by default, as there):
 - **Gaussian** (``--gaussian``): the maximum-evidence scale
   (``hyper.gaussian_empirical_bayes(y, sigma, operator=op)``, where it has a closed form)
   against the PSNR-best scale of a grid, both MAPs by ``restore(..., method="map")``.
+
+- **Noise** (``--noise``, instead of the above): the relative error of
+  ``hyper.estimate_observation_sigma(y, op)`` for noise levels ``NOISE_SIGMAS``, through
+  the blur, ``Downsample(2)`` and random masks with ``MISSING`` of the pixels missing,
+  with the masked estimator's two readings (``masked_sigma(..., method="windows")`` and
+  ``"blocks"``; the default takes the smaller) next to it;
+  ``auto_params_operators_noise.json``.
 
 Results go to ``benchmarks/results/auto_params_operators.json`` (``--quick``:
 ``auto_params_operators_quick.json``); ``--markdown`` prints the tables of the
@@ -52,6 +60,8 @@ GRID = tuple(0.015 * 2 ** (k / 2) for k in range(15))
 #: oracle grid of the Gaussian scale, factors of the evidence's choice
 GAUSS_GRID = tuple(2 ** (k / 2) for k in range(-6, 7))
 RESULTS = Path(__file__).parent / "results"
+#: the noise table: noise levels and the masks' missing shares
+NOISE_SIGMAS, MISSING = (0.01, 0.05), (0.5, 0.8)
 
 
 def tv_psnr(op, y: np.ndarray, w: float, clean: np.ndarray) -> float:
@@ -104,6 +114,55 @@ def gaussian_row(op, y: np.ndarray, clean: np.ndarray, seed: int) -> dict | None
             "time_s": elapsed}
 
 
+def noise_table(images, size: int) -> dict:
+    """Relative errors of the noise estimate through each operator (one draw per case)."""
+    import superres
+
+    from bayes_restore.hyper import estimate_observation_sigma
+    from bayes_restore.hyper.observation_noise import masked_sigma
+    from bayes_restore.operators import Mask
+
+    rows: dict = {}
+    for name in images:
+        clean = grey_image(name, size)
+        k = IMAGES.index(name) if name in IMAGES else 0
+        for sigma in NOISE_SIGMAS:
+            superres.SIGMA = sigma
+            row = {}
+            for j, task in enumerate(("deblur", "sr2")):
+                op, y, _ = observe(task, clean, seed=1000 + 100 * k + j)
+                row[task] = estimate_observation_sigma(torch.from_numpy(y), op) / sigma - 1
+            for j, missing in enumerate(MISSING):
+                rng = np.random.default_rng(2000 + 100 * k + j)
+                seen = rng.random(clean.shape) >= missing
+                y = torch.from_numpy(np.where(
+                    seen, clean + sigma * rng.standard_normal(clean.shape), 0.0))
+                seen_t = torch.from_numpy(seen)
+                t0 = time.process_time()
+                row[f"mask{missing:g}"] = estimate_observation_sigma(y, Mask(seen_t)) / sigma - 1
+                row[f"mask{missing:g}_cpu_s"] = time.process_time() - t0
+                for method in ("windows", "blocks"):
+                    alone = masked_sigma(y, seen_t, method=method)
+                    row[f"mask{missing:g}_{method}"] = alone / sigma - 1
+            rows[f"{name} {sigma:g}"] = row
+            print(f"{name:>9} sigma {sigma:g}: " + ", ".join(
+                f"{key} {v:+.0%}" for key, v in row.items() if not key.endswith("_s")), flush=True)
+    return rows
+
+
+def noise_markdown(rows: dict) -> str:
+    kinds = ("", "_windows", "_blocks")
+    keys = ["deblur", "sr2"] + [f"mask{m:g}{b}" for m in MISSING for b in kinds]
+    heads = ["deblur", "x2"] + [f"mask {m:.0%}{b.replace('_', ' ')}" for m in MISSING
+                                 for b in kinds]
+    lines = ["| image | sigma | " + " | ".join(heads) + " |", "|---" * (len(heads) + 2) + "|"]
+    for case, row in rows.items():
+        name, sigma = case.split()
+        lines.append(f"| {name} | {sigma} | "
+                     + " | ".join(f"{row[k]:+.0%}" for k in keys) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 images, 128x128")
@@ -115,7 +174,22 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None)
     parser.add_argument("--markdown", action="store_true", help="print the tables of a JSON")
+    parser.add_argument("--noise", action="store_true",
+                        help="only the noise estimate's relative errors")
     args = parser.parse_args(argv)
+    if args.noise:
+        out = Path(args.out) if args.out else RESULTS / "auto_params_operators_noise.json"
+        if not args.markdown:
+            torch.set_num_threads(args.threads)
+            images = (args.images.split(",") if args.images
+                      else (IMAGES[:2] if args.quick else IMAGES))
+            rows = noise_table(images, 128 if args.quick else args.size)
+            out.write_text(json.dumps({"config": {
+                "size": 128 if args.quick else args.size, "sigmas": NOISE_SIGMAS,
+                "missing": MISSING, "threads": args.threads, "torch": torch.__version__},
+                "rows": rows}, indent=2))
+        print(noise_markdown(json.loads(out.read_text())["rows"]))
+        return
     out = Path(args.out) if args.out else RESULTS / (
         "auto_params_operators_quick.json" if args.quick else "auto_params_operators.json")
     if args.markdown:
@@ -138,7 +212,10 @@ def main(argv=None) -> None:
         clean = grey_image(name, size)
         results["images"][name] = {}
         for task in tasks:
-            op, y, _ = observe(task, clean, seed=100 * i + TASKS.index(task))
+            # the seed of the image's place in the full run: a subset (--images) sees the
+            # same observations as the full run
+            k = IMAGES.index(name) if name in IMAGES else i
+            op, y, _ = observe(task, clean, seed=100 * k + TASKS.index(task))
             row = {"tv": tv_row(op, y, clean, args.sigma, seed=0)}
             if args.gaussian:
                 row["gaussian"] = gaussian_row(op, y, clean, seed=0)

@@ -1,7 +1,8 @@
 """Benchmark of the exact Gaussian-gradient posterior with an operator, and of blur boundaries.
 
 Run ``python benchmarks/gaussian_exact.py`` (about 5 minutes on 2 cores; ``--quick`` skips
-the TV border rows, ``--pcg-512`` adds the PCG path at 512x512, several minutes a row). It
+the TV border rows, ``--speed-only`` runs the speed table alone and keeps the border rows
+of the existing JSON, ``--pcg-512`` adds the PCG path at 512x512, several minutes a row). It
 prints two tables and writes
 ``benchmarks/results/gaussian_exact.json``:
 
@@ -171,6 +172,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="no TV border rows")
     parser.add_argument("--pcg-512", action="store_true", help="the PCG path at 512x512 too")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="the speed table only; the border rows are kept from --output")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--output", type=Path, default=RESULTS)
@@ -193,7 +196,10 @@ def main(argv: list[str] | None = None) -> dict:
                       f"{row['exact_s']:8.4f} "
                       f"{row['exact_with_10_samples_s']:9.4f} {tail}", flush=True)
     print()
-    borders = border_rows(tv=not args.quick)
+    if args.speed_only:
+        borders = json.loads(args.output.read_text())["borders"] if args.output.exists() else []
+    else:
+        borders = border_rows(tv=not args.quick)
     print(f"{'crop':11s} {'prior':24s} {'boundary':9s} {'param':>7s} {'PSNR':>6s} "
           f"{'border':>6s} {'inner':>6s}")
     for r in borders:

@@ -8,7 +8,8 @@ Model: ``x ~ TV(b)``, ``y ~ N(A x, sigma^2)`` on crops of scikit-image's ``camer
 (values in [0, 1]), ``sigma = 0.1``, ``b = 0.1``, SK-ROCK with its defaults, two chains,
 ``mcmc(...)`` without ``num_samples`` (run until every pixel has R-hat <= 1.01 and bulk and
 tail ESS >= 100, or ``max_time``). "s/minESS" is the wall time over the worst pixel's bulk
-ESS. Operator rows: reflective Gaussian blur (std 1 px, 7x7), x2 box decimation, a 50 %
+ESS; the ESS are those of every pixel unless ``diagnostic_stride`` > 1 (a grid of them).
+Operator rows: reflective Gaussian blur (std 1 px, 7x7), x2 box decimation, a 50 %
 random mask. The NUTS rows compare the run-to-convergence posterior with Pyro's NUTS on
 32x32 (mean within 0.01, std within 15 %). The memory row runs 2048x2048 to a time cap
 and reports the peak resident memory beyond the input (in a child process).
@@ -113,6 +114,9 @@ def summary_row(name: str, post, seconds: float, messages) -> dict:
         "std_mc_error_median": d["std_mc_error"],
         "mean_mc_error_median": d["mean_mc_error"],
         "diagnostic_draws": d["diagnostic_draws"],
+        # "int16 levels": every pixel's kept draws in 16 bits (their ESS covers every pixel)
+        "diagnostic_values": d.get("diagnostic_values", "float32"),
+        "quantisation_clipped": d.get("quantisation_clipped"),
         "checks": [dict(c) for c in d.get("checks", ())],
         "warnings": messages,
     }

@@ -6,7 +6,9 @@ Run ``python benchmarks/mcmc_operators.py`` (``--quick`` for a smoke test). Writ
 Model: ``x ~ TV(b)``, ``y ~ N(A x, sigma^2)`` on crops of scikit-image's ``camera`` (values in
 [0, 1]), ``sigma = 0.1``, ``b = 0.1``, the operators of ``benchmarks/mcmc_convergence.py``:
 denoising, a reflective Gaussian blur (std 1 px, 7 x 7), x2 box decimation and a 50 % random
-mask. Two parts:
+mask. ``mcmc``'s default preconditioner runs for every operator row (``diagonal_metric``: the
+DCT metric of the blur, the block-mean metric of the decimation, the pixel metric of the
+mask; ``--variant OP:preconditioner=none`` adds unpreconditioned rows). Two parts:
 
 - **Speed** at ``--size`` (default 128 x 128): for each operator and seed, a fixed budget of
   SK-ROCK draws (2 chains, ``--draws`` per chain after ``--warmup``) with ``mcmc``'s defaults

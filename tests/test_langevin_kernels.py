@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from bayes_restore.infer import prox, tv_denoise_pdhg
-from bayes_restore.infer.langevin import SmoothedPotential, skrock_coefficients, skrock_step
+from bayes_restore.infer.langevin import (
+    SmoothedPotential,
+    diagonal_metric,
+    skrock_coefficients,
+    skrock_step,
+)
 from bayes_restore.infer.problem import RestorationProblem
 from bayes_restore.infer.prox import tv_prox_dual
 from bayes_restore.operators import Blur, Downsample, Mask, as_operator, gaussian_psf
@@ -100,6 +105,39 @@ def test_fused_prior_term_with_an_operator(operator):
     xt = skrock_step(x, pt.grad, delta, q, coef, 4)
     xn = skrock_step(x, pn.grad, delta, q, coef, 4)
     assert _rel(xn - x, xt - x) < 1e-11
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("operator", [
+    Blur(gaussian_psf(5, 1.0)),
+    Mask(torch.rand(12, 14, generator=torch.Generator().manual_seed(1)) < 0.5),
+    Downsample(2),
+])
+def test_preconditioned_stages_are_the_eager_recursion(dtype, operator):
+    # the metric run inside the stages (per pixel in the fused pass, per DCT frequency on the
+    # chain's DCT coefficients, the block means' projection) against the eager recursion of
+    # M grad U over three steps (the DCT coefficients carried between steps)
+    x0 = _image((12, 14), dtype)
+    pt, _ = _potentials(operator(x0), operator=operator)
+    _, _, apply, noise = diagonal_metric(operator, x0)
+    pm = SmoothedPotential(pt.problem, pt.lambda_my, 5, metric=apply)
+    x = x0.expand(2, 12, 14) + 0.05 * _image((2, 12, 14), dtype, seed=4)
+    assert _rel(pm.grad(x), apply(pt.grad(x))) < TOL[dtype]
+    coef = skrock_coefficients(4)
+    delta = torch.tensor(1e-3, dtype=dtype)
+    gen = torch.Generator().manual_seed(3)
+    x_t = x_m = x
+    for _ in range(3):
+        q = torch.sqrt(2 * delta) * noise(torch.randn(x.shape, generator=gen, dtype=dtype))
+        x_t = skrock_step(x_t, lambda v: apply(pt.grad(v)), delta, q, coef, 4)
+        x_m = skrock_step(x_m, pm.grad, delta, q, coef, 4)
+    assert _rel(x_m - x, x_t - x) < 50 * TOL[dtype]
+    assert pm.evaluations == 1 + 12
+    # the noise: B B^T = M (on the basis images)
+    basis = torch.eye(12 * 14, dtype=torch.float64).reshape(-1, 12, 14)
+    b = noise(basis.to(dtype)).reshape(12 * 14, -1).to(torch.float64)
+    m = apply(basis.to(dtype)).reshape(12 * 14, -1).to(torch.float64)
+    assert _rel(b.T @ b, m) < 10 * TOL[dtype]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -183,19 +183,24 @@ def test_time_cap_is_checked_every_step_not_only_at_the_checks(monkeypatch):
     assert d["warmup"] <= 6 and d["num_draws"] == 8 and d["num_steps"] == d["warmup"] + 8
 
 
-def test_large_image_layout_stays_within_half_of_max_memory():
-    """The streaming sums and stored draws of a run to convergence fit ``max_memory / 2``."""
-    from bayes_restore.infer.mcmc import _diagnostic_layout, _grid_shape
+def test_large_image_layout_stays_within_max_memory():
+    """The streaming sums and stored draws of a run to convergence fit ``max_memory / 2``
+    (float32), or, every pixel's in 16 bits, ``max_memory`` with the chains' working memory."""
+    from bayes_restore.infer.mcmc import _diagnostic_layout, _grid_shape, _layout_bytes
 
     for size in (64, 256, 300, 512, 1024, 2048):
-        blocks, grid, capacity = _diagnostic_layout(2, (size, size), 512, 1 << 30)
+        blocks, grid, capacity, coded = _diagnostic_layout(2, (size, size), 512, 1 << 30)
         used = 2 * blocks * 2 * size**2 * 4 + 2 * capacity * math.prod(
             _grid_shape((size, size), grid)) * 4
-        assert used <= (1 << 29), (size, blocks, grid, capacity)
+        if coded:
+            assert _layout_bytes(2, (size, size), blocks, capacity) <= (1 << 30)
+        else:
+            assert used <= (1 << 29), (size, blocks, grid, capacity)
         # never fewer draws than asked: every pixel's when they fit, else a grid's
         assert capacity == 512, (size, blocks, grid, capacity)
         all_pixels = 2 * blocks * 2 * size**2 * 4 + 2 * 512 * size**2 * 4 <= (1 << 29)
-        assert (grid == 1) == all_pixels
+        assert (grid == 1) == (all_pixels or coded) and not (all_pixels and coded)
+        assert coded == (size == 512), size
 
 
 def test_grid_of_pixels_is_the_same_chain_and_rhat_covers_every_pixel():
@@ -205,7 +210,7 @@ def test_grid_of_pixels_is_the_same_chain_and_rhat_covers_every_pixel():
     options = {"sigma": SIGMA, "max_time": 1e-6, "diagnostic_draws": 64, "seed": 0}
     with pytest.warns(UserWarning, match="did not converge"):
         full = mcmc(restoration_model, y, prior=prior, **options)
-        small = mcmc(restoration_model, y, prior=prior, max_memory=768 << 10, **options)
+        small = mcmc(restoration_model, y, prior=prior, max_memory=600 << 10, **options)
     d = small.diagnostics
     assert d["diagnostic_stride"] == 3 and full.diagnostics["diagnostic_stride"] == 1
     assert tuple(small.samples.shape) == (2, 8, 11, 11)
@@ -299,17 +304,119 @@ def test_grid_of_a_run_to_convergence_keeps_every_draw_asked_and_its_ess_is_arvi
 
     az = import_arviz()
     shape = (32, 32)
+    # neither every pixel's draws in float32 (70 per chain would fit) nor in 16 bits
     post = mcmc(restoration_model, _noisy(*shape), prior=TotalVariation(0.1, shape=shape),
-                sigma=SIGMA, max_memory=2 << 20, diagnostic_draws=256, target_rhat=1.05,
+                sigma=SIGMA, max_memory=1_415_000, diagnostic_draws=256, target_rhat=1.05,
                 target_ess=50, seed=0)
     d = post.diagnostics
-    assert d["diagnostic_stride"] == 3 and d["converged"]
+    assert d["diagnostic_stride"] == 4 and d["converged"]
     samples = post.samples.numpy().astype(np.float64)
-    # 96 draws per chain of every pixel would fit: the grid keeps between 128 and 256
-    assert samples.shape[:2] == (2, d["diagnostic_draws"]) and samples.shape[2:] == (11, 11)
+    # the grid keeps between 128 and 256
+    assert samples.shape[:2] == (2, d["diagnostic_draws"]) and samples.shape[2:] == (8, 8)
     assert d["diagnostic_draws"] >= 128
     idata = az.from_dict(posterior={"v": samples})
     for name, method in (("ess_bulk", "bulk"), ("ess_tail", "tail")):
         np.testing.assert_allclose(d["convergence"][name].numpy(),
                                    az.ess(idata, method=method)["v"].values, rtol=1e-6)
     assert d["rhat_max"] <= 1.05 and d["rhat_max"] >= float(d["convergence"]["rhat"].max())
+
+
+def _quantised(x: np.ndarray, capacity: int, width: float = 32.0):
+    """``x`` ``(chain, draw, *shape)`` through a QuantisedDraws (levels from its first 16)."""
+    from bayes_restore.infer.draws import QuantisedDraws
+
+    t = torch.from_numpy(x)
+    store = QuantisedDraws(x.shape[0], x.shape[2:], capacity, "cpu", width=width)
+    store.set_bounds(t[:, :16].mean((0, 1)), t[:, :16].std((0, 1)))
+    for k in range(x.shape[1]):
+        store.add(t[:, k])
+    return store
+
+
+def test_every_pixel_ess_of_16_bit_draws_is_arviz_on_their_values():
+    """The 16-bit store's R-hat and bulk/tail/mean ESS are ArviZ's on the dequantised draws.
+
+    AR(1) chains from independent to lag-1 correlation 0.99, an even and an odd number of
+    draws, a pixel whose chains disagree and one whose values are coarse (ties); the levels
+    come from the first 16 draws, 3 of their stds either side (the slow chains go beyond:
+    clipped, ties at the ends).
+    """
+    from bayes_restore._arviz import import_arviz
+
+    az = import_arviz()
+    phi = [0.0, 0.3, 0.6, 0.9, 0.99, 0.0]
+    for draws in (300, 151):
+        x = np.concatenate([_ar1(2, draws, 1, p, seed=i) for i, p in enumerate(phi)], axis=2)
+        x[1, :, 1] += 1.0
+        x[:, :, 5] = np.round(x[:, :, 5] * 8) / 8
+        store = _quantised(x.reshape(2, draws, 2, 3), capacity=draws + draws % 2, width=3.0)
+        ours = store.diagnostics()
+        values = store.dequantise(dtype=torch.float64).reshape(2, draws, 6).numpy()
+        idata = az.from_dict(posterior={"v": values})
+        for name, ref in [
+            ("rhat", az.rhat(idata, method="rank")["v"].values),
+            ("ess_bulk", az.ess(idata, method="bulk")["v"].values),
+            ("ess_tail", az.ess(idata, method="tail")["v"].values),
+            ("ess_mean", az.ess(idata, method="mean")["v"].values),
+        ]:
+            np.testing.assert_allclose(ours[name].reshape(-1).numpy(), ref, rtol=1e-6,
+                                       err_msg=f"{name} {draws}")
+        # the bulk-only R-hat (the all-pixel pass of a run): never above ArviZ's
+        bulk = store.diagnostics(folded_rhat=False)
+        assert bool((bulk["rhat"] <= ours["rhat"] + 1e-12).all())
+        assert torch.equal(bulk["ess_bulk"], ours["ess_bulk"])
+        # a strided grid of pixels: the same numbers on those pixels
+        grid = store.diagnostics(2)
+        torch.testing.assert_close(grid["ess_tail"], ours["ess_tail"][::2, ::2])
+    assert 0 < store.clipped < store.encoded // 4
+
+
+def test_16_bit_draws_change_the_ess_negligibly():
+    """Levels of 1/1000 of a std: rank-normalised ESS within 1 % of the float draws' (max
+    over pixels), R-hat within 1e-3, and the dequantised values within half a level (and
+    float32 rounding: the values are quantised from float32)."""
+    x = _ar1(2, 400, 64, 0.5, seed=3) * np.linspace(0.01, 3.0, 64) + np.arange(64)
+    store = _quantised(x, capacity=400)
+    values = store.dequantise(dtype=torch.float64)
+    half_level = float(store.scale.max()) / 2
+    error = (values - torch.from_numpy(x)).abs() - 2.0**-23 * torch.from_numpy(x).abs()
+    assert float(error.max()) <= half_level * 1.001
+    assert store.clipped == 0
+    exact = convergence_diagnostics(torch.from_numpy(x))
+    coded = store.diagnostics()
+    for name in ("ess_bulk", "ess_mean", "ess_sq"):
+        rel = (coded[name] / exact[name] - 1).abs().max()
+        assert float(rel) < 0.01, (name, float(rel))
+    # the tail ESS is that of an indicator: the same unless two draws next to the 5 % or 95 %
+    # quantile share a level (one draw more below it, as if that draw had moved)
+    rel = (coded["ess_tail"] / exact["ess_tail"] - 1).abs()
+    assert float(rel.median()) < 1e-3 and int((rel > 0.01).sum()) <= 64 // 10
+    assert float((coded["rhat"] - exact["rhat"]).abs().max()) < 1e-3
+
+
+def test_run_to_convergence_keeps_every_pixel_in_16_bits_when_float32_does_not_fit():
+    """Memory for every pixel's draws in 16 bits but not in float32: no grid of pixels, the
+    ESS and Monte Carlo error maps cover every pixel, the float copy is a thinned one."""
+    from bayes_restore.infer.mcmc import _diagnostic_layout
+
+    y = _noisy(16, 16)
+    memory = 250_000
+    assert _diagnostic_layout(2, (16, 16), 64, memory)[1:] == (1, 64, True)
+    assert _diagnostic_layout(2, (16, 16), 64, 1 << 30)[3] is False  # float32 fits
+    prior = TotalVariation(0.1, shape=(16, 16))
+    options = {"sigma": SIGMA, "target_rhat": 1.05, "target_ess": 30, "diagnostic_draws": 64,
+               "seed": 0, "max_time": 60}
+    post = mcmc(restoration_model, y, prior=prior, max_memory=memory, **options)
+    d = post.diagnostics
+    assert d["converged"] and d["diagnostic_stride"] == 1
+    assert d["diagnostic_values"] == "int16 levels" and d["quantisation_clipped"] < 1e-3
+    assert d["convergence"]["ess_bulk"].shape == (16, 16) and post.std_mcse.shape == (16, 16)
+    assert float(d["convergence"]["ess_bulk"].min()) == d["ess_bulk_min"] >= 30
+    assert 32 <= d["diagnostic_draws"] <= 64 and d["num_draws"] >= d["diagnostic_draws"]
+    assert post.samples.shape[2:] == (16, 16) and post.samples.dtype == torch.float32
+    # the float copy: thinned draws of the same chains (its std near the streaming one)
+    assert post.samples.shape[1] <= d["diagnostic_draws"]
+    ratio = post.samples.flatten(0, 1).std(0) / post.std.float()
+    assert 0.7 < float(ratio.median()) < 1.3
+    again = mcmc(restoration_model, y, prior=prior, max_memory=memory, **options)
+    assert torch.equal(again.std, post.std)  # bit-identical rerun

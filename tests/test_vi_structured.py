@@ -291,3 +291,23 @@ def test_tv_vb_anisotropic_single_image_and_batch_agree():
     assert one.converged and bool((one.std > 0).all())
     assert torch.allclose(both.mean[0], one.mean, atol=1e-6)
     assert torch.allclose(both.std[0], one.std, atol=1e-8)
+
+
+def test_tv_vb_em_scale_hyperprior_confidence_pulls_towards_the_start():
+    # Gamma hyperprior on b centred at the start with confidence gamma: the fixed point
+    # b = gamma b0 + (1 - gamma) b_ML lies between the start and the flat prior's b
+    y = _image(16, 16, seed=7)
+    b0 = 0.5
+    kw = dict(prior=TotalVariation(b0, shape=(16, 16)), sigma=SIGMA, learn=("scale",),
+              num_samples=0, vb_tol=1e-6)
+    scales = [float(variational(restoration_model, y, confidence=(0.9, g), **kw)
+                    .diagnostics["prior_scale"]) for g in (0.0, 0.5, 0.9)]
+    assert b0 > scales[2] > scales[1] > scales[0], scales
+    default = variational(restoration_model, y, **kw)  # confidence=None: the engine's (0.9, 0)
+    assert float(default.diagnostics["prior_scale"]) == scales[0]
+    p = recognise(restoration_model, (y,), {"prior": TotalVariation(b0, shape=(16, 16)),
+                                            "sigma": SIGMA})
+    direct = tv_variational(p, learn=("scale",), tol=1e-6, confidence=(0.9, 0.5))
+    assert float(direct.scale) == scales[1]
+    with pytest.raises(ValueError, match="confidence"):
+        variational(restoration_model, y, confidence=(0.9, 1.0), **kw)

@@ -36,13 +36,23 @@ import numpy as np
 from numba import njit
 
 from bayes_restore._numba_pool import jit_disabled as jit_disabled
-from bayes_restore._numba_pool import pool
+from bayes_restore._numba_pool import run_all
 
 from ._dual_ball import project
 
 _JIT = {"nogil": True, "cache": True, "fastmath": True, "boundscheck": False,
         "error_model": "numpy"}
 
+
+
+def _over_images(fn, args: tuple, n: int, k: int) -> None:
+    """``fn(*args, n0, n1)`` over the images ``[0, n)`` in ``k`` whole-image parts, the first
+    on this thread and the others on the pool (:func:`~bayes_restore._numba_pool.run_all`:
+    returns when every part is done)."""
+    if k == 1:
+        fn(*args, 0, n)
+        return
+    run_all([(fn, (*args, n * t // k, n * (t + 1) // k)) for t in range(k)])
 
 @njit(**_JIT)
 def _primal_row(a, q, i, alpha, r, rc, ru, fd, ft, wt, xs, k, slot):  # pragma: no cover
@@ -118,12 +128,13 @@ def _dual_row_first(xs, si, sn, p, i, rs, slot, st, iso, one,
 
 
 @njit(**_JIT)
-def _output_row(a, q, b, y, g, wd, p, out, i, alpha, beta, gamma, eps, inv_var, inv_scale,
-                identity, weighted):  # pragma: no cover - compiled
-    """Row ``i`` of the stage: ``out = beta a + gamma b - eps (data - div(p) inv_scale)``,
+def _output_row(a, q, b, y, g, wd, pm, p, out, i, alpha, beta, gamma, eps, inv_var, inv_scale,
+                identity, weighted, metric):  # pragma: no cover - compiled
+    """Row ``i`` of the stage: ``out = beta a + gamma b - eps m (data - div(p) inv_scale)``,
     the data gradient made here, ``(v - y) inv_var`` (``identity``, ``v = a + alpha q``) or
     ``(wd v - y) inv_var`` (``identity`` and ``weighted``: a pixel-diagonal ``A = diag(d)``,
-    ``wd = d^2``, ``y = A^T y``), or read from ``g``."""
+    ``wd = d^2``, ``y = A^T y``), or read from ``g``; ``m = pm`` (a per-pixel Langevin
+    metric) when ``metric``, else 1."""
     h, w = a.shape
     down = i < h - 1
     top = i > 0
@@ -142,12 +153,15 @@ def _output_row(a, q, b, y, g, wd, p, out, i, alpha, beta, gamma, eps, inv_var, 
             data = (v - y[i, j]) * inv_var
         else:
             data = g[i, j]
-        out[i, j] = beta * a[i, j] + gamma * b[i, j] - eps * (data - d * inv_scale)
+        drift = data - d * inv_scale
+        if metric:
+            drift = pm[i, j] * drift
+        out[i, j] = beta * a[i, j] + gamma * b[i, j] - eps * drift
 
 
 @njit(**_JIT)
-def _image(a, q, b, y, g, wd, p, out, alpha, beta, gamma, eps, wt, st, inv_var, inv_scale,
-           mom, iso, identity, weighted, xs, rs):  # pragma: no cover - compiled
+def _image(a, q, b, y, g, wd, pm, p, out, alpha, beta, gamma, eps, wt, st, inv_var, inv_scale,
+           mom, iso, identity, weighted, metric, xs, rs):  # pragma: no cover - compiled
     """One image: ``K = len(mom)`` warm FGP iterations on ``p``, then the stage's output.
 
     Iteration ``k`` works on row ``t - k`` at wavefront step ``t``: it makes its primal row
@@ -187,26 +201,28 @@ def _image(a, q, b, y, g, wd, p, out, alpha, beta, gamma, eps, wt, st, inv_var, 
                 _dual_row(xs, k, i % 2, sn, rs[k - 1], i % 2, p, i, rs, i % 2, st, mom[k], iso,
                           one, keep)
             if k == kk - 1:
-                _output_row(a, q, b, y, g, wd, p, out, i, alpha, beta, gamma, eps, inv_var,
-                            inv_scale, identity, weighted)
+                _output_row(a, q, b, y, g, wd, pm, p, out, i, alpha, beta, gamma, eps, inv_var,
+                            inv_scale, identity, weighted, metric)
 
 
 @njit(**_JIT)
-def stage_images(a, q, b, y, g, wd, p, out, alpha, beta, gamma, eps, wt, st, inv_var,
-                 inv_scale, mom, iso, identity, weighted, n0, n1):  # pragma: no cover
+def stage_images(a, q, b, y, g, wd, pm, p, out, alpha, beta, gamma, eps, wt, st, inv_var,
+                 inv_scale, mom, iso, identity, weighted, metric, n0, n1):  # pragma: no cover
     """:func:`_image` for the images ``[n0, n1)`` (one thread); image ``n`` is observed by
-    ``y[n % len(y)]`` with the weights ``wd[n % len(wd)]`` (read when ``weighted``); ``g``
-    (the data gradient, one image per ``n``) is read only when not ``identity``."""
+    ``y[n % len(y)]`` with the weights ``wd[n % len(wd)]`` (read when ``weighted``) and the
+    metric ``pm[n % len(pm)]`` (read when ``metric``); ``g`` (the data gradient, one image
+    per ``n``) is read only when not ``identity``."""
     w = a.shape[2]
     kk = mom.shape[0]
     xs = np.zeros((kk, 2, w), a.dtype)
     rs = np.zeros((kk, 2, 2, w), a.dtype)
     m = y.shape[0]
     mw = wd.shape[0]
+    mp = pm.shape[0]
     for n in range(n0, n1):
-        _image(a[n], q[n], b[n], y[n % m], g[n], wd[n % mw], p[n], out[n], alpha, beta, gamma,
-               eps[n], wt[n], st[n], inv_var[n], inv_scale[n], mom, iso, identity, weighted,
-               xs, rs)
+        _image(a[n], q[n], b[n], y[n % m], g[n], wd[n % mw], pm[n % mp], p[n], out[n], alpha,
+               beta, gamma, eps[n], wt[n], st[n], inv_var[n], inv_scale[n], mom, iso, identity,
+               weighted, metric, xs, rs)
 
 
 def momenta(num_iter: int) -> list[float]:
@@ -221,30 +237,23 @@ def momenta(num_iter: int) -> list[float]:
 
 
 def run_stage(a, q, b, y, g, p, out, alpha, beta, gamma, eps, wt, st, inv_var, inv_scale,
-              mom, iso: bool, identity: bool, threads: int, wd=None) -> None:
+              mom, iso: bool, identity: bool, threads: int, wd=None, pm=None) -> None:
     """:func:`stage_images` over all images, split in whole images over ``threads`` threads
     (this one and ``threads - 1`` workers); returns when every part is done. ``wd``: the
     weights ``d^2`` of a pixel-diagonal operator (``(M, H, W)``; with ``identity``, ``y`` is
-    then ``A^T y``), ``None`` for none."""
+    then ``A^T y``), ``None`` for none. ``pm``: a per-pixel Langevin metric ``m`` (``(M, H,
+    W)``) that multiplies the drift, ``None`` for none."""
     n = a.shape[0]
     k = max(1, min(int(threads), n))
     weighted = wd is not None
     if not weighted:
         wd = y[:1]  # not read
-    args = (a, q, b, y, g, wd, p, out, alpha, beta, gamma, eps, wt, st, inv_var, inv_scale,
-            mom, iso, identity, weighted)
-    if k == 1:
-        stage_images(*args, 0, n)
-        return
-    parts = [(n * t // k, n * (t + 1) // k) for t in range(k)]
-    futures = [pool().submit(stage_images, *args, n0, n1) for n0, n1 in parts[1:]]
-    try:
-        stage_images(*args, *parts[0])
-    finally:
-        for f in futures:
-            f.exception()  # waits: no thread may still write into the arrays
-    for f in futures:
-        f.result()
+    metric = pm is not None
+    if not metric:
+        pm = y[:1]  # not read
+    args = (a, q, b, y, g, wd, pm, p, out, alpha, beta, gamma, eps, wt, st, inv_var, inv_scale,
+            mom, iso, identity, weighted, metric)
+    _over_images(stage_images, args, n, k)
 
 
 def prox_dual(v, p, wt, st, mom, iso: bool, threads: int) -> None:
@@ -255,3 +264,99 @@ def prox_dual(v, p, wt, st, mom, iso: bool, threads: int) -> None:
     eps = np.zeros(v.shape[0], v.dtype)
     run_stage(v, v, v, v, v, p, np.empty_like(v), zero, zero, zero, eps, wt, st, eps, eps, mom,
               iso, True, threads)
+
+
+@njit(**_JIT)
+def _spectral_images(a, q, b, g, m, w1, c, out, alpha, beta, gamma, eps, n0,
+                     n1):  # pragma: no cover - compiled
+    """:func:`spectral_stage` on the images ``[n0, n1)``."""
+    h, w = a.shape[1], a.shape[2]
+    mm, mw, mc = m.shape[0], w1.shape[0], c.shape[0]
+    for n in range(n0, n1):
+        mn, wn, cn = m[n % mm], w1[n % mw], c[n % mc]
+        e = eps[n]
+        for i in range(h):
+            for j in range(w):
+                v = a[n, i, j] + alpha * q[n, i, j]
+                drift = mn[i, j] * g[n, i, j] + wn[i, j] * v - cn[i, j]
+                out[n, i, j] = beta * a[n, i, j] + gamma * b[n, i, j] - e * drift
+
+
+def spectral_stage(a, q, b, g, m, w1, c, out, alpha, beta, gamma, eps, threads: int) -> None:
+    """One SK-ROCK stage on DCT coefficients: ``out = beta a + gamma b - eps (m g + w1 (a +
+    alpha q) - c)``, all ``(N, H, W)`` but ``m``, ``w1``, ``c`` (``(M, H, W)``, image ``n``
+    reads ``[n % M]``) and ``eps`` (``(N,)``); ``out`` may be ``b`` or ``g``. The images are
+    split over ``threads`` threads."""
+    n = a.shape[0]
+    k = max(1, min(int(threads), n))
+    args = (a, q, b, g, m, w1, c, out, alpha, beta, gamma, eps)
+    _over_images(_spectral_images, args, n, k)
+
+
+@njit(**_JIT)
+def _block_images(a, q, b, gp, aty, out, alpha, beta, gamma, eps, inv_var, f, scale, n0,
+                  n1):  # pragma: no cover - compiled
+    """:func:`block_stage` on the images ``[n0, n1)``."""
+    h, w = a.shape[1], a.shape[2]
+    hb, wb = (h // f) * f, (w // f) * f
+    my = aty.shape[0]
+    inv_f2 = 1.0 / (f * f)
+    for n in range(n0, n1):
+        e, iv, yn = eps[n], inv_var[n], aty[n % my]
+        for bi in range(0, hb, f):
+            for bj in range(0, wb, f):
+                sv = a[n, bi, bj] - a[n, bi, bj]
+                sp = sv
+                for i in range(bi, bi + f):
+                    for j in range(bj, bj + f):
+                        sv += a[n, i, j] + alpha * q[n, i, j]
+                        sp += gp[n, i, j]
+                mv, mp = sv * inv_f2, sp * inv_f2  # the block means of v and of the prior's term
+                for i in range(bi, bi + f):
+                    for j in range(bj, bj + f):
+                        data = (mv * inv_f2 - yn[i, j]) * iv
+                        drift = scale * data + gp[n, i, j] + (scale - 1) * mp
+                        out[n, i, j] = beta * a[n, i, j] + gamma * b[n, i, j] - e * drift
+        for i in range(h):  # rows and columns outside the blocks: not observed, M = 1
+            for j in range(w):
+                if i >= hb or j >= wb:
+                    drift = gp[n, i, j] - yn[i, j] * iv
+                    out[n, i, j] = beta * a[n, i, j] + gamma * b[n, i, j] - e * drift
+
+
+def block_stage(a, q, b, gp, aty, out, alpha, beta, gamma, eps, inv_var, factor: int, scale,
+                threads: int) -> None:
+    """One SK-ROCK stage of box decimation by ``factor`` (``A^T A = P / f^2``, ``P`` the
+    block means) with the metric ``M = I + (scale - 1) P``: ``out = beta a + gamma b - eps M
+    grad U(v)``, ``v = a + alpha q``, ``M grad U = scale (P v / f^2 - A^T y) / sigma^2 + gp
+    + (scale - 1) P gp`` (``gp``: the prior's term at ``v``; the data term is in the range
+    of ``P``). ``aty``: ``(M, H, W)``, image ``n`` reads ``[n % M]``; ``eps``, ``inv_var``:
+    ``(N,)``; ``out`` may be ``b`` or ``gp``. The images are split over ``threads`` threads."""
+    n = a.shape[0]
+    k = max(1, min(int(threads), n))
+    args = (a, q, b, gp, aty, out, alpha, beta, gamma, eps, inv_var, int(factor), scale)
+    _over_images(_block_images, args, n, k)
+
+
+@njit(**_JIT)
+def block_project(v, out, f, scale):  # pragma: no cover - compiled
+    """``out = v + (scale - 1) P v`` with ``P`` the means of the ``f x f`` blocks (``(N, H,
+    W)``; rows and columns outside whole blocks copied); ``out`` may be ``v``."""
+    n, h, w = v.shape
+    hb, wb = (h // f) * f, (w // f) * f
+    c = (scale - 1) / (f * f)
+    for k in range(n):
+        for i in range(h):
+            for j in range(w):
+                if i >= hb or j >= wb:
+                    out[k, i, j] = v[k, i, j]
+        for bi in range(0, hb, f):
+            for bj in range(0, wb, f):
+                s = v[k, bi, bj] - v[k, bi, bj]
+                for i in range(bi, bi + f):
+                    for j in range(bj, bj + f):
+                        s += v[k, i, j]
+                s *= c
+                for i in range(bi, bi + f):
+                    for j in range(bj, bj + f):
+                        out[k, i, j] = v[k, i, j] + s

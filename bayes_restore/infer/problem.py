@@ -150,6 +150,10 @@ def _per_image(value: Any, shape: torch.Size, event_dim: int, like: torch.Tensor
     if full.shape != shape:
         return None
     dims = tuple(range(-event_dim, 0))
+    if all(n == 1 for n in value.shape[-event_dim:]):  # already one per image: no scan
+        lead = value.shape[:max(value.dim() - event_dim, 0)]
+        return value.reshape(lead + (1,) * event_dim).expand(
+            shape[:-event_dim] + (1,) * event_dim).clone()
     first = full.amax(dims, keepdim=True)
     if not torch.equal(full.amin(dims, keepdim=True), first):
         return None

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from bayes_restore._numba_pool import torch_threads
 from bayes_restore._validation import check_finite, check_positive
 from bayes_restore.differences import gradient_energy
 from bayes_restore.operators import LinearOperator, as_operator
@@ -202,12 +203,18 @@ def tv_scale_chain(
     potential = SmoothedPotential(problem, lam * one, prox_iter)
     theta = theta0
     thetas = []
-    for k in range(1, num_iter + 1):
-        drift = potential.grad(x)
-        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-        x = myula_step(x, drift, step, noise, noise_scale)
-        tv = float(gradient_energy(x, 1.0, isotropic=isotropic, event_dim=event_dim).sum())
-        theta = update(k, theta, tv)
-        potential.set_theta(torch.tensor(theta, dtype=y.dtype, device=y.device))
-        thetas.append(theta)
+    # the fused kernels take the threads; torch's own would spin between its small steps
+    threads = torch.get_num_threads()
+    if y.device.type == "cpu" and threads > 1 and potential.runs_fused(x):
+        potential.threads = threads
+        threads = 1
+    with torch_threads(threads):
+        for k in range(1, num_iter + 1):
+            drift = potential.grad(x)
+            noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+            x = myula_step(x, drift, step, noise, noise_scale)
+            tv = float(gradient_energy(x, 1.0, isotropic=isotropic, event_dim=event_dim).sum())
+            theta = update(k, theta, tv)
+            potential.set_theta(torch.tensor(theta, dtype=y.dtype, device=y.device))
+            thetas.append(theta)
     return thetas

@@ -64,6 +64,7 @@ def variational(
     progress: bool = False,
     model_kwargs: Mapping[str, Any] | None = None,
     map_estimate: bool | None = None,
+    confidence: tuple[float, float] | None = None,
     **kwargs: Any,
 ) -> Posterior:
     r"""Approximate the posterior of a Pyro model by a Gaussian: structured, or SVI's guide.
@@ -168,6 +169,12 @@ def variational(
         starts the sweeps: cheap), not with an operator (its primal-dual solve costs many
         times the variational fit; ``map`` is then ``None``; pass ``True`` for it, or use
         :func:`~bayes_restore.infer.map_estimate`). Ignored by the other families.
+    confidence : (float, float), optional
+        Structured engine, TV, with ``learn``: the confidence ``(gamma_sigma, gamma_b)`` in
+        ``[0, 1)`` of the Gamma hyperpriors centred at the starting sigma and scale (each
+        VB-EM update is ``gamma * start + (1 - gamma) * (maximum-likelihood update)``);
+        default (``None``) the engine's,
+        :data:`~bayes_restore.infer.variational_tv.DEFAULT_CONFIDENCE`.
 
     Returns
     -------
@@ -221,6 +228,7 @@ def variational(
                 model, args, kwargs, problem, learn=learn, max_iter=max_iter, vb_tol=vb_tol,
                 cg_tol=cg_tol, std_rtol=std_rtol, num_samples=num_samples,
                 generator=generator, seed=seed, map_estimate=map_estimate,
+                confidence=confidence,
             )
         if engine == "structured":
             raise ValueError(
@@ -347,7 +355,7 @@ def _structured(problem: RestorationProblem | None) -> bool:
 
 def _structured_posterior(model, args, kwargs, problem, *, learn, max_iter, vb_tol, cg_tol,
                           std_rtol, num_samples, generator, seed,
-                          map_estimate=None) -> Posterior:
+                          map_estimate=None, confidence=None) -> Posterior:
     """The structured engine: the exact Gaussian (order 2) or VB with TV's majoriser (1)."""
     start = time.perf_counter()
     learn = tuple(learn)
@@ -380,9 +388,10 @@ def _structured_posterior(model, args, kwargs, problem, *, learn, max_iter, vb_t
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 0:
         raise ValueError(f"num_samples must be an integer >= 0, got {num_samples!r}")
     gen = make_generator(seed, generator, problem.y.device)
+    extra_kw = {} if confidence is None else {"confidence": tuple(confidence)}
     q = tv_variational(problem, max_iter=max_iter, tol=vb_tol, learn=learn,
                        num_samples=num_samples, generator=gen, cg_tol=cg_tol,
-                       map_estimate=map_estimate)
+                       map_estimate=map_estimate, **extra_kw)
     samples = None if q.samples is None else q.samples.to(torch.float32).unsqueeze(0)
     info = SolverInfo(solver="vb-tv", iterations=q.iterations, converged=q.converged,
                       time=time.perf_counter() - start, gap=q.history[-1] if q.history else None,

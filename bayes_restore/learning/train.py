@@ -3,15 +3,15 @@ resumable checkpoints."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from bayes_restore._numba_pool import torch_threads
 
 from .data import PatchSampler
 from .network import SRNet
@@ -51,35 +51,6 @@ class TrainResult:
     def complete(self) -> bool:
         """Whether all ``steps`` are done."""
         return self.step >= self.steps
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """``torch.set_num_threads(n)`` inside the block, the previous count restored after.
-
-    ``None`` leaves the count alone.
-
-    Examples
-    --------
-    >>> import torch
-    >>> before = torch.get_num_threads()
-    >>> with torch_threads(1):
-    ...     torch.get_num_threads()
-    1
-    >>> torch.get_num_threads() == before
-    True
-    """
-    if n is None:
-        yield
-        return
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"num_threads must be a positive integer, got {n!r}")
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _learning_rate(lr: float, step: int, steps: int) -> float:

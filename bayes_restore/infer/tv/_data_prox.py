@@ -41,6 +41,12 @@ class DataProx:
     #: FISTA steps that polish the certificate's dual field at a check (fused path; see
     #: ``GeneralCertificate.dual_polished``); 0 where they measured no gain
     polish_steps = 50
+    #: the dual field is polished once the plain relative gap is below this times ``tol``
+    polish_below = 50.0
+    #: whether the certificate's plain dual (``GeneralCertificate.dual``) is evaluated at
+    #: every check; ``False`` where :meth:`polished_dual` is a bound of its own that is
+    #: always at least as tight (then it runs at every check, polished near the end)
+    plain_dual = True
     #: the primal step in units of ``std(x0) / w`` (``tv_map_pdhg``'s default ``tau``):
     #: measured per structure, over-relaxed iteration, camera at 256x256 and 512x512
     tau_scale = 0.1
@@ -76,6 +82,12 @@ class DataProx:
     def lower_bound(self, ws, scratch):  # noqa: ARG002
         """A lower bound of the optimum from the dual field alone, or ``None``."""
         return None
+
+    def polished_dual(self, cert, q, kernels, steps):
+        """The certificate's dual bound after ``steps`` polishing steps of its dual field
+        (fused path), or ``None``: by default ``cert.dual_polished`` (the field moved
+        towards ``div p = A^T q``)."""
+        return cert.dual_polished(q, steps, kernels) if steps else None
 
 
 class PixelDiagonalProx(DataProx):
@@ -176,14 +188,25 @@ class BlockMeanProx(DataProx):
     ``M A^T y = A^T y``, so ``prox(v) = v - c M v + tau (1 - c) A^T y``.
     """
 
-    #: an iteration is one fused pass (``iterate_block``): a gap check costs ~20
-    check_cost = 20.0
-    polish_steps = 0  # measured: no fewer iterations (x2, 256x256)
+    #: an iteration is one fused pass (``iterate_block``): a gap check costs ~20, ~40
+    #: with the polished block bound
+    check_cost = 40.0
+    #: FISTA steps of the block bound (``GeneralCertificate.dual_block``): ``10 f``, set
+    #: per factor in ``__init__`` (512x512 camera, float32, x4: 20 / 30 / 40 steps, 977 /
+    #: 817 / 657 iterations; x2: 10 / 20 steps, 545 / 337)
+    polish_steps = 20
+    polish_below = 100.0
+    plain_dual = False
 
     def __init__(self, operator, structure: BlockMean, ys, x_shape):  # noqa: ARG002
         super().__init__(operator, ys)
         self.f = structure.factor
         self.aty = operator.adjoint(ys)
+        self.polish_steps = 10 * self.f
+        # measured with the block bound (512x512 camera, float32, iterations to 1e-4):
+        # x2: c = 0.05 / 0.07 / 0.1 / 0.15, 497 / 337 / 497 / 657; x4: c = 0.035 / 0.05 /
+        # 0.07 / 0.1, 817 / 657 / 817 / 977 (checks every 160 iterations near the end)
+        self.tau_scale = 0.07 if self.f <= 2 else 0.05
         self.c = self.scaled_aty = None
 
     def set_step(self, tau):
@@ -213,6 +236,11 @@ class BlockMeanProx(DataProx):
 
     def initial_image(self, y, aty):
         return aty * self.f**2  # nearest-neighbour upsampling, A's pseudo-inverse
+
+    def polished_dual(self, cert, q, kernels, steps):  # noqa: ARG002
+        """The block bound (``GeneralCertificate.dual_block``; ``q`` comes from the field),
+        ``None`` where the factor does not divide the image (the plain dual then)."""
+        return cert.dual_block(self.f, steps, kernels)
 
 
 class FourierDiagonalProx(DataProx):

@@ -215,17 +215,22 @@ def block_prox(v, out, aty_scaled, f, cf):  # pragma: no cover - compiled
 
 
 @njit(**_JIT)
-def polish_dual(p, g, count, s, one, iso):  # pragma: no cover - compiled
-    """``count`` FISTA steps on ``0.5 |div p - g|^2`` over ``|p| <= 1``, ``p`` in place.
+def polish_dual(p, g, count, s, one, iso, f=1):  # pragma: no cover - compiled
+    """``count`` FISTA steps on ``0.5 |B (div p - g)|^2`` over ``|p| <= 1``, ``p`` in place.
 
-    The gap certificate's dual field, moved towards ``div p = g = A^T q`` before the
-    Poisson correction closes the rest (which then costs less of the scaling). ``s``:
-    the step (``1 / 8``, ``||grad||^2 <= 8``). Layouts as :func:`dual_div`; the Neumann
-    zeros of ``p`` stay zero. The inner loops have no branches (the last row and column
-    apart), so that they vectorise.
+    ``B`` is the identity for ``f = 1``: the gap certificate's dual field, moved towards
+    ``div p = g = A^T q`` before the Poisson correction closes the rest (which then
+    costs less of the scaling). For ``f >= 2``, ``B = I - M`` with ``M`` the mean over
+    each ``f x f`` block (``h`` and ``w`` multiples of ``f``): ``div p`` is moved towards
+    the block-constant images, the range of a box decimation's ``A^T`` (``g = 0``
+    then). ``s``: the step (``1 / 8``, ``||grad||^2 <= 8``, ``||B|| = 1``). Layouts as
+    :func:`dual_div`; the Neumann zeros of ``p`` stay zero. The inner loops have no
+    branches (the last row and column apart), so that they vectorise.
     """
     nb, h, w = g.shape
     d = np.empty((h, w), g.dtype)
+    cols = np.empty(w, g.dtype)
+    cf = g.dtype.type(1.0 / (f * f))
     y = p.copy()  # the extrapolated point
     t = 1.0
     zero = g.dtype.type(0.0)
@@ -245,6 +250,25 @@ def polish_dual(p, g, count, s, one, iso):  # pragma: no cover - compiled
                 di = d[i]
                 for j in range(w):
                     di[j] = a0[j + 1] - a0u[j + 1] + a1[j + 1] - a1[j] - gi[j]
+            if f > 1:  # d <- d - M d, a row of blocks at a time
+                for g0 in range(0, h, f):
+                    for j in range(w):
+                        cols[j] = 0.0
+                    for i in range(g0, g0 + f):
+                        di = d[i]
+                        for j in range(w):
+                            cols[j] += di[j]
+                    for jb in range(w // f):
+                        acc = cols[jb * f]
+                        for k in range(1, f):
+                            acc += cols[jb * f + k]
+                        acc *= cf
+                        for k in range(f):
+                            cols[jb * f + k] = acc
+                    for i in range(g0, g0 + f):
+                        di = d[i]
+                        for j in range(w):
+                            di[j] -= cols[j]
             p0 = p[b, 0]
             p1 = p[b, 1]
             for i in range(h):
@@ -270,3 +294,51 @@ def polish_dual(p, g, count, s, one, iso):  # pragma: no cover - compiled
                 o0 = r0[w]
                 r0[w] = q0
                 z0[w] = q0 + beta * (q0 - o0)
+
+
+@njit(**_JIT)
+def block_correct(p, q, f, pmat):  # pragma: no cover - compiled
+    """Make ``div p`` constant on each ``f x f`` block, in place, and ``q = f^2 A div p``.
+
+    Per block: ``r = (I - M) div p`` (``M`` the block mean), ``phi = pmat r`` (``pmat``
+    the ``f^2 x f^2`` pseudo-inverse of the block's negative Neumann Laplacian, so that
+    ``div grad phi = -r``), ``grad phi`` added to the block's interior edges (the edges
+    on block borders, and so the block sums of ``div p``, are kept); ``q`` receives the
+    block sums of ``div p``, ``f^2`` times its block means. ``p`` as :func:`dual_div`,
+    ``q`` of shape ``(B, H / f, W / f)`` (``f`` divides ``H`` and ``W``).
+    """
+    nb, hb, wb = q.shape
+    n = f * f
+    r = np.empty(n, p.dtype)
+    phi = np.empty(n, p.dtype)
+    inv = p.dtype.type(1.0 / n)
+    for b in range(nb):
+        p0 = p[b, 0]
+        p1 = p[b, 1]
+        for bi in range(hb):
+            i0 = bi * f
+            for bj in range(wb):
+                j0 = bj * f
+                total = p.dtype.type(0.0)
+                for a in range(f):
+                    i = i0 + a
+                    for c in range(f):
+                        j = j0 + c
+                        d = p0[i + 1, j + 1] - p0[i, j + 1] + p1[i + 1, j + 1] - p1[i + 1, j]
+                        r[a * f + c] = d
+                        total += d
+                q[b, bi, bj] = total
+                mean = total * inv
+                for k in range(n):
+                    r[k] -= mean
+                for k in range(n):
+                    acc = p.dtype.type(0.0)
+                    for m in range(n):
+                        acc += pmat[k, m] * r[m]
+                    phi[k] = acc
+                for a in range(f - 1):
+                    for c in range(f):
+                        p0[i0 + a + 1, j0 + c + 1] += phi[(a + 1) * f + c] - phi[a * f + c]
+                for a in range(f):
+                    for c in range(f - 1):
+                        p1[i0 + a + 1, j0 + c + 1] += phi[a * f + c + 1] - phi[a * f + c]

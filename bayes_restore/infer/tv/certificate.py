@@ -103,6 +103,11 @@ class GeneralCertificate:
         phi = self._poisson(r)
         ws.grad_into(phi, ws.g)
         p_feasible = ws.g.add_(p)
+        return self._scaled_value(q, p_feasible)
+
+    def _scaled_value(self, q: torch.Tensor, p_feasible: torch.Tensor) -> torch.Tensor:
+        """``max D(s p, s q)`` over ``0 <= s <= 1 / max |p|`` (a pair with ``A^T q = div p``)."""
+        ws = self.ws
         scale_max = 1.0 / ws.dual_norm_max(p_feasible).clamp_min(1.0)
         q2 = ws.sum_image(q.square())
         qy = ws.sum_image(q * self.ys)
@@ -130,3 +135,77 @@ class GeneralCertificate:
         kernels.polish_dual(field.view(-1, 2, h + 1, w + 1).numpy(), g.view(-1, h, w).numpy(),
                             steps, dtype(0.125), dtype(1.0), ws.isotropic)
         return self.dual(q, field)
+
+    def dual_block(self, factor: int, steps: int, kernels) -> torch.Tensor | None:
+        """A dual bound for box decimation (``A^T A = M / f^2``, ``M`` the block mean) from
+        ``ws.p`` alone; ``None`` unless ``f`` divides both sides of the image.
+
+        ``A^T q = div p`` asks ``div p`` to be constant on each ``f x f`` block, and then
+        fixes ``q = f^2 A div p`` (``A^T q = M div p``). The residual ``q = A u - y`` and a
+        global Poisson correction (:meth:`dual`) certify slowly here: the field's
+        block-wise deviation ``(I - M) div p`` is what lags, and the correction of it
+        spreads over the image. Instead a copy of ``p`` is moved towards ``(I - M) div p
+        = 0`` inside ``|p| <= 1`` by ``steps`` projected FISTA steps
+        (``kernels.polish_dual`` with ``f``), the rest is removed exactly inside each
+        block (a Neumann Poisson solve on the ``f x f`` block, by its DCT, added to the
+        block's interior edges only, so that the block means of ``div p`` are kept), and
+        the pair ``(p, f^2 A div p)`` is scaled as in :meth:`dual`. Measured (x2, 128x128
+        camera): at the check where the iterate was 1.8e-4 from the optimum, the dual of
+        :meth:`dual` was 1.3e-3 below it and this one 8e-5.
+        """
+        ws = self.ws
+        h, w = ws.h, ws.w
+        f = int(factor)
+        if h % f or w % f or ws.vectorial:
+            return None
+        field = self.source.p.clone()
+        if kernels is not None and field.device.type == "cpu" and steps > 0:
+            # in the solver's dtype (a float32 field: half the memory traffic); any field
+            # is as valid a start as another, feasibility comes below in float64
+            zero = torch.zeros(ws.shape, dtype=field.dtype).view(-1, h, w)
+            dtype = zero.numpy().dtype.type
+            kernels.polish_dual(field.view(-1, 2, h + 1, w + 1).numpy(), zero.numpy(), steps,
+                                dtype(0.125), dtype(1.0), ws.isotropic, f)
+        field = field.to(self.ys.dtype)
+        ws.project(field)
+        if kernels is not None and field.device.type == "cpu":
+            q = torch.empty(ws.shape[:-2] + (h // f, w // f), dtype=field.dtype)
+            kernels.block_correct(field.view(-1, 2, h + 1, w + 1).numpy(),
+                                  q.view(-1, h // f, w // f).numpy(), f,
+                                  _block_pinv(f, field).numpy())
+            return self._scaled_value(q, field)
+        g = self.scratch
+        ws.div_into(field, g)
+        lead = g.shape[:-2]
+        blocks = g.reshape(lead + (h // f, f, w // f, f))
+        r = blocks - blocks.mean((-3, -1), keepdim=True)
+        ch, inv_mu = _block_poisson(f, g)
+        r_hat = torch.einsum("ka,...iajb,lb->...ikjl", ch, r, ch) * inv_mu
+        phi = torch.einsum("ka,...ikjl,lb->...iajb", ch, r_hat, ch).reshape(g.shape)
+        # div grad phi = -r inside each block: add grad phi on the blocks' interior edges
+        gy = phi[..., 1:, :] - phi[..., :-1, :]
+        gx = phi[..., :, 1:] - phi[..., :, :-1]
+        gy[..., f - 1 :: f, :] = 0.0
+        gx[..., :, f - 1 :: f] = 0.0
+        field[..., 0, 1:h, 1:] += gy
+        field[..., 1, 1:, 1:w] += gx
+        ws.div_into(field, g)
+        q = self.op.forward(g).mul_(f * f)
+        return self._scaled_value(q, field)
+
+
+def _block_poisson(f: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``f``-point orthonormal DCT matrix and ``1 / mu`` of the ``f x f`` Neumann
+    Laplacian (``-Lap = C^T diag(mu) C``; the constant's ``1 / mu`` set to 0)."""
+    ch = dct_matrix(f, dtype=like.dtype, device=like.device)
+    mu = laplacian_eigenvalues(f, f, dtype=like.dtype, device=like.device).clone()
+    mu[0, 0] = math.inf
+    return ch, (1.0 / mu)[:, None, :]
+
+
+def _block_pinv(f: int, like: torch.Tensor) -> torch.Tensor:
+    """The ``f^2 x f^2`` pseudo-inverse of the ``f x f`` negative Neumann Laplacian
+    (row-major pixels): ``phi = P r`` solves ``div grad phi = -r`` for zero-mean ``r``."""
+    ch, inv_mu = _block_poisson(f, like)
+    c2 = torch.kron(ch, ch)
+    return (c2.T * inv_mu.reshape(-1)) @ c2

@@ -21,6 +21,7 @@ import time
 import numpy as np
 import torch
 
+from bayes_restore._numba_pool import torch_threads
 from bayes_restore.posterior import SolverInfo
 
 from ._common import (
@@ -237,22 +238,23 @@ def _rof_accelerated_fused(ys, ws, w2, *, tol, max_iter, check_every, tau0, kern
     lead = ys.shape[:-2]
     history: list[float] = []
     gap, objective, it, next_check = math.inf, math.nan, 0, check_every
-    while it < max_iter:
-        m = min(_MAX_FUSED, next_check - it, max_iter - it)
-        chunk = np.array([next(steps) for _ in range(m)], dtype=dtype).T  # (3, m)
-        certify = it + m == next_check or it + m == max_iter
-        sums = k.iterate(plan, u_np, ubar_np, y_np, p_np, *chunk, ws.isotropic, certify)
-        it += m
-        if certify:
-            sums = torch.from_numpy(sums)
-            primal, dual_value = (sums[:, i].reshape(lead) for i in (0, 1))
-            if ws.event_dim == 3:
-                primal, dual_value = primal.sum(-1), dual_value.sum(-1)
-            gap, objective = relative_gap(primal, dual_value, w2)
-            history.append(gap)
-            if gap <= tol:
-                break
-            next_check = it + _next_interval(it, gap, tol, check_every)
+    with torch_threads(1):  # the kernels take the threads; torch's own would only spin
+        while it < max_iter:
+            m = min(_MAX_FUSED, next_check - it, max_iter - it)
+            chunk = np.array([next(steps) for _ in range(m)], dtype=dtype).T  # (3, m)
+            certify = it + m == next_check or it + m == max_iter
+            sums = k.iterate(plan, u_np, ubar_np, y_np, p_np, *chunk, ws.isotropic, certify)
+            it += m
+            if certify:
+                sums = torch.from_numpy(sums)
+                primal, dual_value = (sums[:, i].reshape(lead) for i in (0, 1))
+                if ws.event_dim == 3:
+                    primal, dual_value = primal.sum(-1), dual_value.sum(-1)
+                gap, objective = relative_gap(primal, dual_value, w2)
+                history.append(gap)
+                if gap <= tol:
+                    break
+                next_check = it + _next_interval(it, gap, tol, check_every)
     k.finish(plan, u_np, ubar_np, p_np)
     return u, gap, objective, it, history
 
