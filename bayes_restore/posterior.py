@@ -190,11 +190,14 @@ class MCMCDiagnostics(Diagnostics):
     mean maps relative to the std, at the median pixel), ``convergence`` (per-pixel maps
     ``rhat``, ``ess_bulk``, ``ess_tail``: where the slow pixels are), ``diagnostic_draws``
     (draws per chain the diagnostics saw, every ``diagnostic_thin``-th; for a fixed budget of
-    more than ``2^24`` values, or a run to convergence whose draws of every pixel do not fit
-    in ``max_memory / 2`` (2048 x 2048: every 12th), on every ``diagnostic_stride``-th pixel
-    of every
+    more than ``2^24`` values, or a run to convergence whose draws of every pixel fit
+    neither in ``max_memory / 2`` as float32 nor in ``max_memory`` as 16-bit levels
+    (2048 x 2048: every 12th), on every ``diagnostic_stride``-th pixel of every
     ``diagnostic_stride``-th row, without the per-pixel ``mean_mcse``/``std_mcse``: their
-    cost grows like the draws) and ``checks`` (one
+    cost grows like the draws), ``diagnostic_values`` (``"int16 levels"`` when every pixel's
+    draws were kept as 16-bit levels, whose ranks are the draws': 512 x 512 with two chains
+    at the default ``max_memory``; ``quantisation_clipped``: the fraction of values clipped
+    to their pixel's range) and ``checks`` (one
     mapping per convergence check: ``draws``, ``seconds``, ``rhat_max``, ``ess_bulk_min``,
     ``ess_tail_min``). ``preconditioner``: the metric of the Langevin steps, ``"none"`` or
     ``"diagonal"`` (diagonal in the operator's basis: DCT frequencies for a reflective
