@@ -228,16 +228,14 @@ def _scores(sorted_keys, order, ztab, z):  # pragma: no cover
 
 
 @njit(**_JIT)
-def _radix_argsort(values, order, keys, spare_keys, spare_order, count):  # pragma: no cover
-    """``order``: the stable ascending order of float32 ``values`` (LSD radix, 4 x 8 bits)."""
-    n = values.shape[0]
-    bits = values.view(np.uint32)
+def _radix_sort(keys, order, spare_keys, spare_order, count, passes):  # pragma: no cover
+    """Stable LSD radix sort of the non-negative ``keys``, ``passes`` (even) bytes from the
+    lowest: ``keys`` sorted in place and ``order`` the permutation that sorts them."""
+    n = keys.shape[0]
     for i in range(n):
-        k = np.int64(bits[i])
-        keys[i] = 0xFFFFFFFF - k if k >= 0x80000000 else k + 0x80000000
         order[i] = i
     src_k, src_o, dst_k, dst_o = keys, order, spare_keys, spare_order
-    for shift in range(0, 32, 8):
+    for shift in range(0, 8 * passes, 8):
         count[:] = 0
         for i in range(n):
             count[(src_k[i] >> shift) & 255] += 1
@@ -253,7 +251,17 @@ def _radix_argsort(values, order, keys, spare_keys, spare_order, count):  # prag
             dst_k[at] = src_k[i]
             dst_o[at] = src_o[i]
         src_k, src_o, dst_k, dst_o = dst_k, dst_o, src_k, src_o
-    # four passes: the result is back in keys / order
+    # an even number of passes: the result is back in keys / order
+
+
+@njit(**_JIT)
+def _radix_argsort(values, order, keys, spare_keys, spare_order, count):  # pragma: no cover
+    """``order``: the stable ascending order of float32 ``values`` (LSD radix, 4 x 8 bits)."""
+    bits = values.view(np.uint32)
+    for i in range(values.shape[0]):
+        k = np.int64(bits[i])
+        keys[i] = 0xFFFFFFFF - k if k >= 0x80000000 else k + 0x80000000
+    _radix_sort(keys, order, spare_keys, spare_order, count, 4)
 
 
 @njit(**_JIT)
@@ -387,38 +395,6 @@ def _pixels(x, ztab, out, lo, hi, radix):  # pragma: no cover
 
 
 @njit(**_JIT)
-def _radix16(keys, order, spare, count):  # pragma: no cover
-    """``order``: the stable ascending order of ``keys`` in ``[0, 65536)`` (LSD radix, 2 x 8
-    bits)."""
-    n = keys.shape[0]
-    count[:] = 0
-    for i in range(n):
-        count[keys[i] & 255] += 1
-    run = 0
-    for b in range(256):
-        c = count[b]
-        count[b] = run
-        run += c
-    for i in range(n):
-        d = keys[i] & 255
-        spare[count[d]] = i
-        count[d] += 1
-    count[:] = 0
-    for i in range(n):
-        count[keys[i] >> 8] += 1
-    run = 0
-    for b in range(256):
-        c = count[b]
-        count[b] = run
-        run += c
-    for i in range(n):
-        k = spare[i]
-        d = keys[k] >> 8
-        order[count[d]] = k
-        count[d] += 1
-
-
-@njit(**_JIT)
 def _code_pixels(codes, offset, scale, ztab, out, lo, hi, folded_rhat):  # pragma: no cover
     """Diagnostics of the pixels ``lo .. hi - 1`` of quantised draws into ``out``.
 
@@ -437,7 +413,8 @@ def _code_pixels(codes, offset, scale, ztab, out, lo, hi, folded_rhat):  # pragm
     mids = np.empty(c)
     rho = np.empty(2 * h + 2 * _LAGS + m)
     order = np.empty(total, dtype=np.int64)
-    spare = np.empty(total, dtype=np.int64)
+    spare_keys = np.empty(total, dtype=np.int32)
+    spare_order = np.empty(total, dtype=np.int64)
     count = np.empty(256, dtype=np.int64)
     for p in range(lo, hi):
         a = offset[p]
@@ -450,7 +427,7 @@ def _code_pixels(codes, offset, scale, ztab, out, lo, hi, folded_rhat):  # pragm
                 keys[(c + j) * h + t] = v
                 s[j, t] = a + b * u
                 s[c + j, t] = a + b * v
-        _radix16(keys, order, spare, count)
+        _radix_sort(keys, order, spare_keys, spare_order, count, 2)  # codes in [0, 65536)
         if n % 2:  # all draws sorted: the split ones merged with the chains' middle draws
             for j in range(c):
                 mids[j] = a + b * (np.int32(codes[p, j, h]) + 32768)

@@ -213,11 +213,19 @@ class ThinnedDraws:
     def __init__(self, num_chains: int, shape: tuple[int, ...], capacity: int, device) -> None:
         self.capacity = max(4, capacity - capacity % 2)
         # zeros, not empty: the memory is taken (and counted) at once, not as it fills
-        self.buffer = torch.zeros((num_chains, self.capacity) + tuple(shape),
-                                  dtype=torch.float32, device=device)
+        self.buffer = self._allocate(num_chains, tuple(shape), device)
         self.every = 1
         self.stored = 0
         self.count = 0
+
+    def _allocate(self, num_chains: int, shape: tuple[int, ...], device) -> torch.Tensor:
+        """The buffer ``(chain, capacity, ...)`` (its second axis: the draws)."""
+        return torch.zeros((num_chains, self.capacity) + shape, dtype=torch.float32,
+                           device=device)
+
+    def _write(self, x: torch.Tensor, row: int) -> None:
+        """Store the draw ``x`` of every chain as draw ``row``."""
+        self.buffer[:, row] = x.detach()
 
     @property
     def draws(self) -> torch.Tensor:
@@ -235,13 +243,13 @@ class ThinnedDraws:
                 self.every *= 2
                 keep = self.count % self.every == 0
         if keep:
-            self.buffer[:, self.stored] = x.detach()
+            self._write(x, self.stored)
             self.stored += 1
         self.count += 1
         return keep
 
 
-class QuantisedDraws:
+class QuantisedDraws(ThinnedDraws):
     """A bounded, evenly thinned subset of the draws of every pixel, in 16 bits per value.
 
     Thinned as :class:`ThinnedDraws` (between ``capacity / 2`` and ``capacity`` draws per
@@ -268,18 +276,13 @@ class QuantisedDraws:
 
     def __init__(self, num_chains: int, shape: tuple[int, ...], capacity: int, device, *,
                  width: float = 32.0) -> None:
-        self.capacity = max(4, capacity - capacity % 2)
         self.shape = tuple(shape)
         self.pixels = math.prod(shape)
         self.width = float(width)
-        self.buffer = torch.zeros((num_chains, self.capacity, self.pixels), dtype=torch.int16,
-                                  device=device)
+        super().__init__(num_chains, shape, capacity, device)
         self.offset: torch.Tensor | None = None  # float64, per pixel
         self.scale: torch.Tensor | None = None
         self._offset32 = self._inverse32 = None
-        self.every = 1
-        self.stored = 0
-        self.count = 0
         self.clipped = 0  # values clipped to the range of their levels
         self.encoded = 0  # values stored
 
@@ -301,7 +304,12 @@ class QuantisedDraws:
         self._offset32 = self.offset.to(torch.float32).to(device)
         self._inverse32 = (1.0 / self.scale).to(torch.float32).to(device)
 
-    def _encode(self, x: torch.Tensor, row: int) -> None:
+    def _allocate(self, num_chains: int, shape: tuple[int, ...], device) -> torch.Tensor:
+        return torch.zeros((num_chains, self.capacity, self.pixels), dtype=torch.int16,
+                           device=device)
+
+    def _write(self, x: torch.Tensor, row: int) -> None:
+        """Store the draw ``x`` of every chain as draw ``row``, as its pixels' levels."""
         x = x.detach().reshape(x.shape[0], -1)
         out = self.buffer[:, row]
         self.encoded += x.numel()
@@ -324,18 +332,7 @@ class QuantisedDraws:
         """Offer one draw of every chain ``(chain, *shape)``; ``True`` when it was stored."""
         if not self.ready:
             raise RuntimeError("set_bounds must come before the first draw")
-        keep = self.count % self.every == 0
-        if keep and self.stored == self.capacity:
-            half = self.capacity // 2
-            self.buffer[:, :half] = self.buffer[:, ::2].clone()
-            self.stored = half
-            self.every *= 2
-            keep = self.count % self.every == 0
-        if keep:
-            self._encode(x, self.stored)
-            self.stored += 1
-        self.count += 1
-        return keep
+        return super().add(x)
 
     @property
     def codes(self) -> torch.Tensor:

@@ -128,6 +128,28 @@ def iterate_affine(uh, u, p, v, gain, offset, s, tau, rho, one, iso, count):  # 
                     a[j] = g[j] * vv[j] + f[j]
 
 
+@njit(inline="always", **_JIT)
+def _block_row_means(a, g0, g1, cols, f, cf):  # pragma: no cover - compiled
+    """``cols[j]``: ``cf`` times the sum of ``a[g0:g1]`` over the ``f``-wide block of
+    column ``j`` (column sums first, then the blocks); 0 beyond the last whole block."""
+    w = cols.shape[0]
+    for j in range(w):
+        cols[j] = 0.0
+    for i in range(g0, g1):
+        row = a[i]
+        for j in range(w):
+            cols[j] += row[j]
+    for jb in range(w // f):
+        acc = cols[jb * f]
+        for q in range(1, f):
+            acc += cols[jb * f + q]
+        acc *= cf
+        for q in range(f):
+            cols[jb * f + q] = acc
+    for j in range((w // f) * f, w):
+        cols[j] = 0.0
+
+
 @njit(**_JIT)
 def iterate_block(uh, u, p, v, aty_scaled, f, cf, s, tau, rho, one, iso):  # pragma: no cover
     """One iteration of :func:`dual_div` with box decimation's prox in the same pass.
@@ -141,7 +163,6 @@ def iterate_block(uh, u, p, v, aty_scaled, f, cf, s, tau, rho, one, iso):  # pra
     nb, h, w = u.shape
     ub0 = np.empty(w, u.dtype)
     ub1 = np.empty(w, u.dtype)
-    wb = w // f
     cols = np.empty(w, u.dtype)  # column sums of the group, then its block means
     for b in range(nb):
         for g0 in range(0, h, f):
@@ -153,21 +174,7 @@ def iterate_block(uh, u, p, v, aty_scaled, f, cf, s, tau, rho, one, iso):  # pra
                     for j in range(w):
                         uh[b, i, j] = v[b, i, j] + aty_scaled[b, i, j]
                 continue
-            for j in range(w):
-                cols[j] = 0.0
-            for i in range(g0, g1):
-                row = v[b, i]
-                for j in range(w):
-                    cols[j] += row[j]
-            for jb in range(wb):
-                acc = cols[jb * f]
-                for q in range(1, f):
-                    acc += cols[jb * f + q]
-                acc *= cf
-                for q in range(f):
-                    cols[jb * f + q] = acc
-            for j in range(wb * f, w):
-                cols[j] = 0.0
+            _block_row_means(v[b], g0, g1, cols, f, cf)
             for i in range(g0, g1):
                 row = v[b, i]
                 o = uh[b, i]
@@ -252,19 +259,7 @@ def polish_dual(p, g, count, s, one, iso, f=1):  # pragma: no cover - compiled
                     di[j] = a0[j + 1] - a0u[j + 1] + a1[j + 1] - a1[j] - gi[j]
             if f > 1:  # d <- d - M d, a row of blocks at a time
                 for g0 in range(0, h, f):
-                    for j in range(w):
-                        cols[j] = 0.0
-                    for i in range(g0, g0 + f):
-                        di = d[i]
-                        for j in range(w):
-                            cols[j] += di[j]
-                    for jb in range(w // f):
-                        acc = cols[jb * f]
-                        for k in range(1, f):
-                            acc += cols[jb * f + k]
-                        acc *= cf
-                        for k in range(f):
-                            cols[jb * f + k] = acc
+                    _block_row_means(d, g0, g0 + f, cols, f, cf)
                     for i in range(g0, g0 + f):
                         di = d[i]
                         for j in range(w):
