@@ -282,3 +282,31 @@ def rms(values: Any) -> float:
     if peak == 0.0 or not math.isfinite(peak):
         return peak
     return peak * float((t / peak).square().mean().sqrt())
+
+
+def broadcast_shape(*shapes: Any) -> torch.Size:
+    """The shape ``shapes`` broadcast to; ValueError when they do not.
+
+    The same as ``torch.broadcast_shapes``, whose first call imports torch's symbolic-shape
+    machinery (seconds, on a command line's start).
+
+    Examples
+    --------
+    >>> broadcast_shape((3, 1), (1, 4))
+    torch.Size([3, 4])
+    """
+    return torch.Size(np.broadcast_shapes(*(tuple(s) for s in shapes)))
+
+
+def broadcasts_to(shape: Any, target: Any) -> bool:
+    """Whether ``shape`` broadcasts to exactly ``target``.
+
+    Examples
+    --------
+    >>> broadcasts_to((2, 1, 1), (2, 3, 4)), broadcasts_to((5, 1), (2, 4))
+    (True, False)
+    """
+    try:
+        return broadcast_shape(shape, target) == torch.Size(target)
+    except ValueError:
+        return False

@@ -109,12 +109,14 @@ def restore(
         As in :func:`~bayes_restore.denoise`; ``None`` means "estimate", with an operator
         too (sigma read through the operator, the TV weight by SAPG with the operator, the
         Gaussian scale by the evidence: :func:`~bayes_restore.parameters.resolve_parameters`),
-        and the estimates are in ``diagnostics["parameters"]``. With ``method="mcmc"``, a
-        TV prior and ``scale=weight=None`` the scale is *sampled* with the image (the
-        hierarchical model, ``mcmc(..., sample_scale=True)``, started at SURE's scale,
-        SAPG's with an operator; pass ``sample_scale=False`` to keep it):
-        ``diagnostics["parameters"]`` then has ``scale_method="hierarchical"``, ``scale``
-        (the posterior mean), its ``weight``, ``scale_std`` and ``scale_interval`` (90 %).
+        and the estimates are in ``diagnostics["parameters"]``. With ``method="mcmc"``
+        the estimated scale is kept fixed; ``sample_scale=True`` (TV prior, scale or weight
+        left out) *samples* it with the image instead (the hierarchical model,
+        ``mcmc(..., sample_scale=True)``, started at SURE's scale, SAPG's with an operator;
+        its chain in the scale mixes slowly, so give ``num_samples`` and ``warmup`` or a
+        long ``max_time``): ``diagnostics["parameters"]`` then has
+        ``scale_method="hierarchical"``, ``scale`` (the posterior mean), its ``weight``,
+        ``scale_std`` and ``scale_interval`` (90 %).
         With ``method="vi"``, a TV prior and parameters left out, the structured variational
         engine starts from those estimates and refines the estimated ones by VB-EM
         (``learn=``; pass ``learn=()`` to keep them): ``diagnostics["parameters"]`` then has
@@ -196,9 +198,6 @@ def restore(
             sigma=torch.tensor(sigma, dtype=y.dtype, device=y.device),
             operator=operator,
         )
-        if (method == "mcmc" and "weight_method" in estimated
-                and engine_kwargs.get("sampler") != "nuts"):
-            engine_kwargs = {"sample_scale": True, **engine_kwargs}  # hierarchical, from b
         if method == "vi":
             learn = vb_learn(prior, beta, estimated, engine_kwargs)
             if learn:  # VB-EM refines the estimates it starts from

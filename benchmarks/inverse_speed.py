@@ -17,11 +17,18 @@ each at a near-oracle TV weight ``w`` of ``0.5 |A x - y|^2 + w TV(x)`` (the PSNR
 ``benchmarks/superres.py``'s grid on the camera image; the solvers' ``lambda = 2 w``).
 For float32 and float64, on ``--threads`` torch threads (default 1), in one process:
 
-- ``new``: ``tv_map_pdhg(y, 2 w, A)`` as it runs by default (the fused numba kernels);
+- ``new``: ``tv_map_pdhg(y, 2 w, A)`` as it runs by default (the fused numba kernels; for
+  the blur, diagonal in the FFT, the spectral ADMM of ``bayes_restore/infer/tv/admm.py``:
+  the exact FFT solve, a warm-started inner ROF, certified by the same gap);
 - ``prev``: the previous default iteration, unrelaxed (``relaxation=1.0``) with the primal
-  step ``0.1 std(x0) / w`` (the same kernels and data steps otherwise);
+  step ``0.1 std(x0) / w`` (the same kernels and data steps otherwise; the primal
+  splitting, also for the blur);
+- ``primal``: the primal splitting as it runs by default where ADMM is not chosen (the
+  over-relaxed Chambolle-Pock iteration, ``splitting="primal"``; for the blur the
+  previous default);
 - ``old``: the same call as ``new`` with ``backend="torch"``: the eager iteration (the
-  same algorithm and certificate; its checks come every 5 % of the iterations);
+  same algorithm and certificate, for the blur those of ``primal``; its checks come every
+  5 % of the iterations);
 - ``admm``: a prototype written here: ADMM on ``x = v`` with the exact x-update
   ``A.solve_normal`` (FFT, block mean or pointwise) and the ROF prox by
   ``tv_denoise_pdhg`` (fused, certified to 1e-5 per call); stopped at the first check
@@ -40,7 +47,7 @@ For float32 and float64, on ``--threads`` torch threads (default 1), in one proc
   iterations, and ``L21`` on pylops' forward-difference ``Gradient``, with the primal
   step of ``prev`` and ``mu = 1 / (8 tau)``); ``A`` and ``A^T`` are the same as ours.
 
-Rows other than ``new`` can be left out with ``--skip prev,old,admm,admm_grad``
+Rows other than ``new`` can be left out with ``--skip primal,prev,old,admm,admm_grad``
 (``--no-admm``: both prototypes). Every row reports wall time and CPU time
 (``time.process_time()``, the measure that the load of other processes distorts least);
 the ``x`` ratios are of CPU times.
@@ -394,7 +401,7 @@ def fused_denoise_iteration(size, dtype) -> float:
 
 
 #: the rows besides ``new`` (each can be left out with ``--skip``)
-ROWS = ("prev", "old", "admm", "admm_grad")
+ROWS = ("primal", "prev", "old", "admm", "admm_grad")
 
 
 def main() -> None:
@@ -447,9 +454,14 @@ def main() -> None:
                 # an objective that certifies the same gap with our lower bound D <= P*:
                 # P <= D (1 + tol) means (P - P*) / P* <= tol
                 target = info_new.objective / 2 * (1 - info_new.gap) * (1 + TOL)
+                if "primal" in rows_run:
+                    _, info_primal, t, c = run_ours(op, y, w, "auto", splitting="primal")
+                    times["primal"].append(t)
+                    cpus["primal"].append(c)
+                    its["primal"] = info_primal.iterations
                 if "prev" in rows_run:  # the previous default: unrelaxed, tau 0.1 std / w
                     _, info_prev, t, c = run_ours(op, y, w, "auto", relaxation=1.0,
-                                                  tau=tau_prev)
+                                                  tau=tau_prev, splitting="primal")
                     times["prev"].append(t)
                     cpus["prev"].append(c)
                     its["prev"] = info_prev.iterations
@@ -474,7 +486,8 @@ def main() -> None:
                 "objective": info_new.objective / 2, "gap": info_new.gap,
                 "new": {"time": statistics.median(times["new"]),
                         "cpu": statistics.median(cpus["new"]),
-                        "iterations": info_new.iterations, "backend": info_new.backend},
+                        "iterations": info_new.iterations, "backend": info_new.backend,
+                        "solver": info_new.solver},
             }
             row["new"]["per_iteration_over_rof"] = (
                 row["new"]["time"] / info_new.iterations / per_iteration_rof[name])

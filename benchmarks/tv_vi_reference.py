@@ -5,6 +5,9 @@ long SK-ROCK chains run to R-hat <= 1.01, summarised by per-pixel mean, std and 
 this runs, on the same observation, prior scale ``b``, ``sigma`` and operator:
 
 - ``vi``: ``restore(y, "tv", sigma=, scale=, operator=, method="vi")`` as it is when run;
+- ``vi-isotropic``: the same with ``gradient_covariance="isotropic"``: each pixel's two
+  differences read as independent with equal variances (the Rice moments), the engine
+  before it read their full ``2 x 2`` covariance;
 - ``vi-svi``: the same with Pyro's SVI and its mean-field guide (``engine="svi",
   guide="normal"``) when the variational engine has another default (read from
   ``bayes_restore.infer.vi.variational``'s signature at run time; skipped, with the
@@ -20,10 +23,13 @@ this runs, on the same observation, prior scale ``b``, ``sigma`` and operator:
   engine's error with its variance approximation removed,
 - ``vi-dense-2x2`` (not by default; same sizes): the same with the expectations of TV's
   gradient and Hessian under the full 2 x 2 covariance of each pixel's two differences
-  (correlated under ``q``; the engine and ``vi-dense`` read them as independent with equal
-  variances, the Rice moments) by quasi-Monte Carlo (16384 scrambled Sobol points shared by
+  (correlated under ``q``; ``vi-dense`` and ``vi-isotropic`` read them as independent with
+  equal variances, the Rice moments; ``vi``, the engine, takes them by a 1-D quadrature per
+  pixel) by quasi-Monte Carlo (16384 scrambled Sobol points shared by
   all pixels; folded-normal closed forms on the last row and column), the precision with
   the full 2 x 2 blocks, iterated as Newton steps ``m <- m - Q^-1 E_q grad U`` (8 sweeps),
+- ``vi-dense-2x2-iso`` (not by default; same sizes): the same with the precision's blocks
+  read by their isotropic part (half the trace, one weight per pixel),
 
 and reports per engine (averaged over pixels unless said):
 
@@ -70,7 +76,8 @@ import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REF_DIR = RESULTS / "tv_reference"
-ENGINES = ("vi", "vi-svi", "mcmc", "map", "vi-dense", "vi-dense-2x2")
+ENGINES = ("vi", "vi-isotropic", "vi-svi", "mcmc", "map", "vi-dense", "vi-dense-2x2",
+           "vi-dense-2x2-iso")
 #: largest image (pixels) of the dense variational fixed point (``vi-dense``)
 DENSE_MAX = 4096
 
@@ -168,8 +175,10 @@ def run_engine(engine: str, case: dict, svi_kwargs: dict | None, seed: int,
     kw: dict = {"sigma": sigma, "scale": b, "seed": seed}
     if op is not None:
         kw["operator"] = op
-    method = {"vi": "vi", "vi-svi": "vi", "mcmc": "mcmc", "map": "map", "vi-dense": "vi",
-              "vi-dense-2x2": "vi"}[engine]
+    method = {"vi": "vi", "vi-isotropic": "vi", "vi-svi": "vi", "mcmc": "mcmc", "map": "map",
+              "vi-dense": "vi", "vi-dense-2x2": "vi", "vi-dense-2x2-iso": "vi"}[engine]
+    if engine == "vi-isotropic":
+        kw["gradient_covariance"] = "isotropic"
     if engine == "vi-svi":
         kw.update(svi_kwargs or {})
     if engine == "mcmc":
@@ -179,8 +188,9 @@ def run_engine(engine: str, case: dict, svi_kwargs: dict | None, seed: int,
         warnings.simplefilter("always")
         if engine == "vi-dense":
             post = dense_fixed_point(y, sigma, b, op)
-        elif engine == "vi-dense-2x2":
-            post = dense_fixed_point_2x2(y, sigma, b, op)
+        elif engine in ("vi-dense-2x2", "vi-dense-2x2-iso"):
+            post = dense_fixed_point_2x2(y, sigma, b, op,
+                                         precision_blocks=engine == "vi-dense-2x2")
         else:
             post = bayes_restore.restore(y, "tv", method=method, **kw)
     wall = time.perf_counter() - start
@@ -283,13 +293,12 @@ def _rice_weights(g: torch.Tensor, v: torch.Tensor, valid: torch.Tensor):
             torch.from_numpy(pick(two_prec, one_prec)))
 
 
-def dense_fixed_point(y: np.ndarray, sigma: float, b: float, op, tol: float = 1e-6,
-                      max_sweeps: int = 30):
-    """The exact-weights variational fixed point with the exact covariance (dense), started
-    at the engine's fit (``tv_variational``); a ``Posterior``-like object."""
+def dense_setup(y: np.ndarray, sigma: float, b: float, op, name: str):
+    """What both dense engines start from: the engine's fit with
+    ``gradient_covariance="isotropic"`` (``tv_variational``: its mean and its one weight per
+    pixel the start) and the dense difference matrix ``D`` ``(2N, N)``, ``A^T A`` and
+    ``A^T y``, float64."""
     from types import SimpleNamespace
-
-    import scipy.sparse as sp
 
     from bayes_restore.differences import grad
     from bayes_restore.infer.problem import recognise
@@ -301,19 +310,34 @@ def dense_fixed_point(y: np.ndarray, sigma: float, b: float, op, tol: float = 1e
     h, w = y.shape
     n = h * w
     if n > DENSE_MAX:
-        raise ValueError(f"vi-dense is for images of at most {DENSE_MAX} pixels, got {n}")
+        raise ValueError(f"{name} is for images of at most {DENSE_MAX} pixels, got {n}")
     yt = torch.as_tensor(y, dtype=torch.float64)
     op = op if op is not None else Identity()
     problem = recognise(restoration_model, (yt,), {"prior": TotalVariation(b, shape=(h, w)),
                                                   "sigma": sigma, "operator": op})
-    q = tv_variational(problem)
     eye = torch.eye(n, dtype=torch.float64).reshape(n, h, w)
-    dmat = torch.stack([grad(e).reshape(-1) for e in eye], dim=1)  # (2N, N)
-    ata = torch.stack([op.adjoint(op.forward(e)).reshape(-1) for e in eye], dim=1)
+    return SimpleNamespace(
+        h=h, w=w, n=n, q=tv_variational(problem, gradient_covariance="isotropic"),
+        dmat=torch.stack([grad(e).reshape(-1) for e in eye], dim=1),
+        ata=torch.stack([op.adjoint(op.forward(e)).reshape(-1) for e in eye], dim=1),
+        aty=op.adjoint(yt).reshape(-1))
+
+
+def dense_fixed_point(y: np.ndarray, sigma: float, b: float, op, tol: float = 1e-6,
+                      max_sweeps: int = 30):
+    """The exact-weights variational fixed point with the exact covariance (dense), each
+    pixel's two differences read as independent with equal variances (the Rice moments),
+    started at the engine's fit; a ``Posterior``-like object."""
+    from types import SimpleNamespace
+
+    import scipy.sparse as sp
+
+    d = dense_setup(y, sigma, b, op, "vi-dense")
+    h, w, n, dmat, ata = d.h, d.w, d.n, d.dmat, d.ata
     dsp = sp.csr_matrix(dmat.numpy())
     valid = (dmat.abs().sum(1) > 0).to(torch.float64).reshape(2, n)
-    rhs = op.adjoint(yt).reshape(-1) / sigma**2
-    m, wp = q.mean.reshape(-1).clone(), q.weights.reshape(-1)
+    rhs = d.aty / sigma**2
+    m, wp = d.q.mean.reshape(-1).clone(), d.q.weights.reshape(-1)
 
     def with_weights(wv: torch.Tensor) -> torch.Tensor:
         dwd = dsp.T @ sp.diags(torch.cat([wv, wv]).numpy()) @ dsp
@@ -337,43 +361,27 @@ def dense_fixed_point(y: np.ndarray, sigma: float, b: float, op, tol: float = 1e
 
 
 def dense_fixed_point_2x2(y: np.ndarray, sigma: float, b: float, op, sweeps: int = 8,
-                          points: int = 14):
+                          points: int = 14, precision_blocks: bool = True):
     """The exact Gaussian ELBO's fixed point with the full 2 x 2 covariance of each pixel's
     differences (dense ``Q^-1``, quasi-Monte Carlo expectations), started at the engine's
-    fit; a ``Posterior``-like object."""
+    fit; a ``Posterior``-like object. ``precision_blocks=False``: the precision takes each
+    block's isotropic part (half its trace), one weight per pixel."""
     from types import SimpleNamespace
 
     import scipy.sparse as sp
     from scipy import special
     from scipy.stats import norm, qmc
 
-    from bayes_restore.differences import grad
-    from bayes_restore.infer.problem import recognise
-    from bayes_restore.infer.variational_tv import tv_variational
-    from bayes_restore.models import restoration_model
-    from bayes_restore.operators import Identity
-    from bayes_restore.priors import TotalVariation
-
-    h, w = y.shape
-    n = h * w
-    if n > DENSE_MAX:
-        raise ValueError(f"vi-dense-2x2 is for images of at most {DENSE_MAX} pixels, got {n}")
-    yt = torch.as_tensor(y, dtype=torch.float64)
-    op = op if op is not None else Identity()
-    problem = recognise(restoration_model, (yt,), {"prior": TotalVariation(b, shape=(h, w)),
-                                                  "sigma": sigma, "operator": op})
-    q = tv_variational(problem)
-    eye = torch.eye(n, dtype=torch.float64).reshape(n, h, w)
-    dmat = torch.stack([grad(e).reshape(-1) for e in eye], dim=1).numpy()
-    ata = torch.stack([op.adjoint(op.forward(e)).reshape(-1) for e in eye], dim=1).numpy()
-    aty = op.adjoint(yt).reshape(-1).numpy()
+    d = dense_setup(y, sigma, b, op, "vi-dense-2x2")
+    h, w, n = d.h, d.w, d.n
+    dmat, ata, aty = d.dmat.numpy(), d.ata.numpy(), d.aty.numpy()
     dsp = sp.csr_matrix(dmat)
     has_v, has_h = np.abs(dmat[:n]).sum(1) > 0, np.abs(dmat[n:]).sum(1) > 0
     both = np.nonzero(has_v & has_h)[0]
     z = norm.ppf(qmc.Sobol(d=2, scramble=True, seed=0).random_base2(m=points))
     z = z - z.mean(0)
-    m = q.mean.reshape(-1).numpy().copy()
-    wp = q.weights.reshape(-1).numpy()
+    m = d.q.mean.reshape(-1).numpy().copy()
+    wp = d.q.weights.reshape(-1).numpy()
     blocks = sp.diags(np.concatenate([wp, wp]))
 
     def precision(bl):
@@ -404,8 +412,12 @@ def dense_fixed_point_2x2(y: np.ndarray, sigma: float, b: float, op, sweeps: int
             e[sel] = special.erf(mu[sel] / sd / math.sqrt(2))
             hd[sel] = 2 * norm.pdf(mu[sel] / sd) / sd
         grad_u = (ata @ m - aty) / sigma**2 + dsp.T @ np.concatenate([ev, eh]) / b
-        blocks = sp.bmat([[sp.diags(hvv), sp.diags(hvh)],
-                          [sp.diags(hvh), sp.diags(hhh)]]).tocsr()
+        if precision_blocks:
+            blocks = sp.bmat([[sp.diags(hvv), sp.diags(hvh)],
+                              [sp.diags(hvh), sp.diags(hhh)]]).tocsr()
+        else:  # the isotropic part, half the trace (on one-difference pixels, the one)
+            iso = np.where(has_v & has_h, (hvv + hhh) / 2, hvv + hhh)
+            blocks = sp.diags(np.concatenate([iso, iso]))
         m = m - np.linalg.solve(precision(blocks), grad_u)
     std = np.sqrt(np.diag(np.linalg.inv(precision(blocks))))
     return SimpleNamespace(mean=m.reshape(h, w), std=std.reshape(h, w), samples=None,
@@ -457,9 +469,9 @@ def run_cases(paths: list[Path], engines: list[str], svi_kwargs: dict | None,
             row["load_average"] = round(os.getloadavg()[0], 2)
             rows.append(row)
             if "error" in row:
-                print(f"  {engine:7s} FAILED: {row['error']}", flush=True)
+                print(f"  {engine:12s} FAILED: {row['error']}", flush=True)
             else:
-                print(f"  {engine:7s} mae {row['mae']:.4f} max {row['max_ae']:.4f} "
+                print(f"  {engine:12s} mae {row['mae']:.4f} max {row['max_ae']:.4f} "
                       f">0.01 {row['frac_mean_above_0.01']:.3f} std ratio "
                       f"{fmt(row.get('std_ratio'), '.3f')}/"
                       f"{fmt(row.get('std_ratio_median'), '.3f')}"
@@ -480,14 +492,14 @@ def run_cases(paths: list[Path], engines: list[str], svi_kwargs: dict | None,
 def report(rows: list[dict], svi_note: str, out: Path,
            index: Path = RESULTS / "tv_reference.json") -> None:
     """Print the table and whether the targets are met; write the JSON."""
-    header = (f"{'case':24s} {'engine':7s} {'mae':>7s} {'max_ae':>7s} {'>0.01':>6s} "
+    header = (f"{'case':24s} {'engine':12s} {'mae':>7s} {'max_ae':>7s} {'>0.01':>6s} "
               f"{'std/ref':>7s} {'(med)':>6s} {'cov90':>6s} {'cov50':>6s} {'time s':>7s}")
     print("\n" + header)
     for r in rows:
         if "error" in r:
-            print(f"{r['case']:24s} {r['engine']:7s} FAILED: {r['error'][:80]}")
+            print(f"{r['case']:24s} {r['engine']:12s} FAILED: {r['error'][:80]}")
             continue
-        print(f"{r['case']:24s} {r['engine']:7s} {r['mae']:7.4f} {r['max_ae']:7.4f} "
+        print(f"{r['case']:24s} {r['engine']:12s} {r['mae']:7.4f} {r['max_ae']:7.4f} "
               f"{r['frac_mean_above_0.01']:6.3f} {fmt(r.get('std_ratio'), '7.3f'):>7s} "
               f"{fmt(r.get('std_ratio_median'), '6.3f'):>6s} {fmt(r.get('cov90'), '6.3f'):>6s} "
               f"{fmt(r.get('cov50'), '6.3f'):>6s} {r['wall_time']:7.1f}")

@@ -42,7 +42,7 @@ def main(size: int = 128, num_samples: int = 400, out_prefix: str | None = None)
     rng = np.random.default_rng(0)
     sigma = 0.1
     noisy = clean + sigma * rng.standard_normal(clean.shape)
-    # the TV scale fixed at SURE's estimate; without sample_scale=False, restore() would
+    # the TV scale fixed at SURE's estimate (restore's default); sample_scale=True would
     # sample it with the image (the hierarchical model: docs/hyperparameters.md)
     post = restore(noisy, "tv", sigma=sigma, method="mcmc", num_samples=num_samples,
                    num_chains=2, sampler="skrock", sample_scale=False,

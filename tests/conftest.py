@@ -31,3 +31,12 @@ def rng():
 @pytest.fixture
 def gen():
     return torch.Generator().manual_seed(12345)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: on a shared, busy machine two threads spin and run 5-10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

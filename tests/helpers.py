@@ -1,6 +1,7 @@
 """Test images made by the tests themselves."""
 
 import numpy as np
+import torch
 
 
 def piecewise_image(h: int = 32, w: int = 32) -> np.ndarray:
@@ -29,3 +30,9 @@ def random_dual_lower_bounds(ws, data, generator, scales=(0.1, 1.0, 10.0)) -> li
         ws.project(ws.p)
         bounds.append(float(data.lower_bound(ws, scratch)))
     return bounds
+
+
+def smooth_image(n: int) -> torch.Tensor:
+    """A smooth float64 ``(n, n)`` image: a product of a sine and a cosine around 0.5."""
+    t = torch.linspace(0, 1, n, dtype=torch.float64)
+    return 0.5 + 0.3 * torch.sin(3 * t)[:, None] * torch.cos(2 * t)[None, :]

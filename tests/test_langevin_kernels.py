@@ -1,9 +1,12 @@
 """The fused numba kernels of the TV Langevin stage run the eager torch arithmetic."""
 
+import math
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from bayes_restore.infer import prox, tv_denoise_pdhg
 from bayes_restore.infer.langevin import (
@@ -234,3 +237,62 @@ def test_fused_prox_dual_is_the_eager_fgp(dtype, iso):
     assert torch.equal(warm, kept)
     for f, e in zip(fused, eager, strict=True):
         assert float((f - e).abs().max()) < 100 * TOL[dtype]
+
+
+# --- the counter-based Gaussian noise ------------------------------------------------------
+
+
+def _draws(shape, key, counter, threads, dtype=np.float64, scale=None):
+    out = np.empty(shape, dtype)
+    images = shape[0] if len(shape) > 1 else 1
+    scale = np.ones(images, dtype) if scale is None else scale
+    _langevin_numba.gaussian_noise(out, key, counter, scale, threads)
+    return out
+
+
+def test_noise_is_standard_normal_by_ks_and_chi_square():
+    z = _draws((4, (1 << 18) + 1), key=11, counter=5, threads=2).ravel()
+    n = z.size
+    assert abs(z.mean()) < 5 / math.sqrt(n) and abs(z.var() - 1) < 5 * math.sqrt(2 / n)
+    assert stats.kstest(z, "norm").pvalue > 1e-3
+    # chi-square on 64 equiprobable bins (the tails included: |z| > 3.44 is the
+    # ziggurat's tail path, 0.06 % of the draws)
+    edges = stats.norm.ppf(np.linspace(0, 1, 65))
+    counts = np.histogram(z, edges)[0]
+    assert stats.chisquare(counts).pvalue > 1e-3
+    tail = np.mean(np.abs(z) > 3.6)
+    assert abs(tail / (2 * stats.norm.sf(3.6)) - 1) < 0.25
+
+
+def test_noise_draws_are_uncorrelated_across_values_images_and_counters():
+    a = _draws((2, 1 << 17), key=3, counter=0, threads=1)
+    b = _draws((2, 1 << 17), key=3, counter=1, threads=1)
+    c = _draws((2, 1 << 17), key=4, counter=0, threads=1)
+    bound = 5 / math.sqrt(1 << 17)
+    pairs = [(a[0, :-1], a[0, 1:]), (a[0], a[1]), (a[0], b[0]), (a[0], c[0]),
+             (a[0, : 1 << 16], a[0, 1 << 16 :]),  # the two halves of the same words
+             (a[0] ** 2, b[0] ** 2)]
+    assert max(abs(np.corrcoef(u, v)[0, 1]) for u, v in pairs) < bound
+
+
+def test_noise_is_the_same_whatever_the_threads_and_rounds_to_float32():
+    ref = _draws((3, 5, 8193), key=9, counter=2, threads=1)
+    for threads in (2, 3):
+        assert np.array_equal(_draws((3, 5, 8193), key=9, counter=2, threads=threads), ref)
+    assert np.array_equal(_draws((3, 5, 8193), key=9, counter=2, threads=2,
+                                 dtype=np.float32), ref.astype(np.float32))
+    scaled = _draws((3, 5, 8193), key=9, counter=2, threads=2,
+                    scale=np.array([1.0, 2.0, 0.5]))
+    assert np.array_equal(scaled, ref * np.array([1.0, 2.0, 0.5])[:, None, None])
+    assert not np.array_equal(_draws((3, 5, 8193), key=9, counter=3, threads=1), ref)
+    with pytest.raises(ValueError, match="one per image"):
+        _langevin_numba.gaussian_noise(np.empty((3, 4)), 1, 0, np.ones(5), 1)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _langevin_numba.gaussian_noise(np.empty((4, 3)).T, 1, 0, np.ones(3), 1)
+
+
+def test_noise_key_comes_from_the_generator():
+    key = _langevin_numba.noise_key
+    assert key(torch.Generator().manual_seed(1)) == key(torch.Generator().manual_seed(1))
+    assert key(torch.Generator().manual_seed(1)) != key(torch.Generator().manual_seed(2))
+    assert 0 <= key(torch.Generator().manual_seed(3)) < 2**64

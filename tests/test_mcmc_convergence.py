@@ -84,6 +84,34 @@ def test_block_sums_give_the_moments_and_split_rhat_of_all_draws():
     assert bool((blocks.rhat() > 1.01).all())  # the chains' offsets are seen
 
 
+def test_fused_sums_and_codes_are_the_torch_arithmetic():
+    """The one-pass numba kernels of the block sums and of the 16-bit codes (rows split over
+    threads) against the torch arithmetic they replace."""
+    from bayes_restore.infer.draws import QuantisedDraws
+
+    pytest.importorskip("numba")
+    x = torch.from_numpy(_ar1(2, 40, 20000, 0.5)).to(torch.float32) * 0.3 + 0.5
+    fused = BlockSums(2, (20000,), blocks=4)
+    fused.threads = 2
+    plain = BlockSums(2, (20000,), blocks=4)
+    plain.add(x[:, 0])
+    plain._kernels = None  # the torch arithmetic from here on
+    fused.add(x[:, 0])
+    for t in range(1, 40):
+        fused.add(x[:, t])
+        plain.add(x[:, t])
+    torch.testing.assert_close(fused.s1, plain.s1, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(fused.s2, plain.s2, rtol=1e-6, atol=1e-6)
+    store = QuantisedDraws(2, (20000,), 8, "cpu", width=2.0)  # narrow: some values clip
+    store.threads = 2
+    store.set_bounds(x[:, :16].mean((0, 1)), x[:, :16].std((0, 1)))
+    for t in range(8):
+        store.add(x[:, t])
+    levels = ((x[:, :8] - store._offset32.view(1, 1, -1)) * store._inverse32 + 0.5).floor()
+    assert torch.equal(store.codes.to(torch.float32), levels.clamp(0, 65535) - 32768)
+    assert store.clipped == int(((levels < 0) | (levels > 65535)).sum()) > 0
+
+
 def test_thinned_draws_stay_bounded_and_evenly_spaced():
     store = ThinnedDraws(2, (3,), capacity=16, device="cpu")
     for t in range(100):

@@ -3,23 +3,13 @@ fallback to the quadratic-residual blocks, and its input checks."""
 
 import pytest
 import torch
+from helpers import smooth_image
 
 from bayes_restore.hyper import estimate_observation_sigma
 from bayes_restore.hyper.observation_noise import masked_sigma
 from bayes_restore.operators import Mask
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def smooth_image(n: int) -> torch.Tensor:
-    t = torch.linspace(0, 1, n, dtype=torch.float64)
-    return 0.5 + 0.3 * torch.sin(3 * t)[:, None] * torch.cos(2 * t)[None, :]
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("missing", [0.5, 0.8])

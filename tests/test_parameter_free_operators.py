@@ -6,6 +6,7 @@ import inspect
 import numpy as np
 import pytest
 import torch
+from helpers import smooth_image
 
 from bayes_restore import restore, restore_tiled
 from bayes_restore.hyper import estimate_observation_sigma, tv_scale_sapg
@@ -20,19 +21,7 @@ from bayes_restore.operators import (
     gaussian_psf,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a shared, busy machine two threads spin and run 5-10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def smooth_image(n: int) -> torch.Tensor:
-    t = torch.linspace(0, 1, n, dtype=torch.float64)
-    return 0.5 + 0.3 * torch.sin(3 * t)[:, None] * torch.cos(2 * t)[None, :]
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def mosaic(n: int, seed: int = 0) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""The TV scale sampled with the image (``mcmc(..., sample_scale=True)``, ``restore`` defaults).
+"""The TV scale sampled with the image (``mcmc(..., sample_scale=True)``, through ``restore``).
 
 References: Pyro's NUTS on :func:`~bayes_restore.hyper.hierarchical_tv_model` (exact model,
 no smoothing), and data drawn exactly from an anisotropic TV prior at a known scale.
@@ -170,7 +170,8 @@ def test_theta_posterior_concentrates_at_the_true_scale():
 def test_restore_mcmc_samples_the_scale_and_arviz_has_both_variables():
     az = pytest.importorskip("arviz")
     y = _noisy(24, 24).numpy()
-    post = restore(y, "tv", sigma=SIGMA, method="mcmc", num_samples=150, warmup=150, seed=0)
+    post = restore(y, "tv", sigma=SIGMA, method="mcmc", num_samples=150, warmup=150, seed=0,
+                   sample_scale=True)
     p = post.diagnostics["parameters"]
     assert p["scale_method"] == "hierarchical" and p["scale_start_method"] == "sure"
     assert p["scale"] == pytest.approx(post.diagnostics["scale"]["mean"])
@@ -182,12 +183,12 @@ def test_restore_mcmc_samples_the_scale_and_arviz_has_both_variables():
     assert idata.posterior["scale"].dims == ("chain", "draw")
     summary = az.summary(idata, var_names=["scale"], round_to="none")
     assert summary.loc["scale", "mean"] == pytest.approx(p["scale"], rel=1e-3)
-    # MAP keeps SURE; sample_scale=False keeps SURE's scale in MCMC
+    # MAP keeps SURE; so does MCMC by default and with sample_scale=False
     assert restore(y, "tv", sigma=SIGMA).diagnostics["parameters"]["weight_method"] == "sure"
-    fixed = restore(y, "tv", sigma=SIGMA, method="mcmc", num_samples=20, seed=0,
-                    sample_scale=False)
-    assert "scale_samples" not in fixed.diagnostics
-    assert fixed.diagnostics["parameters"]["weight_method"] == "sure"
+    for options in ({}, {"sample_scale": False}):
+        fixed = restore(y, "tv", sigma=SIGMA, method="mcmc", num_samples=20, seed=0, **options)
+        assert "scale_samples" not in fixed.diagnostics
+        assert fixed.diagnostics["parameters"]["weight_method"] == "sure"
 
 
 def test_colour_image_and_thinning_shapes():

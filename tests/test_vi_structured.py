@@ -17,7 +17,7 @@ from bayes_restore import ConvergenceWarning, restore
 from bayes_restore.differences import div, grad
 from bayes_restore.infer import exact_posterior, variational
 from bayes_restore.infer.problem import recognise
-from bayes_restore.infer.variational_tv import tv_variational
+from bayes_restore.infer.variational_tv import norm_moments, stationary_moments, tv_variational
 from bayes_restore.models import restoration_model
 from bayes_restore.operators import Blur, Identity, Mask, gaussian_psf
 from bayes_restore.priors import GaussianGradient, TotalVariation
@@ -132,28 +132,48 @@ def _rice_weights(g, v, valid):
 
 def _tv_dense_vb(y, op, sigma, b, sweeps=60, weights="exact"):
     """The VB fixed point with the *exact* covariance (dense inverse): of TV's majoriser
-    (``"bound"``) or of the exact Gaussian ELBO (``"exact"``, Rice moments by scipy)."""
+    (``"bound"``) or of the exact Gaussian ELBO, with each pixel's two differences read
+    with their full 2 x 2 covariance (``"exact"``: ``norm_moments``, checked against 2-D
+    quadrature below) or as independent with equal variances (``"rice"``: Rice moments by
+    scipy)."""
     shape = y.shape
     n = y.numel()
     dmat = _dense(lambda v: grad(v), shape)  # (2N, N)
     valid = (dmat.abs().sum(1) > 0).to(torch.float64).reshape(2, n)
+    two = valid.sum(0) > 1.5
     ata = _dense(lambda v: op.adjoint(op.forward(v)), shape)
     rhs = op.adjoint(y).reshape(-1) / sigma**2
     m = rhs * 0
-    vg = torch.full((2 * n,), 0.01, dtype=torch.float64)
+    dcd = torch.eye(2 * n, dtype=torch.float64) * 0.01  # Cov_q(D x), a start
     for _ in range(sweeps):
         g = dmat @ m
+        vg = dcd.diagonal()
         if weights == "bound":
             u = (g**2 + vg).reshape(2, n).sum(0)
             w = torch.where(u > 0, 1 / u.clamp_min(1e-300).sqrt(), torch.zeros_like(u))
             w_mean = w_prec = w
         else:
             w_mean, w_prec = _rice_weights(g.reshape(2, n), vg.reshape(2, n), valid)
-        q_mean = ata / sigma**2 + dmat.T @ torch.diag(torch.cat([w_mean, w_mean])) @ dmat / b
-        q = ata / sigma**2 + dmat.T @ torch.diag(torch.cat([w_prec, w_prec])) @ dmat / b
+        blocks = torch.diag(torch.cat([w_mean, w_mean]))
+        hess = torch.diag(torch.cat([w_prec, w_prec]))
+        if weights == "exact":  # full covariance where both differences exist: 2 x 2 blocks
+            v = vg.clamp_min(1e-300)
+            m_rr, m_rc, m_cc, _, h_rr, h_rc, h_cc = norm_moments(
+                g[:n], g[n:], v[:n], v[n:], dcd[:n, n:].diagonal(), hessian=True)
+
+            def block(rr, rc, cc, one):
+                rc = torch.where(two, rc, torch.zeros_like(rc))
+                return torch.cat([torch.cat([torch.diag(torch.where(two, rr, one)),
+                                             torch.diag(rc)], 1),
+                                  torch.cat([torch.diag(rc),
+                                             torch.diag(torch.where(two, cc, one))], 1)])
+
+            blocks, hess = block(m_rr, m_rc, m_cc, w_mean), block(h_rr, h_rc, h_cc, w_prec)
+        q_mean = ata / sigma**2 + dmat.T @ blocks @ dmat / b
+        q = ata / sigma**2 + dmat.T @ hess @ dmat / b
         cov = torch.linalg.inv(q)
         m = torch.linalg.solve(q_mean, rhs)
-        vg = ((dmat @ cov) * dmat).sum(1)
+        dcd = dmat @ cov @ dmat.T
     return m.reshape(shape), cov.diagonal().sqrt().reshape(shape)
 
 
@@ -203,16 +223,17 @@ def test_tv_vb_variances_hold_at_the_border(operator):
     # border pixels have fewer neighbours (more variance), and on a small image the spectral
     # mean (the average over all pixels) overstates the interior; without the border
     # classes the ratios below were 1.08-1.18 on 16 x 16
-    # (both weight rules; the exact rule's mean weight depends on Var(Dx) through the Rice
-    # moments, so the approximate variances move its mean more: 0.023 at a corner of the
-    # square with the blur, 0.003 on average)
+    # (both weight rules; the exact rule's mean weight depends on Cov(Dx) through
+    # norm_moments, so the approximate variances move its mean more: with the blur 0.005 at
+    # most, 0.023 with gradient_covariance="isotropic" at a corner of the square; 0.044
+    # there when each difference's variance was read at its first pixel's weight)
     y = _image(12, 12, seed=8)
     op = operator if operator is not None else Identity()
     obs = op(y) if operator is not None else y
     kw = {} if operator is None else {"operator": operator}
     p = recognise(restoration_model, (obs,), {"prior": TotalVariation(0.2, shape=(12, 12)),
                                               "sigma": SIGMA, **kw})
-    for rule, mean_tol in (("bound", 0.02), ("exact", 0.03)):
+    for rule, mean_tol in (("bound", 0.02), ("exact", 0.01)):
         q = tv_variational(p, tol=1e-7, max_iter=400, weights=rule)
         mean, std = _tv_dense_vb(obs, op, SIGMA, 0.2, sweeps=40, weights=rule)
         ratio = q.std / std
@@ -228,8 +249,10 @@ def test_tv_vb_mean_solves_its_own_linear_system():
     p = recognise(restoration_model, (y,), {"prior": TotalVariation(0.1, shape=(16, 16)),
                                             "sigma": SIGMA})
     q = tv_variational(p, tol=1e-8, max_iter=300)
-    w = q.mean_weights.unsqueeze(-3)
-    residual = q.mean / SIGMA**2 - div(w * grad(q.mean)) / 0.1 - y / SIGMA**2
+    m, g = q.mean_weights, grad(q.mean)  # 2 x 2 blocks (M_rr, M_rc, M_cc) per pixel
+    assert m.shape == (3, 16, 16)
+    mg = torch.stack([m[0] * g[0] + m[1] * g[1], m[1] * g[0] + m[2] * g[1]])
+    residual = q.mean / SIGMA**2 - div(mg) / 0.1 - y / SIGMA**2
     assert float(residual.norm() / (y / SIGMA**2).norm()) < 1e-5
     assert q.converged and q.elbo and all(torch.isfinite(torch.tensor(q.elbo)))
     assert bool((q.std > 0).all() and (q.std < SIGMA).all())
@@ -311,3 +334,129 @@ def test_tv_vb_em_scale_hyperprior_confidence_pulls_towards_the_start():
     assert float(direct.scale) == scales[1]
     with pytest.raises(ValueError, match="confidence"):
         variational(restoration_model, y, confidence=(0.9, 1.0), **kw)
+
+
+@pytest.mark.parametrize("operator", [None, Blur(gaussian_psf(3, 0.8), boundary="reflect")],
+                         ids=["identity", "reflect-blur"])
+def test_stationary_moments_are_the_dense_covariances(operator):
+    # the (co)variances the engine tabulates, at one weight, against the dense inverse of
+    # Q = A^T A / s^2 + tau D^T D: Var x, the two differences' variances and, new, their
+    # covariance at each pixel (exact on images of at most 33 pixels a side)
+    h, w, tau = 7, 6, 3.0
+    op = operator if operator is not None else Identity()
+    data = (torch.ones(h, w, dtype=torch.float64) if operator is None
+            else op.dct_symbol(h, w, torch.zeros((), dtype=torch.float64))) / SIGMA**2
+    dmat = _dense(lambda v: grad(v), (h, w))
+    q = _dense(lambda v: op.adjoint(op.forward(v)), (h, w)) / SIGMA**2 + tau * dmat.T @ dmat
+    cov = torch.linalg.inv(q)
+    dcd = dmat @ cov @ dmat.T
+    n = h * w
+    var_x, var_d, cov_d = stationary_moments(tau, data)
+    assert torch.allclose(var_x, cov.diagonal().reshape(h, w), rtol=0, atol=1e-10)
+    assert torch.allclose(var_d.reshape(-1), dcd.diagonal(), rtol=0, atol=1e-10)
+    assert torch.allclose(cov_d, dcd[:n, n:].diagonal().reshape(h, w), rtol=0, atol=1e-10)
+    corr = cov_d[1:-1, 1:-1] / (var_d[0, 1:-1, 1:-1] * var_d[1, 1:-1, 1:-1]).sqrt()
+    assert float(corr.min()) > 0.2  # the two differences share the pixel: far from 0
+
+
+def _polar_moments(mu, cov, radii=400, angles=256):
+    """``E[g / |g|]``, ``E[1 / |g|]`` and ``E[(I - g g^T / |g|^2) / |g|]`` for ``g ~ N(mu,
+    cov)`` by 2-D quadrature in polar coordinates (the Jacobian ``r`` cancels the ``1 / r``
+    of the last two): Gauss-Legendre in ``r``, the trapezoid rule (spectral for a periodic
+    integrand) in the angle."""
+    x, wq = np.polynomial.legendre.leggauss(radii)
+    prec = np.linalg.inv(cov)
+    r_max = np.linalg.norm(mu) + 12 * np.sqrt(np.linalg.eigvalsh(cov).max())
+    r, wr = (x + 1) * r_max / 2, wq * r_max / 2
+    th = np.arange(angles) * 2 * np.pi / angles
+    u = np.stack([np.cos(th), np.sin(th)])  # (2, angles)
+    pts = r[:, None, None] * u[None] - mu[None, :, None]  # (radii, 2, angles)
+    dens = np.exp(-0.5 * np.einsum("rit,ij,rjt->rt", pts, prec, pts)) / (
+        2 * np.pi * np.sqrt(np.linalg.det(cov)))
+    wgt = wr[:, None] * dens * (2 * np.pi / angles)  # r dr dth / r
+    proj = np.eye(2)[:, :, None] - u[:, None, :] * u[None, :, :]  # (2, 2, angles)
+    return ((r[:, None, None] * wgt[:, None, :] * u[None]).sum((0, 2)), float(wgt.sum()),
+            np.einsum("rt,ijt->ij", wgt, proj))
+
+
+def test_norm_moments_against_two_dimensional_quadrature():
+    cases = [((0.0, 0.0), (0.04, 0.04, 0.0)), ((0.1, 0.0), (0.04, 0.04, 0.0)),
+             ((0.05, -0.02), (0.02, 0.01, 0.006)), ((0.3, 0.2), (0.01, 0.03, -0.014)),
+             ((-0.01, 0.04), (0.05, 0.02, 0.028))]  # correlations 0, 0.42, -0.81, 0.89
+    for dtype in (torch.float64, torch.float32):
+        for (m_r, m_c), (v_r, v_c, c) in cases:
+            t = [torch.tensor(v, dtype=dtype) for v in (m_r, m_c, v_r, v_c, c)]
+            m_rr, m_rc, m_cc, inv, h_rr, h_rc, h_cc = norm_moments(*t, hessian=True)
+            assert inv.dtype == dtype
+            assert torch.equal(inv, norm_moments(*t)[3])
+            mu, cov = np.array([m_r, m_c]), np.array([[v_r, c], [c, v_c]])
+            e_unit, e_inv, e_hess = _polar_moments(mu, cov)
+            rtol = 1e-5 if dtype == torch.float64 else 1e-4
+            assert float(inv) == pytest.approx(e_inv, rel=rtol)
+            mat = np.array([[float(m_rr), float(m_rc)], [float(m_rc), float(m_cc)]])
+            assert np.allclose(mat @ mu, e_unit, rtol=0, atol=rtol * np.abs(mat).max())
+            assert np.all(np.linalg.eigvalsh(mat) > 0)
+            hess = np.array([[float(h_rr), float(h_rc)], [float(h_rc), float(h_cc)]])
+            assert np.allclose(hess, e_hess, rtol=0, atol=rtol * np.abs(e_hess).max())
+    # independent equal variances: the Rice moments (what gradient_covariance="isotropic"
+    # reads), E 1/|g| = sqrt(pi / (2 v)) exp(-z) I0(z), z = |mu|^2 / (4 v)
+    from scipy import special
+
+    mu_r, v = torch.tensor([0.0, 0.1, 0.5], dtype=torch.float64), torch.tensor(0.04,
+                                                                               dtype=torch.float64)
+    _, _, _, inv = norm_moments(mu_r, mu_r * 0, v, v, v * 0)
+    z = (mu_r**2 / (4 * v)).numpy()
+    assert np.allclose(inv.numpy(), np.sqrt(np.pi / (2 * 0.04)) * special.i0e(z), rtol=1e-6)
+
+
+def test_tv_vb_full_covariance_is_deterministic_in_both_dtypes():
+    y = _image(20, 20, seed=11)
+    op = Blur(gaussian_psf(5, 1.0), boundary="reflect")
+    fits = {}
+    for dtype in (torch.float64, torch.float32):
+        obs = op(y).to(dtype)
+        p = recognise(restoration_model, (obs,), {
+            "prior": TotalVariation(torch.tensor(0.1, dtype=dtype), shape=(20, 20)),
+            "sigma": SIGMA, "operator": op})
+        first, again = tv_variational(p), tv_variational(p)
+        assert first.converged and first.mean.dtype == dtype and first.std.dtype == dtype
+        assert torch.equal(first.mean, again.mean) and torch.equal(first.std, again.std)
+        fits[dtype] = first
+    a, b = fits[torch.float64], fits[torch.float32]
+    assert float((a.mean - b.mean.double()).abs().max()) < 1e-3
+    assert float((a.std / b.std.double() - 1).abs().max()) < 1e-3
+    iso = tv_variational(recognise(restoration_model, (op(y),), {
+        "prior": TotalVariation(0.1, shape=(20, 20)), "sigma": SIGMA, "operator": op}),
+        gradient_covariance="isotropic")
+    assert float((iso.mean - a.mean).abs().max()) > 1e-4  # the option changes the fit
+    with pytest.raises(ValueError, match="gradient_covariance"):
+        tv_variational(recognise(restoration_model, (y,), {
+            "prior": TotalVariation(0.1, shape=(20, 20)), "sigma": SIGMA}),
+            gradient_covariance="diagonal")
+
+
+def test_tv_vb_full_covariance_draws_have_the_block_precision():
+    # the draws are exact draws of N(m, Q^-1) with Q's 2 x 2 blocks (perturb-and-optimise
+    # with each block's square root): their covariance against the dense inverse of Q
+    # built from the returned blocks; and a batch of images gives each image's fit
+    y = _image(8, 8, seed=12)
+    p = recognise(restoration_model, (y,), {"prior": TotalVariation(0.1, shape=(8, 8)),
+                                            "sigma": SIGMA})
+    q = tv_variational(p, num_samples=4000, generator=torch.Generator().manual_seed(0))
+    wt = q.weights  # (3, 8, 8): H_rr, H_rc, H_cc
+    assert wt.shape == (3, 8, 8) and bool((wt[0] * wt[2] - wt[1] ** 2 >= -1e-12).all())
+    dmat = _dense(lambda v: grad(v), (8, 8))
+    n = 64
+    rr, rc, cc = (torch.diag(w.reshape(-1)) for w in wt)
+    blocks = torch.cat([torch.cat([rr, rc], 1), torch.cat([rc, cc], 1)])
+    cov = torch.linalg.inv(torch.eye(n, dtype=torch.float64) / SIGMA**2
+                           + dmat.T @ blocks @ dmat / 0.1)
+    draws = (q.samples - q.mean).reshape(4000, n)
+    emp = draws.T @ draws / 4000
+    assert torch.allclose(emp.diagonal(), cov.diagonal(), rtol=0.1)  # 4000 draws: 2.2 % sd
+    assert float((emp - cov).abs().max()) < 0.1 * float(cov.diagonal().max())
+    both = tv_variational(recognise(restoration_model, (torch.stack([y, y.flip(0)]),),
+                                    {"prior": TotalVariation(0.1, shape=(8, 8)),
+                                     "sigma": SIGMA}))
+    assert torch.allclose(both.mean[0], q.mean, atol=1e-10)
+    assert torch.allclose(both.std[0], q.std, atol=1e-12)

@@ -111,7 +111,7 @@ def restore_command(args: argparse.Namespace) -> int:
         method = post.info.solver if post.info is not None else args.method
         par = post.diagnostics["parameters"]
         how = {k: "estimated" if f"{k}_estimated" in par else "given" for k in ("sigma", "weight")}
-        if "scale_estimated" in par and "weight_estimated" not in par:
+        if ("scale_estimated" in par or "scale_method" in par) and "weight_estimated" not in par:
             how["weight"] = "estimated"
         if how["sigma"] == "estimated" and "sigma_method" in par:
             how["sigma"] = f"estimated from the {par['sigma_method']}"

@@ -505,16 +505,15 @@ def _quantise_rows(x, offset, inverse, out, lo, hi):  # pragma: no cover
     """``out[c, p] = clip(round((x[c, p] - offset[p]) * inverse[p]), 0, 65535) - 32768`` for
     the pixels ``lo .. hi - 1``; the number of values clipped."""
     clipped = 0
+    top = np.float32(65535.0)
+    zero = np.float32(0.0)
+    of, iv = offset[lo:hi], inverse[lo:hi]
     for c in range(x.shape[0]):
-        for p in range(lo, hi):
-            v = np.floor((x[c, p] - offset[p]) * inverse[p] + 0.5)
-            if v < 0.0:
-                v = 0.0
-                clipped += 1
-            elif v > 65535.0:
-                v = 65535.0
-                clipped += 1
-            out[c, p] = np.int16(np.int32(v) - 32768)
+        xc, oc = x[c, lo:hi], out[c, lo:hi]  # rows: the loop vectorises
+        for p in range(hi - lo):
+            v = np.floor((xc[p] - of[p]) * iv[p] + np.float32(0.5))
+            clipped += (v < zero) + (v > top)
+            oc[p] = np.int16(np.int32(min(max(v, zero), top)) - 32768)
     return clipped
 
 
@@ -589,3 +588,27 @@ def block_rhat(s1: np.ndarray, s2: np.ndarray, shift: np.ndarray, first: int, ha
     run_all([(_block_rhat_rows, (s1, s2, shift, first, half, n, out, int(bounds[i]),
                                  int(bounds[i + 1]))) for i in range(threads)])
     return out
+
+
+@njit(**_JIT)
+def _add_rows(x, shift, s1, s2, lo, hi):  # pragma: no cover - compiled
+    """``d = float32(x) - shift``, ``s1 += d``, ``s2 += d * d`` on the pixels ``lo .. hi - 1``
+    of every chain (``(chain, pixel)`` arrays; ``s1``, ``s2`` the current block's)."""
+    for c in range(x.shape[0]):
+        xc, hc, a, b = x[c, lo:hi], shift[c, lo:hi], s1[c, lo:hi], s2[c, lo:hi]
+        for p in range(hi - lo):
+            d = np.float32(xc[p]) - hc[p]
+            a[p] += d
+            b[p] += d * d
+
+
+def block_add(x: np.ndarray, shift: np.ndarray, s1: np.ndarray, s2: np.ndarray,
+              threads: int = 1) -> None:
+    """One draw ``x`` ``(chain, pixel)`` into the float32 block sums ``s1``, ``s2`` (its
+    current block, ``(chain, pixel)``) of its difference to ``shift``, in one pass; the
+    pixels split over ``threads`` threads."""
+    pixels = x.shape[1]
+    threads = max(1, min(threads, pixels // 16384 + 1))
+    bounds = np.linspace(0, pixels, threads + 1).astype(np.int64)
+    run_all([(_add_rows, (x, shift, s1, s2, int(bounds[i]), int(bounds[i + 1])))
+             for i in range(threads)])

@@ -25,6 +25,9 @@ the GIL: :func:`run_stage` splits the images over threads (whole images; no halo
 At 512 x 512 one stage costs about 2.3 ms of one core per chain with the default 5 iterations
 (eager torch: about 18 ms).
 
+:func:`gaussian_noise` draws the chains' Gaussian noise from a counter-based generator
+(SplitMix64 words, the ziggurat), the same values whatever the number of threads.
+
 Compiled on first use and cached on disk (``cache=True``).
 """
 
@@ -360,3 +363,176 @@ def block_project(v, out, f, scale):  # pragma: no cover - compiled
                 for i in range(bi, bi + f):
                     for j in range(bj, bj + f):
                         out[k, i, j] = v[k, i, j] + s
+
+
+# --- Gaussian noise from a counter-based generator ------------------------------------------
+
+#: layers of the ziggurat (Marsaglia & Tsang 2000): ``r`` the start of the tail, ``v`` the
+#: area of every layer (of the unnormalised density ``exp(-x^2 / 2)``)
+_ZIG_LAYERS = 128
+_ZIG_R = 3.442619855899
+_ZIG_V = 9.91256303526217e-3
+_GAMMA = 0x9E3779B97F4A7C15  # SplitMix64's increment (the golden ratio's 64 bits)
+_MASK64 = (1 << 64) - 1
+
+
+def _ziggurat_tables() -> tuple[np.ndarray, np.ndarray]:
+    """The layers' right ends ``x[0..128]`` (``x[0] = v / f(r)``, the base strip's width
+    with its tail; ``x[1] = r``; ``x[128] = 0``) and ``f(x) = exp(-x^2 / 2)`` at them."""
+    x = np.empty(_ZIG_LAYERS + 1)
+    x[0] = _ZIG_V / math.exp(-0.5 * _ZIG_R * _ZIG_R)
+    x[1] = _ZIG_R
+    for i in range(1, _ZIG_LAYERS - 1):
+        x[i + 1] = math.sqrt(-2.0 * math.log(_ZIG_V / x[i] + math.exp(-0.5 * x[i] * x[i])))
+    x[_ZIG_LAYERS] = 0.0
+    return x, np.exp(-0.5 * x * x)
+
+
+_ZIG_X, _ZIG_F = _ziggurat_tables()
+#: per 8 bits ``b`` (layer ``b & 127``, sign bit 7): the signed width of the layer over
+#: 2^24 (times a 24-bit integer ``k``: the point ``k 2^-24 x[layer]``), and the ``k`` below
+#: which the point is inside the layer's inner rectangle (``k 2^-24 x[layer] < x[layer +
+#: 1]``). float64 for both dtypes: float32 draws are the float64 ones rounded.
+_ZIG_SIGNED = np.concatenate([_ZIG_X[:-1], -_ZIG_X[:-1]]) * 2.0**-24
+_ZIG_INNER = np.tile(np.ceil(_ZIG_X[1:] / _ZIG_X[:-1] * 2.0**24), 2).astype(np.int64)
+#: the noise kernels' options (no fastmath: nothing to reassociate)
+_NOISE_JIT = {"nogil": True, "cache": True, "boundscheck": False, "error_model": "numpy"}
+
+
+@njit(**_NOISE_JIT)
+def _mix64(z):  # pragma: no cover - compiled
+    """SplitMix64's output function (a bijection of the 64-bit words; Steele, Lea & Flood
+    2014): ``_mix64(key + (c + 1) * gamma)`` is the ``c``-th output of the stream ``key``."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(**_NOISE_JIT)
+def _zig_slow(bits, h, zx, zf):  # pragma: no cover - compiled
+    """The ziggurat's rare path for the 32 random ``bits`` (layer ``bits & 127``, sign bit 7,
+    the point ``k = bits >> 8``) whose point fell outside its layer's inner rectangle: the
+    tail (layer 0, Marsaglia 1964) or the wedge test; a rejection draws a new point (the
+    fast test first), all from the hash chain of ``h`` (the draw's own 64-bit word: the
+    same inputs give the same normal)."""
+    gamma = np.uint64(_GAMMA)
+    unit = 1.1102230246251565e-16  # 2^-53
+    lay = bits & 127
+    sign = (bits >> 7) & 1
+    x = (bits >> 8) * 5.9604644775390625e-08 * zx[lay]
+    for _ in range(1 << 20):
+        if lay == 0:  # beyond r: r + t, t ~ Exp(r) accepted with probability exp(-t^2 / 2)
+            while True:
+                h = _mix64(h + gamma)
+                u1 = (np.int64(h >> np.uint64(11)) + 0.5) * unit
+                h = _mix64(h + gamma)
+                u2 = (np.int64(h >> np.uint64(11)) + 0.5) * unit
+                t = -math.log(u1) / zx[1]
+                if -2.0 * math.log(u2) > t * t:
+                    x = zx[1] + t
+                    break
+            return -x if sign else x
+        h = _mix64(h + gamma)
+        w = (np.int64(h >> np.uint64(11)) + 0.5) * unit
+        if zf[lay] + w * (zf[lay + 1] - zf[lay]) < math.exp(-0.5 * x * x):  # under f
+            return -x if sign else x
+        h = _mix64(h + gamma)  # a new point, anywhere
+        bits = np.int64(h >> np.uint64(32))
+        lay = bits & 127
+        sign = (bits >> 7) & 1
+        x = (bits >> 8) * 5.9604644775390625e-08 * zx[lay]
+        if x < zx[lay + 1]:
+            return -x if sign else x
+    return x  # not reached (an attempt fails with probability below 0.02)
+
+
+@njit(**_NOISE_JIT)
+def _normal(bits, h, signed, inner, zx, zf):  # pragma: no cover - compiled
+    """A standard normal from 32 random ``bits`` (an int64 below ``2^32``): inside its
+    layer's inner rectangle (about 97 % of the draws) a table lookup and a product, else
+    :func:`_zig_slow` (``h``: the draw's 64-bit word)."""
+    k = bits >> 8
+    if k < inner[bits & 255]:
+        return k * signed[bits & 255]
+    return _zig_slow(bits, h, zx, zf)
+
+
+@njit(**_NOISE_JIT)
+def _noise_part(out, base, scale, signed, inner, zx, zf, q0, q1):  # pragma: no cover
+    """The words ``[q0, q1)`` of :func:`gaussian_noise`: word ``q = n * m2 + p`` (image
+    ``n``, ``m2 = ceil(per / 2)`` words per image) is ``_mix64(base + (q + 1) gamma)``; its
+    low half gives the value ``p`` of image ``n``, its high half the value ``m + p``
+    (``m = per // 2``; for an odd ``per`` the last word's high half is not used)."""
+    per = out.shape[1]
+    m = per // 2
+    m2 = per - m
+    gamma = np.uint64(_GAMMA)
+    lo32 = np.uint64(0xFFFFFFFF)
+    for n in range(q0 // m2, (q1 - 1) // m2 + 1):
+        p0 = max(q0 - n * m2, 0)
+        p1 = min(q1 - n * m2, m2)
+        row = out[n]
+        s = scale[n]
+        q = n * m2
+        for p in range(p0, min(p1, m)):  # _normal inline (a call per value costs here)
+            h = _mix64(base + np.uint64(q + p + 1) * gamma)
+            b = np.int64(h & lo32)
+            c = np.int64(h >> np.uint64(32))
+            kb = b >> 8
+            kc = c >> 8
+            if kb < inner[b & 255]:
+                row[p] = s * (kb * signed[b & 255])
+            else:
+                row[p] = s * _zig_slow(b, h, zx, zf)
+            if kc < inner[c & 255]:
+                row[m + p] = s * (kc * signed[c & 255])
+            else:
+                row[m + p] = s * _zig_slow(c, ~h, zx, zf)
+        if p1 == m2 and m2 > m:  # the odd last value
+            h = _mix64(base + np.uint64(q + m + 1) * gamma)
+            row[per - 1] = s * _normal(np.int64(h & lo32), h, signed, inner, zx, zf)
+
+
+def noise_key(generator) -> int:
+    """A 64-bit key for :func:`gaussian_noise`, drawn from a ``torch.Generator`` (the run's
+    one source of randomness: the same seed gives the same key)."""
+    import torch
+
+    words = torch.randint(0, 1 << 16, (4,), generator=generator,
+                          device=generator.device).tolist()
+    return int(words[0] | words[1] << 16 | words[2] << 32 | words[3] << 48)
+
+
+def gaussian_noise(out: np.ndarray, key: int, counter: int, scale: np.ndarray,
+                   threads: int) -> None:
+    """Fill ``out`` (a C-contiguous float32/float64 array of ``len(scale)`` images) with
+    independent standard normal draws times each image's ``scale``: the ``counter``-th
+    draw of the stream ``key``.
+
+    A counter-based generator: the values are a function of ``(key, counter, image,
+    index)`` alone. Each image takes ``ceil(per / 2)`` 64-bit words (``per`` values per
+    image), word ``q`` of the ``counter``-th call being SplitMix64's output (Steele, Lea &
+    Flood 2014) at ``key + (counter * words + q + 1) * gamma``; its two 32-bit halves give
+    two normals by the 128-layer ziggurat (Marsaglia & Tsang 2000: 7 bits pick the layer, 1
+    the sign, 24 the point; the rare tail and wedge draws hash the word further). So the
+    draws are the same whatever ``threads`` (the words are split over them) and on every
+    rerun, and no draw is kept between calls.
+    """
+    images = scale.shape[0]
+    if not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous (it is written in place)")
+    if images < 1 or out.size % images:
+        raise ValueError(f"scale has {images} entries for {out.size} values: one per image")
+    rows = out.reshape(images, -1)
+    per = rows.shape[1]
+    m2 = (per + 1) // 2
+    words = images * m2
+    base = np.uint64((int(key) + int(counter) * words * _GAMMA) & _MASK64)
+    dtype = rows.dtype
+    args = (rows, base, scale.astype(dtype, copy=False), _ZIG_SIGNED, _ZIG_INNER, _ZIG_X,
+            _ZIG_F)
+    k = max(1, min(int(threads), words // 16384 + 1))
+    if k == 1:
+        _noise_part(*args, 0, words)
+        return
+    run_all([(_noise_part, (*args, words * t // k, words * (t + 1) // k)) for t in range(k)])

@@ -109,6 +109,12 @@ class BlockSums:
         self.shift: torch.Tensor | None = None
         self._kernels = None  # the numba kernels, for CPU sums
         self.blocks, self.size, self.current, self.filled, self.count = blocks, 1, 0, 0, 0
+        #: threads of the numba kernels (``None``: ``torch.get_num_threads()`` at each call)
+        self.threads: int | None = None
+        self._arrays: tuple | None = None
+
+    def _threads(self) -> int:
+        return self.threads or torch.get_num_threads()
 
     def add(self, x: torch.Tensor) -> None:
         """``x``: one draw of every chain, shape ``(chain, *shape)``."""
@@ -116,9 +122,20 @@ class BlockSums:
         if self.shift is None:
             self.shift = x.to(torch.float32).clone()
             self._kernels = _fast_kernels(self.shift)
-        d = x.to(torch.float32) - self.shift
-        self.s1[self.current] += d
-        self.s2[self.current].addcmul_(d, d)
+        if self._kernels is not None and x.dtype in (torch.float32, torch.float64):
+            # one pass (d = x - shift, s1 += d, s2 += d^2) over the pixels split over threads
+            if self._arrays is None:  # (block, chain, pixel) views of the sums, and shift's
+                chains = self.shift.shape[0]
+                self._arrays = tuple(t.view(t.shape[0], chains, -1).numpy()
+                                     for t in (self.s1, self.s2)) + (
+                    self.shift.view(chains, -1).numpy(),)
+            s1, s2, shift = self._arrays
+            self._kernels.block_add(x.contiguous().view(shift.shape).numpy(), shift,
+                                    s1[self.current], s2[self.current], threads=self._threads())
+        else:
+            d = x.to(torch.float32) - self.shift
+            self.s1[self.current] += d
+            self.s2[self.current].addcmul_(d, d)
         self.count += 1
         self.filled += 1
         if self.filled == self.size:
@@ -174,7 +191,7 @@ class BlockSums:
             return torch.from_numpy(self._kernels.block_rhat(
                 self.s1.flatten(2).numpy(), self.s2.flatten(2).numpy(),
                 self.shift.flatten(1).numpy(), first, half, n,
-                threads=torch.get_num_threads())).reshape(shape)
+                threads=self._threads())).reshape(shape)
         s1_all = self.s1.flatten(2)
         s2_all = self.s2.flatten(2)
         shift = self.shift.flatten(1)
@@ -217,6 +234,8 @@ class ThinnedDraws:
         self.every = 1
         self.stored = 0
         self.count = 0
+        #: threads of the numba kernels (``None``: ``torch.get_num_threads()`` at each call)
+        self.threads: int | None = None
 
     def _allocate(self, num_chains: int, shape: tuple[int, ...], device) -> torch.Tensor:
         """The buffer ``(chain, capacity, ...)`` (its second axis: the draws)."""
@@ -238,7 +257,8 @@ class ThinnedDraws:
         if keep:
             if self.stored == self.capacity:
                 half = self.capacity // 2
-                self.buffer[:, :half] = self.buffer[:, ::2].clone()
+                for i in range(1, half):  # in place, in order: draw 2i is read before written
+                    self.buffer[:, i] = self.buffer[:, 2 * i]
                 self.stored = half
                 self.every *= 2
                 keep = self.count % self.every == 0
@@ -322,7 +342,8 @@ class QuantisedDraws(ThinnedDraws):
                 target = out.numpy()  # a view: written in place
                 self.clipped += kernels.quantise(
                     x.to(torch.float32).contiguous().numpy(), self._offset32.numpy(),
-                    self._inverse32.numpy(), target, threads=torch.get_num_threads())
+                    self._inverse32.numpy(), target,
+                    threads=self.threads or torch.get_num_threads())
                 return
         t = ((x.to(torch.float32) - self._offset32) * self._inverse32 + 0.5).floor_()
         self.clipped += int(((t < 0) | (t > 65535)).sum())

@@ -54,6 +54,7 @@ from .nuts import MAX_TREE_DEPTH, run_nuts
 from .problem import RestorationProblem, recognise
 from .prox import tv_prox_dual
 from .scale import gibbs_theta, scale_summary
+from .tv import tv_map_pdhg
 
 __all__ = ["mcmc", "SAMPLERS", "PRECONDITIONERS", "skrock_coefficients"]
 
@@ -117,6 +118,7 @@ def mcmc(
     max_time: float | None = 600.0,
     diagnostic_draws: int = DIAGNOSTIC_DRAWS,
     preconditioner: str = "auto",
+    init: torch.Tensor | None = None,
     **kwargs: Any,
 ) -> Posterior:
     r"""Sample the posterior of a Pyro model whose latent image site is ``"x"``.
@@ -289,22 +291,29 @@ def mcmc(
         ``samples``, at most (and at most ``max_memory``). When full every other one is
         dropped, so they stay evenly spaced over the whole run (``diagnostic_thin``).
         ``mean`` and ``std`` are streaming sums over every draw.
-
+    init : torch.Tensor, optional
+        Langevin samplers: the image every chain starts at (the shape of ``x``; e.g. an
+        earlier run's mean). Default: the data for denoising; with an operator the TV MAP
+        (to a certified gap of 1e-3) for TV, ``A^T y`` for the Gaussian-gradient prior.
     preconditioner : {"auto", "none", "diagonal"}, default "auto"
         Langevin samplers. ``"diagonal"``: the preconditioned diffusion
         ``dx = -M grad U dt + sqrt(2 M) dW`` (same target) with ``M`` from the operator's
         declared structure (:func:`~bayes_restore.infer.langevin.diagonal_metric`): per
-        pixel for a pixel-diagonal operator (a mask: 1 on observed pixels, 4 on unobserved
-        ones, whose only curvature is the prior's), per DCT frequency for a reflective
-        symmetric blur (``2 / (1 + a^2 / ||A||^2)``, ``a^2`` the eigenvalues of ``A^T A``:
-        2 at the frequencies it removes), ``I + (f^2 - 1) P`` for a box decimation by ``f``
-        (``P`` the block means: they move as a denoised pixel). The stable step and
-        SK-ROCK's stages are those of the preconditioned potential. Any other operator: no
-        preconditioning. ``"auto"`` (the same as ``"diagonal"``): at 128 x 128 (fixed
-        budget, one thread, seeds 0-3) the median CPU seconds per minimum-ESS sample are
-        2.8 x denoising's for the blur (4.1-4.8 before), 2.8 x for the x2 decimation (9-13
-        x unpreconditioned at the accurate step) and 2.0 x for a 50 % mask, with the same
-        agreement with NUTS on 32 x 32 (std within 5 % on average).
+        pixel for a pixel-diagonal operator (a mask: 1 on observed pixels, ``k`` on
+        unobserved ones, whose only curvature is the prior's), per DCT frequency for a
+        reflective symmetric blur (``k / (1 + (k - 1) a^2 / ||A||^2)``, ``a^2`` the
+        eigenvalues of ``A^T A``: ``k`` at the frequencies it removes), ``c (I - P) + f^2 P``
+        for a box decimation by ``f`` (``P`` the block means: they move as a denoised pixel);
+        ``k`` is 4 (mask) or 2.25 (blur) and ``c`` 2, or, with SK-ROCK and its default
+        stages, ``b^2 / sigma^2`` when larger (the curvature of what the operator sees over
+        the prior's; at most ``smoothing * 19140``, what 100 stages keep stable). The stable
+        step and SK-ROCK's stages are those of the preconditioned potential. Any other
+        operator: no preconditioning. ``"auto"`` (the same as ``"diagonal"``): at 128 x 128,
+        ``sigma = b = 0.1`` (fixed budget of 2 x 2000 draws, one thread, seeds 0-3) the
+        median CPU seconds per minimum-ESS sample are 2.5 x denoising's for the blur
+        (4.1-4.8 before), 1.5 x for the x2 decimation (9-13 x unpreconditioned at the
+        accurate step) and 1.8 x for a 50 % mask; on 32 x 32 the mean is within 0.01 of
+        NUTS's at every pixel and the std 2-5 % low on average.
 
     The run to convergence (the default for the Langevin samplers): after ``warmup``, the
     chains draw until, on every pixel, the rank-normalised split R-hat is at most
@@ -402,6 +411,8 @@ def mcmc(
             else:
                 sampler = "skrock" if problem.beta == 1.0 else "lm"
     if sampler == "nuts":
+        if init is not None:
+            raise ValueError("init is for the Langevin samplers; NUTS starts at the data")
         if num_samples is None:
             num_samples = _NUTS_DRAWS
         post = run_nuts(model, args, model_kwargs, num_samples=num_samples, warmup=warmup,
@@ -416,7 +427,7 @@ def mcmc(
                          step_size=step_size, stages=stages, prox_iter=prox_iter,
                          scale_prior=scale_prior if sample_scale else None,
                          scale_every=scale_every, targets=targets,
-                         preconditioner=preconditioner)
+                         preconditioner=preconditioner, init=init)
 
 
 # --- checks --------------------------------------------------------------------------------
@@ -527,13 +538,59 @@ def _make_generator(generator, seed, device: torch.device) -> torch.Generator:
     return gen
 
 
+def _noise_source(x: torch.Tensor, gen: torch.Generator, event_dim: int,
+                  sqrt_2delta: torch.Tensor, threads: int) -> Callable[[bool, bool], torch.Tensor]:
+    """``draw(scaled, reuse)``: standard normal draws of ``x``'s shape (times ``sqrt_2delta``,
+    one per image, when ``scaled``; ``reuse``: into the same buffer at every call).
+
+    On CPU in float32/float64 with numba: the counter-based generator of
+    :func:`~bayes_restore.infer._langevin_numba.gaussian_noise` (its key drawn from ``gen``,
+    the ``k``-th call its ``k``-th draw), split over ``threads`` threads with the same
+    values whatever their number; the scale is applied in the same pass. Elsewhere (another
+    device, ``NUMBA_DISABLE_JIT``): ``torch.randn`` from ``gen``.
+    """
+    shape, dtype, device = tuple(x.shape), x.dtype, x.device
+    kernels = None
+    if device.type == "cpu" and dtype in (torch.float32, torch.float64) and x.numel():
+        try:
+            from . import _langevin_numba as kernels
+        except ImportError:  # numba missing
+            kernels = None
+        if kernels is not None and kernels.jit_disabled():
+            kernels = None
+    if kernels is None:
+        def torch_draw(scaled: bool, reuse: bool) -> torch.Tensor:
+            z = torch.randn(shape, generator=gen, device=device, dtype=dtype)
+            return sqrt_2delta * z if scaled else z
+        return torch_draw
+    images = shape[: max(len(shape) - event_dim, 0)]
+    try:  # one scale per image
+        per_image = torch.broadcast_to(sqrt_2delta.to(dtype),
+                                       images + (1,) * (len(shape) - len(images)))
+        scale = per_image.reshape(-1).contiguous().numpy()
+    except RuntimeError:  # not one per image: scaled by torch after the draw
+        scale = None
+    ones = torch.ones(max(1, math.prod(images)), dtype=dtype).numpy()
+    key = kernels.noise_key(gen)
+    buffer = torch.empty(shape, dtype=dtype)
+    calls = [0]
+
+    def numba_draw(scaled: bool, reuse: bool) -> torch.Tensor:
+        out = buffer if reuse else torch.empty(shape, dtype=dtype)
+        fused = scaled and scale is not None
+        kernels.gaussian_noise(out.numpy(), key, calls[0], scale if fused else ones, threads)
+        calls[0] += 1
+        return sqrt_2delta * out if scaled and not fused else out
+    return numba_draw
+
+
 # --- proximal Langevin -----------------------------------------------------------------------
 
 
 def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, warmup,
                   num_chains, thin, generator, seed, max_memory, progress, smoothing,
                   step_size, stages, prox_iter, scale_prior=None, scale_every=1,
-                  targets=None, preconditioner="none") -> Posterior:
+                  targets=None, preconditioner="none", init=None) -> Posterior:
     """The Langevin chains of :func:`mcmc`, in parallel as a batch (options checked there).
 
     A fixed budget when ``num_samples`` is given, else until the ``targets`` are met.
@@ -549,9 +606,18 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
     else:
         lambda_my = None
         l_g = 8.0 / problem.scale.square()
+    x0 = _initial_x(problem) if init is None else _checked_init(init, problem)
     metric = None
     if preconditioner != "none":
-        metric = diagonal_metric(problem.operator, _initial_x(problem))
+        # SK-ROCK with its own stages: the metric where the operator sees nothing (a blur's
+        # lost frequencies, a mask's hidden pixels, the detail within decimation's blocks) is
+        # b^2 / sigma^2 (its stiffness costs ~ sqrt of it in stages; the Euler samplers'
+        # stable step would only shrink), at most what MAX_STAGES keep stable at any step
+        ratio_prior = None
+        if sampler == "skrock" and stages is None:
+            cap = smoothing * (skrock_coefficients(MAX_STAGES)["ell"] - 1) / SKROCK_MAX_STEP
+            ratio_prior = min(float((problem.scale / problem.sigma).square().min()), cap)
+        metric = diagonal_metric(problem.operator, x0, prior_ratio=ratio_prior)
     if metric is None:
         lip = l_f + l_g
     else:  # || M^1/2 (A^T A / sigma^2 + grad^2 g) M^1/2 || <= max(M d^2) / sigma^2 + max(M) L_g
@@ -581,7 +647,6 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
     if warmup is None:
         warmup = 100 if converge else max(50, num_samples // 4)
 
-    x0 = _initial_x(problem)
     shape = tuple(x0.shape)  # the image's, not the observation's (decimation)
     # before the chains exist: an absurd num_chains is refused, not allocated
     grid = 1
@@ -615,16 +680,27 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
     diag_draws = -1  # draws per chain when diag was computed
     cpu_start = process_time()
 
-    def noise() -> torch.Tensor:
-        z = torch.randn(x.shape, generator=gen, device=device, dtype=dtype)
-        return z if metric is None else sqrt_metric(z)
+    threads = all_threads = torch.get_num_threads()  # the kernels below take all
+    # the Langevin noise: on CPU from a counter-based generator in a numba kernel (split
+    # over the threads, the same draws whatever their number; its key drawn from ``gen``),
+    # else torch's
+    draw = _noise_source(x, gen, problem.event_dim, sqrt_2delta, all_threads)
+    if converge:  # the sums' and the store's kernels too (torch runs on one thread below)
+        moments.threads = store.threads = all_threads
+
+    def noise(scaled: bool = False) -> torch.Tensor:
+        """A standard normal per value of the chains (times ``sqrt(2 delta)`` when
+        ``scaled``), through the metric's square root when there is one."""
+        if metric is None:
+            return draw(scaled, sampler != "lm")
+        z = sqrt_metric(draw(False, False))
+        return sqrt_2delta * z if scaled else z
 
     xi_prev = noise() if sampler == "lm" else None
     step = 0
     # the fused kernels split the chains over the threads themselves; torch's own threads
     # would only wait (spinning) for them between its small elementwise operations, so the
     # loop runs torch on one thread (on 2 cores: 28 against 34 ms per 512 x 512 step)
-    threads = all_threads = torch.get_num_threads()  # the diagnostics' kernels take all
     if device.type == "cpu" and threads > 1 and potential.runs_fused(x):
         potential.threads = threads
         threads = 1
@@ -637,7 +713,7 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
             elif coef is None:
                 x = myula_step(x, gradient(x), delta, noise(), sqrt_2delta)
             else:
-                x = skrock_step(x, gradient, delta, sqrt_2delta * noise(), coef, s)
+                x = skrock_step(x, gradient, delta, noise(True), coef, s)
             if scale_prior is not None and (step + 1) % scale_every == 0:
                 # exact theta | x (the Gamma conditional of the hierarchical model, on the
                 # un-smoothed TV of the current x); x's next steps target p(x | y, theta)
@@ -992,8 +1068,35 @@ def with_convergence(post: Posterior, draws: torch.Tensor, targets: dict | None,
                             info=info)
 
 
+def _checked_init(init: Any, problem: RestorationProblem) -> torch.Tensor:
+    """``init`` as the chains' start: a finite tensor of the image's shape, in the data's dtype
+    and on its device."""
+    y = problem.y
+    like = y if problem.operator.is_identity else problem.operator.adjoint(y.detach())
+    if not isinstance(init, torch.Tensor):
+        raise TypeError(f"init must be a torch.Tensor, got {type(init).__name__}")
+    if tuple(init.shape) != tuple(like.shape):
+        raise ValueError(f"init must have the image's shape {tuple(like.shape)}, "
+                         f"got {tuple(init.shape)}")
+    if not bool(torch.isfinite(init).all()):
+        raise ValueError("init must be finite (no NaN or inf)")
+    return init.detach().to(dtype=y.dtype, device=y.device).clone()
+
+
 def _initial_x(problem: RestorationProblem) -> torch.Tensor:
-    """Starting image of the Langevin chains: ``A^T y`` (the data for denoising)."""
+    """Starting image of the Langevin chains: the data for denoising; with an operator the TV
+    MAP (to a certified gap of 1e-3) for TV, ``A^T y`` for the Gaussian-gradient prior.
+
+    ``A^T y`` lacks what the operator removes (masked pixels are 0, a blurred image's fine
+    detail is missing), and the directions the prior alone holds are the slowest to mix: from
+    there the chains spend thousands of steps drifting to the posterior.
+    """
     y = problem.y.detach()
     op = problem.operator
-    return y.clone() if op.is_identity else op.adjoint(y).clone()
+    if op.is_identity:
+        return y.clone()
+    if problem.beta == 1.0:
+        x, _ = tv_map_pdhg(y, problem.weight, op, isotropic=problem.isotropic,
+                           event_dim=problem.event_dim, tol=1e-3)
+        return x.detach().clone()
+    return op.adjoint(y).clone()

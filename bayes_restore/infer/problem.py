@@ -25,6 +25,7 @@ import pyro.poutine as poutine
 import torch
 from pyro.poutine.util import site_is_subsample
 
+from bayes_restore._validation import broadcast_shape
 from bayes_restore.models import X_SITE, Y_SITE
 from bayes_restore.operators import LinearOperator
 
@@ -144,8 +145,8 @@ def _per_image(value: Any, shape: torch.Size, event_dim: int, like: torch.Tensor
     """``value`` as one number per image (``batch + (1,) * event_dim``), or None if it varies."""
     value = torch.as_tensor(value, dtype=like.dtype, device=like.device)
     try:
-        full = value.expand(torch.broadcast_shapes(value.shape, shape))
-    except RuntimeError:
+        full = value.expand(broadcast_shape(value.shape, shape))
+    except ValueError:
         return None
     if full.shape != shape:
         return None

@@ -65,6 +65,7 @@ def variational(
     model_kwargs: Mapping[str, Any] | None = None,
     map_estimate: bool | None = None,
     confidence: tuple[float, float] | None = None,
+    gradient_covariance: str | None = None,
     **kwargs: Any,
 ) -> Posterior:
     r"""Approximate the posterior of a Pyro model by a Gaussian: structured, or SVI's guide.
@@ -81,12 +82,14 @@ def variational(
         computed by :func:`~bayes_restore.infer.exact_posterior` (DCT closed forms for
         ``A = I``, a reflective symmetric blur, a box decimation; otherwise PCG for the
         mean and perturb-and-optimise draws, to ``std_rtol``, for the std).
-      - Total variation (order 1): variational Bayes with TV's quadratic majoriser
-        (Babacan, Molina & Katsaggelos 2008), ``q(x) = N(m, Q^{-1})`` with
-        ``Q = A^T A / sigma^2 + D^T W D / b`` and per-pixel weights ``W`` from
-        ``E_q |grad x|^2``; marginal variances by a locally stationary approximation
+      - Total variation (order 1): a Gaussian ``q(x) = N(m, Q^{-1})`` with
+        ``Q = A^T A / sigma^2 + D^T W D / b``: ``W`` the ``2 x 2`` blocks per pixel of the
+        exact Gaussian ELBO's stationary point (Opper & Archambeau 2009; expectations over
+        each pixel's two correlated differences under ``q``) for isotropic TV, the per-pixel
+        weights of TV's quadratic majoriser (Babacan, Molina & Katsaggelos 2008) otherwise;
+        marginal variances by a locally stationary approximation
         (:func:`~bayes_restore.infer.variational_tv.tv_variational`). ``learn=("sigma",
-        "scale")`` refines the noise level and the prior scale by VB-EM.
+        "scale")`` refines the noise level and the prior scale by VB-EM (on the bound).
 
     - ``"svi"``: Pyro's SVI with an autoguide, for any model with a latent ``"x"``.
       ``guide="normal"`` is Pyro's ``AutoNormal`` (mean field: independent pixels);
@@ -175,6 +178,12 @@ def variational(
         VB-EM update is ``gamma * start + (1 - gamma) * (maximum-likelihood update)``);
         default (``None``) the engine's,
         :data:`~bayes_restore.infer.variational_tv.DEFAULT_CONFIDENCE`.
+    gradient_covariance : {"full", "isotropic"}, optional
+        Structured engine, isotropic TV: what the weights read of the two differences at
+        each pixel under ``q``: their full ``2 x 2`` covariance (the default, ``None``), or
+        independent with equal variances (``"isotropic"``, the Rice moments: the engine
+        before the full covariance, kept for comparison); see
+        :func:`~bayes_restore.infer.variational_tv.tv_variational`.
 
     Returns
     -------
@@ -228,7 +237,7 @@ def variational(
                 model, args, kwargs, problem, learn=learn, max_iter=max_iter, vb_tol=vb_tol,
                 cg_tol=cg_tol, std_rtol=std_rtol, num_samples=num_samples,
                 generator=generator, seed=seed, map_estimate=map_estimate,
-                confidence=confidence,
+                confidence=confidence, gradient_covariance=gradient_covariance,
             )
         if engine == "structured":
             raise ValueError(
@@ -355,7 +364,8 @@ def _structured(problem: RestorationProblem | None) -> bool:
 
 def _structured_posterior(model, args, kwargs, problem, *, learn, max_iter, vb_tol, cg_tol,
                           std_rtol, num_samples, generator, seed,
-                          map_estimate=None, confidence=None) -> Posterior:
+                          map_estimate=None, confidence=None,
+                          gradient_covariance=None) -> Posterior:
     """The structured engine: the exact Gaussian (order 2) or VB with TV's majoriser (1)."""
     start = time.perf_counter()
     learn = tuple(learn)
@@ -389,6 +399,8 @@ def _structured_posterior(model, args, kwargs, problem, *, learn, max_iter, vb_t
         raise ValueError(f"num_samples must be an integer >= 0, got {num_samples!r}")
     gen = make_generator(seed, generator, problem.y.device)
     extra_kw = {} if confidence is None else {"confidence": tuple(confidence)}
+    if gradient_covariance is not None:
+        extra_kw["gradient_covariance"] = gradient_covariance
     q = tv_variational(problem, max_iter=max_iter, tol=vb_tol, learn=learn,
                        num_samples=num_samples, generator=gen, cg_tol=cg_tol,
                        map_estimate=map_estimate, **extra_kw)
@@ -398,6 +410,8 @@ def _structured_posterior(model, args, kwargs, problem, *, learn, max_iter, vb_t
                       history=q.history)
     extra = {"engine": "structured", "family": "tv-majoriser",
              "weights": "exact" if problem.isotropic else "bound",
+             "gradient_covariance": (gradient_covariance or "full") if problem.isotropic
+             else None,
              "std_method": "locally-stationary", "sigma": q.sigma, "prior_scale": q.scale,
              "learned": learn, "cg_iterations": q.cg_iterations}
     return Posterior(method="vi", map=q.map, mean=q.mean, std=q.std, samples=samples, info=info,

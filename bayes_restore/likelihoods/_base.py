@@ -6,6 +6,7 @@ import torch
 from pyro.distributions import TorchDistribution, constraints
 from torch import distributions as td
 
+from bayes_restore._validation import broadcast_shape
 from bayes_restore.operators import LinearOperator, as_operator
 
 __all__ = ["OperatorLikelihood"]
@@ -75,7 +76,7 @@ class OperatorLikelihood(TorchDistribution):
                 value = torch.as_tensor(value, dtype=self.loc.dtype, device=self.loc.device)
             setattr(self, name, value)
             shapes.append(value.shape)
-        full = torch.broadcast_shapes(*shapes)
+        full = broadcast_shape(*shapes)
         if len(full) < event_dim:
             raise ValueError(f"A x must have at least {event_dim} dimensions, got {tuple(full)}")
         TorchDistribution.__init__(
@@ -100,7 +101,7 @@ class OperatorLikelihood(TorchDistribution):
         raise NotImplementedError(f"{type(self).__name__} has no elementwise noise law")
 
     def _sum_event(self, elementwise: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-        elementwise = elementwise.expand(torch.broadcast_shapes(elementwise.shape, value.shape))
+        elementwise = elementwise.expand(broadcast_shape(elementwise.shape, value.shape))
         return elementwise.sum(tuple(range(-self.event_dim, 0)))
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:

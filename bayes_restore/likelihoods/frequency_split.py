@@ -9,7 +9,7 @@ import torch
 from pyro.distributions import constraints
 from torch import distributions as td
 
-from bayes_restore._validation import check_positive
+from bayes_restore._validation import broadcast_shape, check_positive
 from bayes_restore.operators import Blur, LinearOperator, gaussian_psf
 
 from ._base import OperatorLikelihood
@@ -168,7 +168,7 @@ class FrequencySplitLikelihood(OperatorLikelihood):
         """A parameter that is one number per image, shaped like the batch."""
         value = self._param(name, dtype)
         ones = (1,) * self.event_dim
-        full = value.expand(torch.broadcast_shapes(value.shape, self.batch_shape + ones))
+        full = value.expand(broadcast_shape(value.shape, self.batch_shape + ones))
         return full.reshape(self.batch_shape)
 
     def _precision_eigenvalues(self, dtype: torch.dtype) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Total-variation MAP by primal-dual iterations, certified by a primal-dual gap.
 
-Three solvers share one workspace of preallocated buffers (``_workspace.py``):
+The solvers share one workspace of preallocated buffers (``_workspace.py``):
 
 - :func:`tv_denoise_pdhg` (``rof.py``), ``A = I`` (ROF): Chambolle & Pock's accelerated
   algorithm, on eager torch or on fused numba kernels (``_rof_numba.py``);
@@ -10,6 +10,9 @@ Three solvers share one workspace of preallocated buffers (``_workspace.py``):
   (``_data_prox.py``: from ``solve_normal``, specialised for pixel-diagonal, block mean
   and periodic convolution), on fused numba kernels (``_splitting_numba.py``), else
   with ``K = [grad; A]`` (``A`` in the dual, no inner solve);
+- :func:`tv_map_pdhg` with an operator diagonal in the FFT or the DCT (a blur): ADMM
+  with the exact transform solve and warm-started fused ROF steps (``admm.py``), certified
+  by the same gap;
 - :func:`tv_l1_pdhg` (``l1.py``), TV-L1 (Laplace likelihood, ``A = I``): Chambolle &
   Pock with the shrinkage towards ``y`` as the primal prox.
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 
 import torch
 
+from bayes_restore._validation import broadcasts_to
 from bayes_restore.exceptions import ConvergenceWarning
 from bayes_restore.posterior import SolverInfo
 
@@ -52,9 +54,7 @@ def check_weight(weight, y: torch.Tensor, event_dim: int) -> torch.Tensor:
     """The weight as a tensor broadcasting against ``y``, one value per image."""
     w = torch.as_tensor(weight, dtype=y.dtype, device=y.device)
     trailing = w.shape[max(0, w.dim() - event_dim):]
-    if w.dim() > y.dim() or any(s != 1 for s in trailing) or (
-        torch.broadcast_shapes(w.shape, y.shape) != y.shape
-    ):
+    if w.dim() > y.dim() or any(s != 1 for s in trailing) or not broadcasts_to(w.shape, y.shape):
         raise ValueError(
             f"weight must be a number or one per image, shape batch + (1,) * {event_dim}, "
             f"broadcasting against y {tuple(y.shape)}; got shape {tuple(w.shape)}"
@@ -145,3 +145,16 @@ def fused_kernels(module: str, like: torch.Tensor, vectorial: bool, backend: str
     if backend == "auto" and rof_kernels.jit_disabled():  # NUMBA_DISABLE_JIT: Python loops
         return None
     return kernels
+
+
+def iterations_to_tol(checks: list[tuple[int, float]], tol: float) -> float:
+    """Iterations after the last gap check until the certified gap reaches ``tol``, if it
+    falls like ``k^-a`` (``checks``: ``(iteration, gap)`` pairs; ``a`` from the last two, at
+    least 1, the non-accelerated rate)."""
+    it, gap = checks[-1]
+    a = 1.0
+    if len(checks) >= 2:
+        (k0, g0), (k1, g1) = checks[-2], checks[-1]
+        if g1 < g0 and k1 > k0:
+            a = max(1.0, math.log(g0 / g1) / math.log(k1 / k0))
+    return it * ((gap / tol) ** (1.0 / a) - 1.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from bayes_restore.differences import dct_matrix, laplacian_eigenvalues
@@ -192,6 +193,84 @@ class GeneralCertificate:
         ws.div_into(field, g)
         q = self.op.forward(g).mul_(f * f)
         return self._scaled_value(q, field)
+
+
+    def dual_spectral(self, u: torch.Tensor, spec, kernels,
+                      schedule: tuple[int, ...] = (20, 20, 10), low: float = 1e-4):
+        """The primal value at ``u`` and a dual bound for an operator diagonal in a
+        transform (``spec``, a :class:`~.admm.Spectral`: ``A = T^-1 diag(H) T``) from
+        ``ws.p`` and the residual ``q = A u - y``.
+
+        ``A^T q = div p`` is restored on both sides, each where it is cheap. At the
+        frequencies where ``|H|^2 >= low max |H|^2`` the residual ``r = A^T q - div p`` is
+        removed from ``q`` (``q -= A^-T r_low``, exact in the transform: a small change
+        of ``q`` there); the rest, high frequencies only, by ``p``: a copy of ``p`` is
+        moved towards ``div p = A^T q`` by projected FISTA steps (``schedule``, the
+        low-frequency part removed again before each round, so that the local steps
+        face only the local residual they remove well), then the Poisson correction and
+        the scaling of :meth:`dual` close it exactly. Measured (512x512 camera, periodic
+        Gaussian blur, an ADMM iterate 1.5e-5 from the optimum): the plain correction
+        certified 1.1e-2, the polished one (:meth:`dual_polished`, 20 steps) 3.3e-3,
+        this one 1.0e-4.
+        """
+        ws = self.ws
+        h, w = ws.h, ws.w
+        flat = (-1, h, w)
+        u = u.to(self.ys.dtype).reshape(flat).numpy()
+        ys = self.ys.reshape(flat).numpy()
+        q = spec.inverse(spec.transfer * spec.forward(u)) - ys
+        primal = 0.5 * ws.sum_image(torch.from_numpy(q * q).reshape(ws.shape)) + self.ws.tv(
+            torch.from_numpy(u).reshape(ws.shape))
+        q = self._centre(torch.from_numpy(q).reshape(ws.shape)).reshape(flat).numpy()
+        keep = spec.power >= low * float(spec.power.max())
+        conj = np.where(keep, np.conj(spec.transfer), 1.0)
+        q_hat = spec.forward(q)
+        g_hat = np.conj(spec.transfer) * q_hat
+        field = self._field(None).clone().reshape((-1, 2, h + 1, w + 1))
+        p = field.numpy()
+        g = spec.inverse(g_hat)
+        div = np.empty_like(g)
+        rounds = list(schedule) + [0]
+        for steps in rounds:
+            _div_np(p, div)
+            r_hat = spec.forward(g - div) * keep
+            q_hat -= r_hat / conj
+            g_hat -= r_hat
+            g = spec.inverse(g_hat)
+            if steps and kernels is not None:
+                _towards(kernels, p, g, steps, ws.isotropic)
+        field = field.reshape(ws.p.shape)
+        r = torch.from_numpy(g - div).reshape(ws.shape)  # high frequencies, zero mean
+        phi = self._poisson(r)
+        ws.grad_into(phi, ws.g)
+        p_feasible = ws.g.add_(field)
+        q = torch.from_numpy(spec.inverse(q_hat)).reshape(ws.shape)
+        return primal, self._scaled_value(q, p_feasible)
+
+
+def _towards(rof_kernels, p: np.ndarray, g: np.ndarray, steps: int, isotropic: bool) -> None:
+    """``steps`` projected gradient steps (step 1/4) on ``0.5 |div p - g|^2`` over ``|p| <=
+    1``, ``p`` in place: the ROF dual for the data ``-g``, so the fused ROF sweep
+    (``_rof_numba.sweep_many`` with the primal weights 1) runs them, all in one pass over
+    memory."""
+    y = np.ascontiguousarray(-g)
+    start = np.empty_like(y)
+    _div_np(p, start)
+    start += y
+    a = start.copy()
+    dtype = y.dtype.type
+    sizes = np.full(steps, 0.25, y.dtype)
+    ones = np.ones(steps, y.dtype)
+    rof_kernels.sweep_many(a, start, y, p, sizes, ones, ones, dtype(1.0), isotropic,
+                           np.zeros((0, 2)), 0, 0)
+
+
+def _div_np(p: np.ndarray, out: np.ndarray) -> None:
+    """``out <- div p`` on numpy views of the padded layout (``(B, 2, H+1, W+1)`` to
+    ``(B, H, W)``)."""
+    np.subtract(p[:, 0, 1:, 1:], p[:, 0, :-1, 1:], out=out)
+    out += p[:, 1, 1:, 1:]
+    out -= p[:, 1, 1:, :-1]
 
 
 def _block_poisson(f: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -30,10 +30,15 @@ from ._common import (
     finish,
     fused_kernels,
     half_weight,
+    iterations_to_tol,
     relative_gap,
 )
 from ._data_prox import make_data_prox
 from ._workspace import Workspace
+from .admm import INNER_STEPS as ADMM_INNER_STEPS
+from .admm import RELAXATION as ADMM_RELAXATION
+from .admm import RHO as ADMM_RHO
+from .admm import admm_spectral, spectral_of
 from .certificate import GeneralCertificate
 from .rof import tv_denoise_pdhg
 
@@ -69,7 +74,20 @@ def tv_map_pdhg(
     certificate below work on half the energy, ``0.5 |A x - y|^2 + w TV(x)`` with
     ``w = lambda / 2`` (the same minimiser and relative gap).
     Chambolle & Pock's primal-dual algorithm (2011, Algorithm 1) in one of two
-    splittings (for ``A = I`` it runs :func:`tv_denoise_pdhg`, accelerated, instead):
+    splittings, or ADMM for an operator diagonal in a transform (for ``A = I`` it runs
+    :func:`tv_denoise_pdhg`, accelerated, instead):
+
+    - ``"admm"``: for a declared
+      :class:`~bayes_restore.operators.FourierDiagonal` (periodic blur) or
+      :class:`~bayes_restore.operators.DCTDiagonal` (symmetric kernel, reflective
+      boundaries) structure, on the fused kernels: over-relaxed ADMM on ``x = v``, the
+      ``x``-update the exact solve in the operator's own basis (one transform pair), the
+      ``v``-update the ROF prox by warm-started steps of the fused ROF kernels
+      (``admm.py``); certified by the same primal-dual gap, from the residual ``A x - y``
+      and the inner ROF's dual field, made feasible where each is cheap
+      (:meth:`~.certificate.GeneralCertificate.dual_spectral`). 512x512 periodic blur:
+      26-27 outer iterations against 260 of the primal splitting, 3.5-4x less CPU time.
+      ``SolverInfo.solver`` is ``"admm"``.
 
     - ``"primal"``: the data term in the primal proximal step, ``K = grad`` only
       (``tau sigma 8 = 1``), over-relaxed (``relaxation``). Used when that step is
@@ -146,9 +164,12 @@ def tv_map_pdhg(
         Acta Numerica 2016, section 5.1: each step moves ``rho`` times the plain
         primal-dual step); default 1.9, which needed 1.5-1.9x fewer iterations than
         ``rho = 1`` (the plain iteration) on every operator measured.
-    splitting : {"auto", "primal", "dual"}, default "auto"
-        ``"auto"``: ``"primal"`` where the data term's proximal step is closed-form,
-        ``"dual"`` otherwise; ``"primal"`` raises ``ValueError`` for other operators.
+    splitting : {"auto", "primal", "dual", "admm"}, default "auto"
+        ``"auto"``: ``"admm"`` for an operator diagonal in a transform when the fused
+        kernels run the problem, else ``"primal"`` where the data term's proximal step is
+        closed-form, ``"dual"`` otherwise; ``"primal"`` and ``"admm"`` raise
+        ``ValueError`` for other operators. ``relaxation`` is ADMM's over-relaxation
+        there (default 1.6).
     init : torch.Tensor, optional
         Starting image, shape of ``A^T y``. Default: nearest-neighbour upsampling
         (``f^2 A^T y``) for a block mean, ``y / d`` at the observed pixels of a pixel
@@ -209,8 +230,9 @@ def tv_map_pdhg(
         raise ValueError(
             f"operator must be a LinearOperator or None, got {type(operator).__name__}"
         )
-    if splitting not in ("auto", "primal", "dual"):
-        raise ValueError(f"splitting must be 'auto', 'primal' or 'dual', got {splitting!r}")
+    if splitting not in ("auto", "primal", "dual", "admm"):
+        raise ValueError(
+            f"splitting must be 'auto', 'primal', 'dual' or 'admm', got {splitting!r}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     y = y.detach()
@@ -220,7 +242,7 @@ def tv_map_pdhg(
     if tau is not None and not tau > 0:
         raise ValueError(f"tau must be > 0, got {tau!r}")
     rho = _RELAXATION if relaxation is None else relaxation
-    if not 0.0 < rho < 2.0:
+    if relaxation is not None and not 0.0 < relaxation < 2.0:
         raise ValueError(f"relaxation must be in (0, 2), got {relaxation!r}")
     if init is not None:
         if not isinstance(init, torch.Tensor) or init.shape != x0.shape:
@@ -241,6 +263,33 @@ def tv_map_pdhg(
             f"solve_normal); {operator!r} has neither"
         )
     cert = GeneralCertificate(operator, ws, ys, x0.shape)
+    spec = None
+    if data is not None and splitting in ("auto", "admm"):
+        spec = spectral_of(operator.structure(), x0.shape, torch.get_num_threads())
+        admm_kernels = _admm_kernels(x0, ws, backend) if spec is not None else None
+        if admm_kernels is None:
+            spec = None
+    if splitting == "admm" and spec is None:
+        raise ValueError(
+            "splitting='admm' needs an operator diagonal in a transform (a declared "
+            "FourierDiagonal or DCTDiagonal structure, e.g. Blur(boundary='periodic') or "
+            "a symmetric Blur(boundary='reflect')) and the fused kernels (float32/float64 "
+            f"CPU tensors, non-vectorial TV); got {operator!r}"
+        )
+    if spec is not None:
+        if init is None:
+            x0 = data.initial_image(y, x0)
+        # the penalty in units of the scaled image's spread (as tau below): the best
+        # rho moved with the weight, 3x the weight 3x rho (see admm.RHO)
+        spread = float(x0.double().std()) if x0.numel() > 1 else 0.0
+        penalty = ADMM_RHO * float(ws.per_image(w).mean()) / (spread if spread > 0 else 1.0)
+        u, gap, objective, it, history = admm_spectral(
+            torch.div(x0, w), ys, ws, w2, spec, cert, admm_kernels, rho=penalty,
+            alpha=ADMM_RELAXATION if relaxation is None else relaxation,
+            inner=ADMM_INNER_STEPS, tol=tol, max_iter=max_iter, check_every=check_every,
+        )
+        return finish(u.mul_(w), "admm", it, gap, objective, history, tol, max_iter, start,
+                      backend="numba")
     if data is not None:
         if init is None:
             x0 = data.initial_image(y, x0)
@@ -357,6 +406,16 @@ def _pdhg_operator_in_dual(u, ys, ws, w2, operator, cert, *, norm2, tau, tol, ma
 
 #: most iterations one call of the fused pointwise kernel runs (between two gap checks)
 _MAX_FUSED = 16
+
+
+def _admm_kernels(x0: torch.Tensor, ws: Workspace, backend: str):
+    """The kernel modules ``(_rof_numba, _splitting_numba, _admm_numba)`` of the spectral
+    ADMM if they run this problem, else ``None``."""
+    found = [fused_kernels(name, x0, ws.vectorial, backend)
+             for name in ("_rof_numba", "_splitting_numba", "_admm_numba")]
+    return None if any(k is None for k in found) else tuple(found)
+
+
 def _fused_kernels(x0: torch.Tensor, ws: Workspace, backend: str):
     """The module ``_splitting_numba`` if its kernels run this problem, else ``None``."""
     return fused_kernels("_splitting_numba", x0, ws.vectorial, backend)
@@ -446,13 +505,8 @@ def _next_interval(checks, tol: float, check_every: int, cost: float = 0.0) -> i
     share of the time), but no more than half the
     iterations done (at most 50 % overshoot).
     """
-    it, gap = checks[-1]
-    a = 1.0
-    if len(checks) >= 2:
-        (k0, g0), (k1, g1) = checks[-2], checks[-1]
-        if g1 < g0 and k1 > k0:
-            a = max(1.0, math.log(g0 / g1) / math.log(k1 / k0))
-    remaining = it * ((gap / tol) ** (1.0 / a) - 1.0)
+    it = checks[-1][0]
+    remaining = iterations_to_tol(checks, tol)
     interval = min(max(check_every, it // 8), max(check_every, math.ceil(0.8 * remaining)))
     floor = min(math.ceil(cost / _CHECK_SHARE), it // 2) if cost > 0 else 0
     return int(max(interval, floor))
