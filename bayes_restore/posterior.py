@@ -32,7 +32,9 @@ class SolverInfo:
     Attributes
     ----------
     solver : str
-        Which solver ran: ``"dct"`` (closed form), ``"pdhg"`` (primal-dual), ``"pcg"``
+        Which solver ran: ``"dct"`` (closed form), ``"pdhg"`` (primal-dual), ``"admm"``
+        (TV with an operator diagonal in the FFT or the DCT, a blur: ADMM, gap-certified),
+        ``"pcg"``
         (conjugate gradients of the Gaussian posterior mean), ``"lbfgs"`` or ``"adam"``
         (generic path on Pyro's log joint).
     iterations : int

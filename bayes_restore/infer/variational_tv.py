@@ -120,9 +120,6 @@ _GAUSSIAN_ROUNDS = 3
 #: Gauss-Legendre nodes of the 1-D integrals of :func:`norm_moments` (relative error below
 #: 4e-6 on correlations up to 0.9 and variance ratios up to e^4, against adaptive quadrature)
 _NORM_NODES = 16
-#: ``gradient_covariance="full"``: the precision takes ``E_q`` of TV's Hessian as ``2 x 2``
-#: blocks (``False``: their isotropic part, one weight per pixel)
-_PRECISION_BLOCKS = True
 
 
 @dataclass(frozen=True)
@@ -720,8 +717,9 @@ def _correlated_weights(g: torch.Tensor, vg: torch.Tensor, cg: torch.Tensor,
     r"""The exact Gaussian ELBO's weights with the full covariance of each pixel's two
     differences (isotropic TV): the mean's ``2 x 2`` block ``M`` with ``E_q[(Dx)_i /
     |Dx|_i] = M_i (D m)_i``, ``(..., 3, H, W)`` (``M_rr, M_rc, M_cc``), and the precision's
-    ``E_q`` of TV's Hessian, blocks the same way (with ``_PRECISION_BLOCKS``; otherwise its
-    isotropic part ``E_q |Dx|_i^{-1} / 2``, one per pixel), both by :func:`norm_moments`.
+    ``E_q`` of TV's Hessian, blocks the same way (``H_rr, H_rc, H_cc``; with its isotropic
+    part instead, the std was 0.936 of the reference's with a blur, against 0.975), both by
+    :func:`norm_moments`.
     The pixels of the last row and column, with one difference (``valid`` is
     :func:`_valid_directions`'), take the folded normal's of :func:`_one_difference_weights`
     (``M = w I``); the last pixel, with none, 0."""
@@ -729,13 +727,9 @@ def _correlated_weights(g: torch.Tensor, vg: torch.Tensor, cg: torch.Tensor,
     v_r, v_c = vg[..., 0, :, :].clamp_min(tiny), vg[..., 1, :, :].clamp_min(tiny)
     bound = 0.999 * (v_r * v_c).sqrt()
     c = torch.maximum(torch.minimum(cg, bound), -bound)  # positive definite
-    if not _PRECISION_BLOCKS:
-        m_rr, m_rc, m_cc, inv = norm_moments(g[..., 0, :, :], g[..., 1, :, :], v_r, v_c, c)
-        h = (inv.mul_(0.5),)
-    else:
-        m_rr, m_rc, m_cc, _, h_rr, h_rc, h_cc = norm_moments(
-            g[..., 0, :, :], g[..., 1, :, :], v_r, v_c, c, hessian=True)
-        h = (h_rr, h_rc, h_cc)
+    m_rr, m_rc, m_cc, _, h_rr, h_rc, h_cc = norm_moments(
+        g[..., 0, :, :], g[..., 1, :, :], v_r, v_c, c, hessian=True)
+    h = (h_rr, h_rc, h_cc)
     for sel, k in (((Ellipsis, -1, slice(None, -1)), 1), ((Ellipsis, slice(None, -1), -1), 0)):
         w_mean1, w_prec1 = _one_difference_weights(g[..., k, :, :][sel], vg[..., k, :, :][sel])
         m_rr[sel], m_cc[sel], m_rc[sel] = w_mean1, w_mean1, 0.0
@@ -744,8 +738,7 @@ def _correlated_weights(g: torch.Tensor, vg: torch.Tensor, cg: torch.Tensor,
     corner = (Ellipsis, -1, -1)
     for t in (m_rr, m_rc, m_cc) + h:
         t[corner] = 0.0
-    return (torch.stack([m_rr, m_rc, m_cc], dim=-3),
-            torch.stack(h, dim=-3) if len(h) == 3 else h[0])
+    return torch.stack([m_rr, m_rc, m_cc], dim=-3), torch.stack(h, dim=-3)
 
 
 def _one_difference_weights(mu: torch.Tensor, v: torch.Tensor):
