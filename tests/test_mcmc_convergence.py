@@ -41,6 +41,15 @@ def _ar1(chains, draws, pixels, phi, seed=0):
     return x
 
 
+def _mixed_pixels(chains, draws, phi, ties, step):
+    """One AR(1) pixel per ``phi`` (seeded by its index); pixel 1's second chain shifted by 1
+    (chains that disagree), pixel ``ties`` rounded to ``1 / step`` (ties)."""
+    x = np.concatenate([_ar1(chains, draws, 1, p, seed=i) for i, p in enumerate(phi)], axis=2)
+    x[1, :, 1] += 1.0
+    x[:, :, ties] = np.round(x[:, :, ties] * step) / step
+    return x
+
+
 def test_diagnostics_equal_arviz_on_every_pixel():
     """Same R-hat, bulk/tail/mean ESS as ArviZ's, pixel by pixel (an independent code)."""
     from bayes_restore._arviz import import_arviz
@@ -296,10 +305,7 @@ def test_numba_diagnostics_equal_arviz_to_1e6(dtype):
     az = import_arviz()
     phi = [0.0, 0.0, 0.3, 0.6, 0.9, 0.99]
     for draws in (300, 151):
-        x = np.concatenate([_ar1(4, draws, 1, p, seed=i) for i, p in enumerate(phi)], axis=2)
-        x[1, :, 1] += 1.0
-        x[:, :, 0] = np.round(x[:, :, 0] * 64) / 64
-        x = x.astype(dtype)
+        x = _mixed_pixels(4, draws, phi, ties=0, step=64).astype(dtype)
         ours = kernels.diagnostics(x.transpose(2, 0, 1))
         ours_torch = convergence_diagnostics(torch.from_numpy(x), backend="torch")
         idata = az.from_dict(posterior={"v": x.astype(np.float64)})
@@ -374,9 +380,7 @@ def test_every_pixel_ess_of_16_bit_draws_is_arviz_on_their_values():
     az = import_arviz()
     phi = [0.0, 0.3, 0.6, 0.9, 0.99, 0.0]
     for draws in (300, 151):
-        x = np.concatenate([_ar1(2, draws, 1, p, seed=i) for i, p in enumerate(phi)], axis=2)
-        x[1, :, 1] += 1.0
-        x[:, :, 5] = np.round(x[:, :, 5] * 8) / 8
+        x = _mixed_pixels(2, draws, phi, ties=5, step=8)
         store = _quantised(x.reshape(2, draws, 2, 3), capacity=draws + draws % 2, width=3.0)
         ours = store.diagnostics()
         values = store.dequantise(dtype=torch.float64).reshape(2, draws, 6).numpy()
