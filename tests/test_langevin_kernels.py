@@ -1,5 +1,6 @@
 """The fused numba kernels of the TV Langevin stage run the eager torch arithmetic."""
 
+import dataclasses
 import math
 from types import SimpleNamespace
 
@@ -194,6 +195,43 @@ def test_reruns_and_thread_counts_give_identical_chains():
     finally:
         torch.set_num_threads(before)
     assert torch.equal(runs[0], runs[1]) and torch.equal(runs[0], runs[2])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("masked", [False, True])
+def test_whole_step_kernel_is_the_stage_by_stage_passes_with_its_own_noise(dtype, masked,
+                                                                         monkeypatch):
+    # one kernel call per step (each chain's noise, then its stages on one thread) against
+    # a stage per call and the noise drawn first; a mask adds the weights and the metric
+    op = Mask(torch.rand(11, 13, generator=torch.Generator().manual_seed(4)) < 0.5) if masked \
+        else None
+    x0 = _image((11, 13), dtype)
+    y = x0 if op is None else op(x0)
+    metric = diagonal_metric(op, x0)[2] if masked else None
+    coef, delta = skrock_coefficients(5), torch.tensor(2.5e-3, dtype=dtype)
+    scale = np.full(3, math.sqrt(5e-3), dtype=np.dtype(str(dtype)[6:]))
+
+    def run(whole, threads):
+        pn = dataclasses.replace(_potentials(y, operator=op)[1], metric=metric, threads=threads)
+        x = x0.expand(3, 11, 13).clone()
+        for counter in range(3):
+            q = torch.empty_like(x)
+            if whole:
+                x = pn.skrock(x, delta, q, coef, 5, noise=(17, counter, scale))
+            else:
+                _langevin_numba.gaussian_noise(q.numpy(), 17, counter, scale, 1)
+                x = pn.skrock(x, delta, q, coef, 5)
+        return x, q, pn.evaluations
+
+    x_w, q_w, ev = run(True, 2)
+    with monkeypatch.context() as m:  # the stage-by-stage passes
+        m.setattr(SmoothedPotential, "_whole_step", lambda *args: None)
+        x_s, q_s, _ = run(False, 1)
+    assert torch.equal(q_w, q_s) and ev == 15  # the same noise, drawn in the kernel
+    # equal to rounding: fastmath may contract or vectorise the inlined stages otherwise
+    assert _rel(x_w - x0, x_s - x0) < 20 * TOL[dtype]
+    for threads in (1, 3):
+        assert torch.equal(run(True, threads)[0], x_w)
 
 
 def test_dispatch_numba_on_cpu_torch_otherwise(monkeypatch):

@@ -121,6 +121,24 @@ def test_fused_sums_and_codes_are_the_torch_arithmetic():
     assert store.clipped == int(((levels < 0) | (levels > 65535)).sum()) > 0
 
 
+def test_values_of_the_codes_by_numba_are_the_torch_arithmetic():
+    """The 16-bit store's values (what a run to convergence returns as its draws) come from
+    one numba pass over the codes: against the float64 torch arithmetic, thinned or not."""
+    pytest.importorskip("numba")
+    from bayes_restore.infer.draws import QuantisedDraws
+
+    x = torch.from_numpy(_ar1(2, 41, 300, 0.6, seed=3)).to(torch.float32)
+    store = QuantisedDraws(2, (300,), 64, "cpu")
+    store.threads = 2
+    store.set_bounds(x.mean((0, 1)), x.std((0, 1)))
+    for t in range(41):
+        store.add(x[:, t])
+    codes = store.codes  # a view of the buffer: its draw axis is strided
+    for every, dtype in ((1, torch.float64), (3, torch.float32)):
+        values = (codes[:, ::every].to(torch.float64) + 32768.0) * store.scale + store.offset
+        assert torch.equal(store.dequantise(every, dtype), values.to(dtype))
+
+
 def test_thinned_draws_stay_bounded_and_evenly_spaced():
     store = ThinnedDraws(2, (3,), capacity=16, device="cpu")
     for t in range(100):

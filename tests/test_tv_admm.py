@@ -110,3 +110,54 @@ def test_admm_choice_and_its_errors():
         tv_map_pdhg(_observe(Downsample(2)), 0.02, Downsample(2), splitting="admm")
     with pytest.raises(ValueError, match="splitting must be"):
         tv_map_pdhg(y, 0.02, op, splitting="newton")
+
+
+def _div(f):
+    """``div f`` of a padded field ``(B, 2, H + 1, W + 1)``, by numpy."""
+    return f[:, 0, 1:, 1:] - f[:, 0, :-1, 1:] + f[:, 1, 1:, 1:] - f[:, 1, 1:, :-1]
+
+
+@pytest.mark.parametrize("isotropic", [True, False], ids=["iso", "aniso"])
+@pytest.mark.parametrize("shape", [(5, 7), (9, 4)])
+def test_closing_field_integrates_the_residual(shape, isotropic):
+    """The certificate's closing field (never stored by the kernel): rebuilt here from
+    its definition by cumulative sums, it has ``div f = r`` and the Neumann zeros, and
+    the kernel's ``max |p + f|`` is that field's."""
+    from bayes_restore.infer.tv import _admm_numba
+
+    h, w = shape
+    rng = np.random.default_rng(4)
+    r = rng.standard_normal((2, h, w))
+    r -= r.mean((1, 2), keepdims=True)
+    p = np.zeros((2, 2, h + 1, w + 1))
+    p[:, 0, 1:h, 1:] = 0.6 * np.tanh(rng.standard_normal((2, h - 1, w)))
+    p[:, 1, 1:, 1:w] = 0.6 * np.tanh(rng.standard_normal((2, h, w - 1)))
+    rows, cols = r.sum(2), r.sum(1)
+    f = np.zeros_like(p)
+    along_rows = (np.repeat(np.cumsum(rows, 1)[:, :, None] / w, w, 2),
+                  np.cumsum(r - rows[:, :, None] / w, 2))
+    along_cols = (np.cumsum(r - cols[:, None, :] / h, 1),
+                  np.repeat(np.cumsum(cols, 1)[:, None, :] / h, h, 1))
+    f[:, 0, 1:, 1:] = 0.5 * (along_rows[0] + along_cols[0])
+    f[:, 1, 1:, 1:] = 0.5 * (along_rows[1] + along_cols[1])
+    f[:, 0, h], f[:, 1, :, w] = 0.0, 0.0  # the Neumann zeros (their values there are ~0)
+    assert np.abs(_div(f) - r).max() < 1e-12
+    q = p + f
+    norm = (np.hypot(q[:, 0], q[:, 1]) if isotropic
+            else np.maximum(np.abs(q[:, 0]), np.abs(q[:, 1])))
+    out = np.empty(2)
+    _admm_numba.closed_norm_max(p, r, isotropic, out)
+    np.testing.assert_allclose(out, norm.reshape(2, -1).max(1), rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind,shape", [("fft", (6, 8)), ("fft", (5, 7)), ("dct", (6, 5))])
+def test_spectral_parseval_weights_give_inner_products(kind, shape):
+    from bayes_restore.infer.tv.admm import Spectral
+
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((2,) + shape)
+    h, w = shape
+    s = Spectral(kind, np.ones((h, w // 2 + 1) if kind == "fft" else shape), shape)
+    fa, fb = s.forward(a), s.forward(b)
+    value = float((s.parseval() * (fa * np.conj(fb)).real).sum())
+    assert value == pytest.approx(float((a * b).sum()), rel=1e-12, abs=1e-12)

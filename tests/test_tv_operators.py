@@ -202,6 +202,71 @@ def test_certificate_of_a_large_image_is_honest():
     assert -1e-5 <= (p - p_ref) / p <= info.gap + 1e-5
 
 
+class _Gain(LinearOperator):
+    """``A = diag(g)``, declared pixel-diagonal (``g`` with zeros: unseen pixels)."""
+
+    def __init__(self, g):
+        self.g = g
+        self.norm_bound = float(g.abs().max())
+
+    def forward(self, x):
+        return x * self.g.to(x)
+
+    def adjoint(self, y):
+        return y * self.g.to(y)
+
+    def structure(self):
+        from bayes_restore.operators import PixelDiagonal
+
+        return PixelDiagonal(self.g)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("iso", [True, False], ids=["iso", "aniso"])
+@pytest.mark.parametrize("binary", [True, False], ids=["mask", "gain"])
+def test_fused_bounds_are_the_primal_value_and_the_box_bound(gen, dtype, iso, binary):
+    # one numba pass against the certificate's primal value and the eager box bound, for
+    # a batch, a field partly outside |p| <= 1 and data at the pixels A does not see
+    from bayes_restore.infer.tv._data_prox import make_data_prox
+    from bayes_restore.infer.tv._workspace import Workspace
+    from bayes_restore.infer.tv.certificate import GeneralCertificate
+
+    shape = (2, 3, 11, 9)  # two colour images (event_dim 3: one value per image)
+    seen = torch.rand(shape[1:], generator=gen) < 0.6
+    g = seen.double() if binary else seen * (0.2 + torch.rand(shape[1:], generator=gen,
+                                                               dtype=torch.float64))
+    op = _Gain(g.to(dtype))
+    ys = (5 * torch.randn(shape, generator=gen, dtype=torch.float64)).to(dtype)
+    u = (5 * torch.randn(shape, generator=gen, dtype=torch.float64)).to(dtype)
+    ws = Workspace(shape, dtype, "cpu", 3, iso, False)
+    ws.p[..., 0, 1:11, 1:] = 1.5 * torch.randn(shape[:2] + (10, 9), generator=gen).to(dtype)
+    ws.p[..., 1, 1:, 1:9] = 1.5 * torch.randn(shape[:2] + (11, 8), generator=gen).to(dtype)
+    data = make_data_prox(op, ys, shape)
+    assert data.fused_bounds(ws, u) is None  # no kernels: the eager path
+    data.kernels = _splitting_numba
+    primal, bound = data.fused_bounds(ws, u)
+    cert = GeneralCertificate(op, ws, ys, shape)
+    want_primal = cert.primal_residual(u)[0]
+    want_bound = data.lower_bound(ws, torch.empty(shape, dtype=dtype))
+    assert primal.shape == bound.shape == (2,)
+    # float32: the eager bound takes div p in float32, the kernel in float64
+    rtol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(primal, want_primal, rtol=rtol, atol=0)
+    torch.testing.assert_close(bound, want_bound, rtol=rtol, atol=0)
+
+
+def test_plain_dual_runs_where_it_may_decide():
+    from bayes_restore.infer.tv.splitting import _plain_due
+
+    # far from tol: only when the iterations have grown eightfold since it last ran
+    assert not _plain_due(70, 10, True, [0.5], 1e-4, final=False)
+    assert _plain_due(80, 10, False, [0.5], 1e-4, final=False)
+    # within reach of tol: at every check while it was the tighter bound, else not
+    assert _plain_due(200, 180, True, [1e-3], 1e-4, final=False)
+    assert not _plain_due(200, 180, False, [1e-3], 1e-4, final=False)
+    assert _plain_due(200, 180, False, [1e-3], 1e-4, final=True)  # the last iteration
+
+
 def test_gap_checks_are_spaced_by_their_cost():
     from bayes_restore.infer.tv.splitting import _next_interval
 

@@ -123,3 +123,81 @@ def test_mask_box_bound_holds_for_a_dual_field_outside_the_ball(scale):
     ws.p.mul_(scale)  # the relaxed iterate (scale 1), or pushed further out
     bound = float(data.lower_bound(ws, torch.empty_like(ys)))
     assert bound <= p_star * (1 + 1e-12)
+
+
+def _random_state(gen, b, h, w, dtype=torch.float64, spread=0.8):
+    """``(uh, u, p)``: random images and a dual field partly outside ``|p| <= 1``, its
+    padding and Neumann zeros in place."""
+    u = torch.randn(b, h, w, generator=gen, dtype=dtype)
+    uh = u + 0.3 * torch.randn(b, h, w, generator=gen, dtype=dtype)
+    p = torch.zeros(b, 2, h + 1, w + 1, dtype=dtype)
+    p[:, 0, 1:h, 1:] = spread * torch.randn(b, h - 1, w, generator=gen, dtype=dtype)
+    p[:, 1, 1:, 1:w] = spread * torch.randn(b, h, w - 1, generator=gen, dtype=dtype)
+    return uh, u, p
+
+
+@pytest.mark.parametrize("iso", [True, False], ids=["iso", "aniso"])
+@pytest.mark.parametrize("count", [1, 3, 9])
+def test_fused_affine_sweep_is_dual_div_then_the_pointwise_prox(gen, iso, count):
+    # several iterations in one pass, each a row behind the previous, images of a batch
+    # in the same sweep (9 iterations on 7-row images: the lag spans both images)
+    b, h, w = 2, 7, 9
+    uh, u, p = _random_state(gen, b, h, w)
+    gain = torch.rand(b, h, w, generator=gen, dtype=torch.float64)
+    offset = torch.randn(b, h, w, generator=gen, dtype=torch.float64)
+    args = (0.3, 0.4, 1.7, 1.0, iso)  # sigma, tau, rho, one, isotropic
+    ref = [t.clone() for t in (uh, u, p)]
+    v = torch.empty_like(u)
+    for _ in range(count):  # the unfused path: a pass of dual_div, then the prox
+        _splitting_numba.dual_div(*(t.numpy() for t in ref), v.numpy(), *args)
+        torch.addcmul(offset, gain, v, out=ref[0])
+    _splitting_numba.iterate_affine(uh.numpy(), u.numpy(), p.numpy(), gain.numpy(),
+                                    offset.numpy(), *args, count)
+    for got, want in zip((uh, u, p), ref, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("f", [2, 3])
+def test_fused_block_iterations_in_one_pass_are_the_single_iterations(gen, f):
+    # 4 iterations a group of rows behind each other, over a batch of 11 x 9 images (rows
+    # and columns beyond the last whole block included)
+    b, h, w = 2, 11, 9
+    uh, u, p = _random_state(gen, b, h, w)
+    aty = torch.randn(b, h, w, generator=gen, dtype=torch.float64)
+    args = (aty.numpy(), f, 0.2 / f**2, 0.3, 0.4, 1.7, 1.0, True)
+    ref = [t.clone() for t in (uh, u, p)]
+    v = torch.empty_like(u)
+    for _ in range(4):
+        _splitting_numba.iterate_block(*(t.numpy() for t in ref), v.numpy(), *args)
+    _splitting_numba.iterate_block(uh.numpy(), u.numpy(), p.numpy(), v.numpy(), *args, 4)
+    for got, want in zip((uh, u, p), ref, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
+def test_mask_box_bound_is_tight_near_the_optimum_with_data_at_unseen_pixels():
+    # y is noisy at the pixels the mask drops (as a camera's would be): their 0.5 y^2 is
+    # part of every objective value, and a bound without it stays that far below
+    from bayes_restore.infer.tv._data_prox import make_data_prox
+    from bayes_restore.infer.tv._workspace import Workspace
+    from bayes_restore.infer.tv.certificate import GeneralCertificate
+    from bayes_restore.infer.tv.splitting import _pdhg_primal_prox
+
+    op, y = _problem("mask", size=16)
+    unseen = ~op.mask.bool()
+    assert float(y[unseen].abs().min()) > 0
+    w = 0.01
+    # the optimum from the dual splitting (A in the dual: no box bound involved)
+    x_star, star = tv_map_pdhg(y, 2 * w, op, tol=1e-6, max_iter=400000, splitting="dual")
+    p_hi = _half(x_star, y, w, op) / w**2  # scaled units; the optimum is within 1e-6 below
+    ys = y / w
+    ws = Workspace(ys.shape, ys.dtype, "cpu", 2, True, False)
+    data = make_data_prox(op, ys, ys.shape)
+    cert = GeneralCertificate(op, ws, ys, ys.shape)
+    u0 = data.initial_image(y, op.adjoint(y)) / w
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        _pdhg_primal_prox(u0, ws, torch.ones(()), data, cert, tau=0.1 * float(u0.std()),
+                          rho=1.9, tol=1e-12, max_iter=2000, check_every=2000)
+    bound = float(data.lower_bound(ws, torch.empty_like(ys)))
+    assert star.converged
+    assert p_hi * (1 - 1e-4) <= bound <= p_hi

@@ -500,6 +500,30 @@ def code_diagnostics(codes: np.ndarray, offset: np.ndarray, scale: np.ndarray,
     return out
 
 
+@njit(nogil=True, cache=True, boundscheck=False, error_model="numpy")
+def _dequantise_rows(codes, offset, scale, out, lo, hi):  # pragma: no cover - compiled
+    """``out[c, d, p] = (codes[c, d, p] + 32768) * scale[p] + offset[p]`` in float64 (cast
+    to ``out``'s dtype) for the pixels ``lo .. hi - 1``. No fastmath: the same rounding as
+    the same sum and product in torch."""
+    of, sc = offset[lo:hi], scale[lo:hi]
+    for c in range(codes.shape[0]):
+        for d in range(codes.shape[1]):
+            src, dst = codes[c, d, lo:hi], out[c, d, lo:hi]
+            for p in range(hi - lo):
+                dst[p] = (np.float64(src[p]) + 32768.0) * sc[p] + of[p]
+
+
+def dequantise(codes: np.ndarray, offset: np.ndarray, scale: np.ndarray, out: np.ndarray,
+               threads: int = 1) -> None:
+    """The values of the 16-bit codes ``(chain, draw, pixel)`` (any strides) into ``out``
+    (float32/float64, same shape): ``(codes + 32768) * scale + offset`` per pixel, in
+    float64; the pixels split over ``threads`` threads."""
+    pixels = codes.shape[2]
+    threads = max(1, min(threads, pixels // 4096 + 1))
+    run_all([(_dequantise_rows, (codes, offset, scale, out, pixels * i // threads,
+                                 pixels * (i + 1) // threads)) for i in range(threads)])
+
+
 @njit(**_JIT)
 def _quantise_rows(x, offset, inverse, out, lo, hi):  # pragma: no cover
     """``out[c, p] = clip(round((x[c, p] - offset[p]) * inverse[p]), 0, 65535) - 32768`` for

@@ -27,6 +27,8 @@ At 512 x 512 one stage costs about 2.3 ms of one core per chain with the default
 
 :func:`gaussian_noise` draws the chains' Gaussian noise from a counter-based generator
 (SplitMix64 words, the ziggurat), the same values whatever the number of threads.
+:func:`run_skrock` runs a whole SK-ROCK step per image (its noise, then its stages) in one
+call: one dispatch to the threads per step instead of one per stage and one for the noise.
 
 Compiled on first use and cached on disk (``cache=True``).
 """
@@ -226,6 +228,80 @@ def stage_images(a, q, b, y, g, wd, pm, p, out, alpha, beta, gamma, eps, wt, st,
         _image(a[n], q[n], b[n], y[n % m], g[n], wd[n % mw], pm[n % mp], p[n], out[n], alpha,
                beta, gamma, eps[n], wt[n], st[n], inv_var[n], inv_scale[n], mom, iso, identity,
                weighted, metric, xs, rs)
+
+
+@njit(**_JIT)
+def skrock_images(x, q, out_a, out_b, y, wd, pm, p, nu, kappa, eps, wt, st, inv_var, inv_scale,
+                  mom, iso, weighted, metric, unit, noise, base, scale, signed, inner, zx, zf,
+                  n0, n1):  # pragma: no cover - compiled
+    """A whole SK-ROCK step of ``s = len(nu) - 1`` stages for the images ``[n0, n1)`` (one
+    thread), each image's stages one after the other (the chains do not meet between
+    stages: no wait for the other threads).
+
+    With ``noise``, first ``q[n]`` is filled with image ``n``'s words of
+    :func:`gaussian_noise` (``base``: its stream's start, ``scale``: per image; the same
+    values as a separate call). Stage 1 is :func:`_image` of ``(x, q, alpha = nu[1], b = q,
+    beta = unit, gamma = kappa[1], eps[1])`` into ``out_a``, stage ``j >= 2`` of ``(x_{j-1},
+    alpha = 0, b = x_{j-2}, nu[j], kappa[j], eps[j])`` into ``out_b`` (``j = 2``) or over
+    ``x_{j-2}`` (``j > 2``): the step ends in ``out_a`` for an odd ``s``, else in ``out_b``.
+    The data term is made in the pass (the identity, or ``weighted`` by ``wd``)."""
+    h, w = x.shape[1], x.shape[2]
+    kk = mom.shape[0]
+    xs = np.zeros((kk, 2, w), x.dtype)
+    rs = np.zeros((kk, 2, 2, w), x.dtype)
+    m, mw, mp = y.shape[0], wd.shape[0], pm.shape[0]
+    stages = nu.shape[0] - 1
+    per = h * w
+    m2 = per - per // 2
+    zero = unit - unit
+    for n in range(n0, n1):
+        if noise:
+            _noise_part(q.reshape(q.shape[0], per), base, scale, signed, inner, zx, zf, n * m2,
+                        (n + 1) * m2)
+        yn, wn, pn = y[n % m], wd[n % mw], pm[n % mp]
+        _image(x[n], q[n], q[n], yn, x[n], wn, pn, p[n], out_a[n], nu[1], unit, kappa[1],
+               eps[1, n], wt[n], st[n], inv_var[n], inv_scale[n], mom, iso, True, weighted,
+               metric, xs, rs)
+        prev = x[n]
+        cur = out_a[n]
+        for j in range(2, stages + 1):
+            out = out_b[n] if j == 2 else prev
+            _image(cur, cur, prev, yn, cur, wn, pn, p[n], out, zero, nu[j], kappa[j], eps[j, n],
+                   wt[n], st[n], inv_var[n], inv_scale[n], mom, iso, True, weighted, metric, xs,
+                   rs)
+            prev = cur
+            cur = out
+
+
+def run_skrock(x, q, out_a, out_b, y, p, nu, kappa, eps, wt, st, inv_var, inv_scale, mom,
+               iso: bool, threads: int, wd=None, pm=None, noise=None) -> None:
+    """:func:`skrock_images` over all images ``(N, H, W)`` (C-contiguous), split in whole
+    images over ``threads`` threads; returns when every part is done. ``wd``, ``pm``: as
+    :func:`run_stage`. ``noise``: ``(key, counter, scale)``, fill ``q`` first with the
+    ``counter``-th draw of :func:`gaussian_noise`'s stream ``key`` times ``scale`` (per
+    image): the same values as that call, whatever ``threads``."""
+    n, h, w = x.shape
+    k = max(1, min(int(threads), n))
+    weighted = wd is not None
+    if not weighted:
+        wd = y[:1]  # not read
+    metric = pm is not None
+    if not metric:
+        pm = y[:1]  # not read
+    unit = nu.dtype.type(1.0)
+    if noise is None:
+        base, scale = np.uint64(0), inv_var  # not read
+    else:
+        key, counter, scale = noise
+        if not q.flags.c_contiguous:
+            raise ValueError("q must be C-contiguous to take the noise in place")
+        words = n * ((h * w + 1) // 2)
+        base = np.uint64((int(key) + int(counter) * words * _GAMMA) & _MASK64)
+        scale = scale.astype(x.dtype, copy=False)
+    args = (x, q, out_a, out_b, y, wd, pm, p, nu, kappa, eps, wt, st, inv_var, inv_scale, mom,
+            iso, weighted, metric, unit, noise is not None, base, scale, _ZIG_SIGNED,
+            _ZIG_INNER, _ZIG_X, _ZIG_F)
+    _over_images(skrock_images, args, n, k)
 
 
 def momenta(num_iter: int) -> list[float]:

@@ -364,6 +364,13 @@ class QuantisedDraws(ThinnedDraws):
         """Every ``every``-th stored draw, ``(chain, draw, *shape)``, as values."""
         codes = self.codes[:, ::every]
         device = codes.device
+        kernels = (_fast_kernels(codes) if dtype in (torch.float32, torch.float64)
+                   else None)
+        if kernels is not None:  # one pass over the codes, split over the threads
+            values = torch.empty(codes.shape, dtype=dtype)
+            kernels.dequantise(codes.numpy(), self.offset.numpy(), self.scale.numpy(),
+                               values.numpy(), threads=self.threads or torch.get_num_threads())
+            return values.reshape(codes.shape[:2] + self.shape)
         values = (codes.to(torch.float64) + 32768.0) * self.scale.to(device) + self.offset.to(
             device)
         return values.to(dtype).reshape(codes.shape[:2] + self.shape)

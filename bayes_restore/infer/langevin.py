@@ -199,10 +199,20 @@ class SmoothedPotential:
         return -div(self.dual) / self.scale
 
     def skrock(self, x: torch.Tensor, delta: torch.Tensor, q: torch.Tensor,
-               coef: dict[str, Any], stages: int) -> torch.Tensor | None:
+               coef: dict[str, Any], stages: int, *,
+               noise: tuple | None = None) -> torch.Tensor | None:
         """:func:`skrock_step` on this potential with every stage fused, or in the DCT
         domain for a DCT metric of exact eigenvalues (``None``: neither runs these tensors;
-        the caller takes the eager recursion)."""
+        the caller takes the eager recursion).
+
+        ``noise``: ``(key, counter, scale)`` of
+        :func:`~bayes_restore.infer._langevin_numba.gaussian_noise` (``scale``: one per
+        image): ``q`` (C-contiguous) is not yet drawn, and the fused step fills it with that
+        draw itself, each image's before its stages (the same values). Only the whole-step
+        kernel takes it: ``None`` is returned, with ``q`` untouched, where it does not run.
+        """
+        if noise is not None:
+            return self._whole_step(x, delta, q, coef, stages, noise)
         met = self._metric
         if self._metric_fn is not None and met is None:
             return None
@@ -217,6 +227,9 @@ class SmoothedPotential:
             return self._block_skrock(kernels, x, delta, q, coef, stages)
         if met is not None and self._fused_metric(x) is None:  # not per pixel
             return None
+        whole = self._whole_step(x, delta, q, coef, stages, None)
+        if whole is not None:
+            return whole
         metric = met is not None
         mu, nu, kappa = coef["mu"], coef["nu"], coef["kappa"]
         q = q.contiguous()
@@ -233,6 +246,49 @@ class SmoothedPotential:
                                        step * mu[j], out, metric=metric)
             x_prev, x_cur = x_cur, x_next
         return x_cur
+
+    def _whole_step(self, x, delta, q, coef, stages, noise):
+        """The step in one kernel call
+        (:func:`~bayes_restore.infer._langevin_numba.run_skrock`: each chain's noise, when
+        ``noise``, and its stages on one thread, no wait between stages), or ``None`` where
+        it does not run (a metric not per pixel, a data term from torch, other tensors):
+        the same arithmetic as the stage-by-stage passes."""
+        met = self._metric
+        if (self._metric_fn is not None and (met is None or met.kind != "pixel")) or stages < 1:
+            return None
+        kernels = self._kernels(x)
+        if (kernels is None or q.shape != x.shape or q.dtype != x.dtype
+                or (noise is not None and not q.is_contiguous())):
+            return None
+        metric = met is not None
+        if metric and self._fused_metric(x) is None:
+            return None
+        wt, st, inv_var, inv_scale, mom, y_np, wd_np, pm_np = self._constants(kernels, x)
+        if y_np is None:  # the data term is torch's (an operator that is not pixel-diagonal)
+            return None
+        h, w = x.shape[-2:]
+        n = x.numel() // (h * w)
+        if self.dual is None or self.dual is not self._own_dual:  # ours, updated in place
+            self.dual = (x.new_zeros(x.shape[:-2] + (2, h, w)) if self.dual is None
+                         else self.dual.detach().to(x.dtype).contiguous().clone())
+            self._own_dual = self.dual
+        mu, nu, kappa = coef["mu"], coef["nu"], coef["kappa"]
+        dtype = mom.dtype
+        step = self._per_image(x, delta, "delta")
+        # the stages' eps as the stage-by-stage path rounds them: (delta in x's dtype) * mu_j
+        eps = np.stack([step * mu[j] if j else np.zeros_like(step) for j in range(stages + 1)])
+        x_c = x.contiguous()
+        q_c = q if noise is not None else q.contiguous()
+        out_a, out_b = torch.empty_like(x_c), torch.empty_like(x_c)
+        kernels.run_skrock(x_c.view(n, h, w).numpy(), q_c.view(n, h, w).numpy(),
+                           out_a.view(n, h, w).numpy(), out_b.view(n, h, w).numpy(), y_np,
+                           self.dual.view(n, 2, h, w).numpy(),
+                           np.array(nu[: stages + 1], dtype), np.array(kappa[: stages + 1], dtype),
+                           eps, wt, st, inv_var, inv_scale, mom, self.problem.isotropic,
+                           self.threads or torch.get_num_threads(), wd=wd_np,
+                           pm=pm_np if metric else None, noise=noise)
+        self.evaluations += stages
+        return out_a if stages % 2 else out_b
 
     def _block_skrock(self, kernels, x, delta, q, coef, stages):
         """SK-ROCK for box decimation with the metric ``M = I + (f^2 - 1) P``: per stage the

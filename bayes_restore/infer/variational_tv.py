@@ -69,6 +69,17 @@ DCT basis at that distance (border pixels have fewer neighbours, hence more vari
 small images the plain average also overstates the interior). ``a_k`` is the operator's DCT
 symbol of ``A^T A``, or its mean gain scaled by the local gain ``(A^T A 1)_i`` for an operator
 without one (e.g. a mask). Deterministic and ``O(N)`` per sweep: no Monte Carlo noise anywhere.
+
+``q``'s mean is the stationary point of the Gaussian ELBO, not the posterior mean. With
+``mean_correction="tilted"`` (by default with an operator) the returned mean adds the
+first-order correction by the tilted distributions (Opper, Paquet & Winther 2013): ``q`` is
+the product of the Gaussian data term and one Gaussian site per pixel,
+``exp(-g^T H_i g / (2 b) + g^T (H_i - M_i) \mu_i / b)`` (``H_i``, ``M_i`` the precision's
+and the mean's ``2 x 2`` blocks, ``\mu_i = (D m)_i``); replacing one site by ``exp(-|g| /
+b)`` moves the mean of ``g_i`` from ``\mu_i`` to that of the tilted distribution
+(:func:`tilted_mean`, the cavity ``N(\Sigma_i^{-1} - H_i / b, ...)`` times the TV term) and
+that of ``x`` by ``Q^{-1} D_i^T \Sigma_i^{-1}`` of the difference; the correction sums these
+over the pixels (one PCG solve).
 """
 
 from __future__ import annotations
@@ -87,7 +98,8 @@ from bayes_restore.exceptions import ConvergenceWarning
 from .pcg import pcg
 
 __all__ = ["TVVariational", "tv_variational", "LEARNABLE", "DEFAULT_CONFIDENCE", "STARTS",
-           "WEIGHT_RULES", "GRADIENT_COVARIANCES", "norm_moments", "stationary_moments"]
+           "WEIGHT_RULES", "GRADIENT_COVARIANCES", "MEAN_CORRECTIONS", "norm_moments",
+           "stationary_moments", "tilted_mean"]
 
 #: the parameters ``tv_variational(..., learn=...)`` can refine by VB-EM
 LEARNABLE = ("sigma", "scale")
@@ -97,6 +109,8 @@ STARTS = ("auto", "map", "gaussian")
 WEIGHT_RULES = ("bound", "exact")
 #: accepted values of ``tv_variational(..., gradient_covariance=...)``
 GRADIENT_COVARIANCES = ("full", "isotropic")
+#: accepted values of ``tv_variational(..., mean_correction=...)``
+MEAN_CORRECTIONS = ("auto", "tilted", "none")
 
 #: Babacan et al.'s confidence in the starting sigma and b (Gamma hyperpriors centred there)
 DEFAULT_CONFIDENCE = (0.9, 0.0)
@@ -120,6 +134,9 @@ _GAUSSIAN_ROUNDS = 3
 #: Gauss-Legendre nodes of the 1-D integrals of :func:`norm_moments` (relative error below
 #: 4e-6 on correlations up to 0.9 and variance ratios up to e^4, against adaptive quadrature)
 _NORM_NODES = 16
+#: angles of the trapezoid rule of :func:`tilted_mean` (3e-3 of the cavity's width against a
+#: fine grid; the corrected mean of a 64 x 64 blur case within 6e-6 of 64 angles' mean)
+_TILT_NODES = 24
 
 
 @dataclass(frozen=True)
@@ -129,7 +146,9 @@ class TVVariational:
     Attributes
     ----------
     mean, std : torch.Tensor
-        Mean and (locally stationary) marginal std of ``q``, the image's shape.
+        Mean and (locally stationary) marginal std of ``q``, the image's shape; the mean
+        with the tilted correction when it was applied (``mean_correction``), and the
+        draws then centred on it.
     map : torch.Tensor or None
         The TV MAP at the final ``sigma`` and ``b`` (relative gap ``1e-4`` for ``A = I``,
         ``1e-3`` with an operator); ``None`` unless asked for (``map_estimate``).
@@ -191,6 +210,7 @@ def tv_variational(
     init: str = "auto",
     weights: str = "exact",
     gradient_covariance: str = "full",
+    mean_correction: str = "auto",
 ) -> TVVariational:
     r"""Variational Bayes for the TV prior with a Gaussian likelihood and any operator.
 
@@ -263,6 +283,19 @@ def tv_variational(
         with ``weights="bound"`` or anisotropic TV. Against long MCMC chains (camera 64,
         9x9 blur, sigma 0.05) ``"full"`` left 10 of 4096 pixels off by more than 0.01
         (largest 0.0123) where ``"isotropic"`` left 46 (0.0185).
+    mean_correction : {"auto", "tilted", "none"}, default "auto"
+        ``"tilted"``: the returned mean is ``q``'s plus the first-order correction by the
+        tilted distributions (one parallel expectation-propagation step from ``q``): for
+        each pixel the mean of its two differences under the cavity (``q``'s marginal
+        without the pixel's Gaussian site) times ``exp(-|g| / b)``, by
+        :func:`tilted_mean`, less ``q``'s, in natural units, and the mean moves by ``Q^{-1}
+        D^T`` of it (one more PCG solve; the std and the draws' spread are ``q``'s). With
+        the exact weights and ``gradient_covariance="full"`` only. ``"auto"``: with an
+        operator (camera 64, 9x9 blur, sigma 0.05 and 0.1, against references of 16
+        SK-ROCK chains whose mean's Monte Carlo error is 0.0014-0.0021 at the median pixel:
+        the mean squared error in units of that error 1.29-1.69 without, 1.09-1.14 with it,
+        the largest error 0.0073-0.0108 without, 0.0067-0.0121 with it), not for ``A = I``
+        (no measurable change there, and 1 s more at 512 x 512). ``"none"``: ``q``'s mean.
 
     Returns
     -------
@@ -292,6 +325,9 @@ def tv_variational(
         raise ValueError(f"gradient_covariance must be one of {GRADIENT_COVARIANCES}, got "
                          f"{gradient_covariance!r}")
     correlated = gradient_covariance == "full"
+    if mean_correction not in MEAN_CORRECTIONS:
+        raise ValueError(f"mean_correction must be one of {MEAN_CORRECTIONS}, got "
+                         f"{mean_correction!r}")
     if map_estimate is not None and not isinstance(map_estimate, bool):
         raise TypeError(f"map_estimate must be a bool or None, got {map_estimate!r}")
     for name in learn:
@@ -530,12 +566,26 @@ def tv_variational(
             f"{history[-1]:.2e} > tol={tol:g}",
             ConvergenceWarning, stacklevel=3,
         )
+    correction = None
+    if mean_correction == "auto":
+        mean_correction = "none" if op.is_identity else "tilted"
+    if mean_correction == "tilted" and rule[0] == "exact" and isotropic and correlated:
+        # the first-order correction of the mean by the tilted distributions (one parallel
+        # EP step from q): Q dm = D^T r, r the pixels' shifts in natural units
+        r = _tilted_shift(g, vg, cg, wt, wc, scale, valid)
+        correction, cg_it, _, _ = pcg(functools.partial(apply_q, wt=wc, s2=s2, bb=scale),
+                                      -div(r), precondition=preconditioner(wc, s2, scale),
+                                      tol=max(cg_tol, 1e-3), max_iter=max_cg,
+                                      event_dim=event_dim)
+        cg_total += cg_it
     if not map_estimate:
         x_map = None
     elif learn or x_map is None:  # the MAP at the final parameters
         x_map = _tv_map(y, op, s2.sqrt(), scale, event_dim, isotropic,
                         init=x_map if x_map is not None else m)
     samples = None
+    if correction is not None:
+        m = m + correction
     if num_samples:
         samples = _draws(m, num_samples, generator, lambda v: apply_q(v, wc, s2, scale),
                          preconditioner(wc, s2, scale), adjoint, y.shape,
@@ -751,6 +801,144 @@ def _one_difference_weights(mu: torch.Tensor, v: torch.Tensor):
     w_mean = torch.where(t < 1e-4, math.sqrt(2 / math.pi) / root,
                          torch.special.erf(t / math.sqrt(2)) / (t * root).clamp_min(tiny))
     return w_mean, math.sqrt(2 / math.pi) * torch.exp(-t.square() / 2) / root
+
+
+def _ray_moments(t: torch.Tensor):
+    r"""``J_k(t) = int_0^inf x^k exp(-x^2 / 2 + t x) dx`` for ``k = 0, 1, 2``, scaled by
+    ``exp(-e)`` with ``e = max(t, 0)^2 / 2`` (returned first): ``J_0 = sqrt(pi / 2)
+    erfcx(-t / sqrt 2)`` below 0, ``sqrt(2 pi) e^{t^2 / 2} Phi(t)`` above, ``J_1 = 1 + t
+    J_0``, ``J_2 = t + (1 + t^2) J_0``."""
+    neg = t < 0
+    zero = torch.zeros_like(t)
+    tn, tp = torch.where(neg, t, zero), torch.where(neg, zero, t)
+    j0 = torch.where(neg, math.sqrt(math.pi / 2) * torch.special.erfcx(-tn / math.sqrt(2)),
+                     math.sqrt(2 * math.pi) * torch.special.ndtr(tp))
+    e = torch.where(neg, torch.ones_like(t), torch.exp(-tp.square() / 2))
+    return tp.square() / 2, j0, e + t * j0, t * e + (1 + t.square()) * j0
+
+
+def tilted_mean(l_rr: torch.Tensor, l_rc: torch.Tensor, l_cc: torch.Tensor,
+                e_r: torch.Tensor, e_c: torch.Tensor, a: torch.Tensor | float, *,
+                nodes: int = _TILT_NODES) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The mean of ``p(g) ~ N(g; Lambda^{-1} eta, Lambda^{-1}) exp(-a |g|)``, ``g`` in 2-D.
+
+    In polar coordinates about ``g = 0`` the radial integrals are closed forms (with
+    ``u`` the direction, ``alpha = u^T Lambda u``, ``t = (u^T eta - a) / sqrt(alpha)``,
+    ``int_0^inf r^k exp(-alpha r^2 / 2 + (u^T eta - a) r) dr = alpha^{-(k + 1) / 2}
+    J_k(t)``), so the mean is a ratio of two integrals over the angle, taken by the
+    trapezoid rule on ``nodes`` angles concentrated about the direction of the Gaussian's
+    mean by a Moebius map of the circle (by ``2 / kappa``, ``kappa`` its distance from 0 in
+    units of ``sqrt(tr Lambda^{-1})``). Against a 1201 x 1201 grid: relative error (in units of
+    ``sqrt(tr Lambda^{-1})``) about 1e-5 with 64 nodes for axis ratios up to 3.3.
+    ``Lambda`` must be positive definite; elementwise over broadcast tensors.
+
+    Examples
+    --------
+    >>> import torch
+    >>> t = lambda v: torch.tensor(v, dtype=torch.float64)
+    >>> m_r, m_c = tilted_mean(t(1.0), t(0.0), t(1.0), t(0.0), t(0.0), 1.0)
+    >>> abs(float(m_r)) < 1e-12 and abs(float(m_c)) < 1e-12  # symmetric: mean 0
+    True
+    """
+    det = l_rr * l_cc - l_rc.square()
+    c_r, c_c = (l_cc * e_r - l_rc * e_c) / det, (l_rr * e_c - l_rc * e_r) / det
+    norm_c = (c_r.square() + c_c.square()).sqrt()
+    kappa = norm_c * (det / (l_rr + l_cc)).sqrt()
+    rho = (2 / kappa.clamp_min(1e-30)).clamp(max=1.0)
+    q = (1 - rho) / (1 + rho)
+    safe = norm_c > 0
+    cos0 = torch.where(safe, c_r / norm_c.clamp_min(1e-300), torch.ones_like(c_r))
+    sin0 = torch.where(safe, c_c / norm_c.clamp_min(1e-300), torch.zeros_like(c_c))
+    ones = torch.ones_like(q)
+    a = a if torch.is_tensor(a) else torch.as_tensor(a, dtype=q.dtype, device=q.device)
+    z = torch.zeros_like(q)
+    n_r, n_c = torch.zeros_like(q), torch.zeros_like(q)
+    top = None
+    for k in range(nodes):
+        phi = 2 * math.pi * k / nodes
+        cp, sp = math.cos(phi), math.sin(phi)
+        # e^{i theta} = e^{i theta_0} (e^{i phi} + q) / (1 + q e^{i phi}); its weight
+        # d theta / d phi = (1 - q^2) / |1 + q e^{i phi}|^2
+        den = 1 + q * (2 * cp + q)
+        wq = (1 - q.square()) / den
+        vr, vc = ((cp + q) * (1 + q * cp) + q * sp * sp) / den, wq * sp if sp else 0 * ones
+        ur, uc = cos0 * vr - sin0 * vc, sin0 * vr + cos0 * vc
+        s = (l_rr * ur.square() + 2 * l_rc * ur * uc + l_cc * uc.square()).sqrt()
+        ex, _, j1, j2 = _ray_moments((e_r * ur + e_c * uc - a) / s)
+        if top is None:  # the exponents are relative to the first node's (then rescaled)
+            top = ex
+        grow = ex > top
+        if bool(grow.any()):
+            shrink = torch.exp(torch.where(grow, top - ex, torch.zeros_like(ex)))
+            z, n_r, n_c = z * shrink, n_r * shrink, n_c * shrink
+            top = torch.maximum(top, ex)
+        f = wq * torch.exp(ex - top) / s.square()
+        z = z + f * j1
+        f = f * j2 / s
+        n_r, n_c = n_r + f * ur, n_c + f * uc
+    return n_r / z, n_c / z
+
+
+def _tilted_mean_1d(lam: torch.Tensor, eta: torch.Tensor, a) -> torch.Tensor:
+    """The mean of ``N(g; eta / lam, 1 / lam) exp(-a |g|)`` (closed form, :func:`_ray_moments`
+    on both half-lines)."""
+    s = lam.sqrt()
+    ep, j0p, j1p, _ = _ray_moments((eta - a) / s)
+    em, j0m, j1m, _ = _ray_moments((-eta - a) / s)
+    top = torch.maximum(ep, em)
+    fp, fm = torch.exp(ep - top), torch.exp(em - top)
+    return (fp * j1p - fm * j1m) / (s * (fp * j0p + fm * j0m))
+
+
+def _tilted_shift(g: torch.Tensor, vg: torch.Tensor, cg: torch.Tensor, wt: torch.Tensor,
+                  wc: torch.Tensor, scale: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    r"""Per pixel ``Sigma_i^{-1} (E_{p_i} g - mu_i)``, ``(..., 2, H, W)``: what the mean of
+    ``g_i = (D x)_i`` moves by when ``q``'s Gaussian site of the pixel's TV term is replaced
+    by the term itself (the tilted distribution ``p_i ~ q_{\setminus i}(g) exp(-|g| / b)``,
+    ``q_{\setminus i}`` the cavity: ``q``'s marginal ``N(mu_i, Sigma_i)`` divided by the site
+    ``exp(-g^T H_i g / (2 b) + g^T (H_i - M_i) mu_i / b)``), in ``q``'s natural units. The
+    mean of ``x`` then moves by ``Q^{-1} D^T`` of it (the first-order correction; zero where
+    the cavity is not positive definite). Float64 inside."""
+    dt = g.dtype
+    g, vg, cg, wt, wc = (v.to(torch.float64) for v in (g, vg, cg, wt, wc))
+    b = scale.to(torch.float64)
+    a = (1.0 / b).expand_as(g[..., 0, :, :])
+    tiny = torch.finfo(torch.float64).tiny ** 0.5
+    out = torch.zeros_like(g)
+    # two differences: 2 x 2 blocks
+    v_r, v_c = vg[..., 0, :-1, :-1].clamp_min(tiny), vg[..., 1, :-1, :-1].clamp_min(tiny)
+    bound = 0.999 * (v_r * v_c).sqrt()
+    c = torch.maximum(torch.minimum(cg[..., :-1, :-1], bound), -bound)
+    det = v_r * v_c - c.square()
+    p_rr, p_rc, p_cc = v_c / det, -c / det, v_r / det  # Sigma^{-1}
+    bi = b[..., :1, :1] if b.dim() >= 2 else b
+    h_rr, h_rc, h_cc = (wc[..., k, :-1, :-1] / bi for k in range(3))
+    d_rr, d_rc, d_cc = ((wc[..., k, :-1, :-1] - wt[..., k, :-1, :-1]) / bi for k in range(3))
+    mu_r, mu_c = g[..., 0, :-1, :-1], g[..., 1, :-1, :-1]
+    l_rr, l_rc, l_cc = p_rr - h_rr, p_rc - h_rc, p_cc - h_cc
+    e_r = p_rr * mu_r + p_rc * mu_c - (d_rr * mu_r + d_rc * mu_c)
+    e_c = p_rc * mu_r + p_cc * mu_c - (d_rc * mu_r + d_cc * mu_c)
+    ok = (l_rr > 0) & (l_rr * l_cc - l_rc.square() > 0)
+    one = torch.ones_like(l_rr)
+    t_r, t_c = tilted_mean(torch.where(ok, l_rr, one), torch.where(ok, l_rc, 0 * one),
+                           torch.where(ok, l_cc, one), torch.where(ok, e_r, 0 * one),
+                           torch.where(ok, e_c, 0 * one), a[..., :-1, :-1])
+    dr, dc = torch.where(ok, t_r - mu_r, 0 * one), torch.where(ok, t_c - mu_c, 0 * one)
+    out[..., 0, :-1, :-1] = p_rr * dr + p_rc * dc
+    out[..., 1, :-1, :-1] = p_rc * dr + p_cc * dc
+    # one difference: the last row's column differences, the last column's row differences
+    for k, sel in ((1, (Ellipsis, -1, slice(None, -1))), (0, (Ellipsis, slice(None, -1), -1))):
+        v = vg[..., k, :, :][sel].clamp_min(tiny)
+        hk, mk = wc[..., 2 * k, :, :][sel], wt[..., 2 * k, :, :][sel]
+        bs = b.expand_as(g[..., 0, :, :])[sel]
+        mu1 = g[..., k, :, :][sel]
+        lam = 1 / v - hk / bs
+        eta = mu1 / v - (hk - mk) * mu1 / bs
+        ok1 = lam > 0
+        t1 = _tilted_mean_1d(torch.where(ok1, lam, torch.ones_like(lam)),
+                             torch.where(ok1, eta, torch.zeros_like(eta)), a[sel])
+        out[..., k, :, :][sel] = torch.where(ok1, (t1 - mu1) / v, torch.zeros_like(v))
+    return (out * valid).to(dt)
 
 
 def _block_product(wt: torch.Tensor, gv: torch.Tensor) -> torch.Tensor:

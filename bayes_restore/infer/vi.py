@@ -66,6 +66,7 @@ def variational(
     map_estimate: bool | None = None,
     confidence: tuple[float, float] | None = None,
     gradient_covariance: str | None = None,
+    mean_correction: str | None = None,
     **kwargs: Any,
 ) -> Posterior:
     r"""Approximate the posterior of a Pyro model by a Gaussian: structured, or SVI's guide.
@@ -184,6 +185,11 @@ def variational(
         independent with equal variances (``"isotropic"``, the Rice moments: the engine
         before the full covariance, kept for comparison); see
         :func:`~bayes_restore.infer.variational_tv.tv_variational`.
+    mean_correction : {"auto", "tilted", "none"}, optional
+        Structured engine, TV: the first-order correction of ``q``'s mean by the tilted
+        distributions (``"tilted"``), or ``q``'s mean (``"none"``); default (``None``) the
+        engine's ``"auto"``: corrected with an operator, not for ``A = I``; see
+        :func:`~bayes_restore.infer.variational_tv.tv_variational`.
 
     Returns
     -------
@@ -238,6 +244,7 @@ def variational(
                 cg_tol=cg_tol, std_rtol=std_rtol, num_samples=num_samples,
                 generator=generator, seed=seed, map_estimate=map_estimate,
                 confidence=confidence, gradient_covariance=gradient_covariance,
+                mean_correction=mean_correction,
             )
         if engine == "structured":
             raise ValueError(
@@ -365,7 +372,7 @@ def _structured(problem: RestorationProblem | None) -> bool:
 def _structured_posterior(model, args, kwargs, problem, *, learn, max_iter, vb_tol, cg_tol,
                           std_rtol, num_samples, generator, seed,
                           map_estimate=None, confidence=None,
-                          gradient_covariance=None) -> Posterior:
+                          gradient_covariance=None, mean_correction=None) -> Posterior:
     """The structured engine: the exact Gaussian (order 2) or VB with TV's majoriser (1)."""
     start = time.perf_counter()
     learn = tuple(learn)
@@ -401,6 +408,8 @@ def _structured_posterior(model, args, kwargs, problem, *, learn, max_iter, vb_t
     extra_kw = {} if confidence is None else {"confidence": tuple(confidence)}
     if gradient_covariance is not None:
         extra_kw["gradient_covariance"] = gradient_covariance
+    if mean_correction is not None:
+        extra_kw["mean_correction"] = mean_correction
     q = tv_variational(problem, max_iter=max_iter, tol=vb_tol, learn=learn,
                        num_samples=num_samples, generator=gen, cg_tol=cg_tol,
                        map_estimate=map_estimate, **extra_kw)
@@ -412,6 +421,7 @@ def _structured_posterior(model, args, kwargs, problem, *, learn, max_iter, vb_t
              "weights": "exact" if problem.isotropic else "bound",
              "gradient_covariance": (gradient_covariance or "full") if problem.isotropic
              else None,
+             "mean_correction": mean_correction or "auto",
              "std_method": "locally-stationary", "sigma": q.sigma, "prior_scale": q.scale,
              "learned": learn, "cg_iterations": q.cg_iterations}
     return Posterior(method="vi", map=q.map, mean=q.mean, std=q.std, samples=samples, info=info,

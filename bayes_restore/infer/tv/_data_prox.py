@@ -16,6 +16,7 @@ or solves its normal equations, gets the primal splitting.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from bayes_restore.operators import BlockMean, FourierDiagonal, LinearOperator, PixelDiagonal
@@ -83,6 +84,11 @@ class DataProx:
         """A lower bound of the optimum from the dual field alone, or ``None``."""
         return None
 
+    def fused_bounds(self, ws, u):  # noqa: ARG002
+        """``(P(u), lower_bound)`` per image in one pass of the fused kernels (set in
+        :attr:`kernels`), or ``None`` where there is no such pass."""
+        return None
+
     def polished_dual(self, cert, q, kernels, steps):
         """The certificate's dual bound after ``steps`` polishing steps of its dual field
         (fused path), or ``None``: by default ``cert.dual_polished`` (the field moved
@@ -97,9 +103,13 @@ class PixelDiagonalProx(DataProx):
     tau)``, which is how it is computed then.
     """
 
-    #: an iteration is one fused pass: a gap check (DCT pair, ~30 passes) costs ~40
-    check_cost = 40.0
-    polish_steps = 0  # its own box bound certifies; polishing measured no gain
+    #: an iteration is one fused pass (several share one): a check is the one pass of
+    #: fused_bounds, about one iteration (the plain dual and its DCT pair, ~40, run at
+    #: a few checks only, see ``splitting._plain_due``)
+    check_cost = 3.0
+    #: its own box bound certifies; polishing costs more than it saves (512x512 mask,
+    #: float64: 5 / 20 / 50 steps would certify at ~220 / 200 / 195 iterations, not ~255)
+    polish_steps = 0
 
     def __init__(self, operator, structure: PixelDiagonal, ys, x_shape):
         super().__init__(operator, ys)
@@ -116,6 +126,9 @@ class PixelDiagonalProx(DataProx):
         empty = lo > hi  # a channel with no observed pixel: constant 0 is as good as any
         self.lo, self.hi = lo.masked_fill(empty, 0.0), hi.masked_fill(empty, 0.0)
         self.observed, self.ys64 = observed, ys64
+        self.flat = None  # the arrays of fused_bounds, made on first use
+        # the data term's constant part: 0.5 y^2 at the pixels A does not see (d = 0)
+        self.unseen_data = 0.5 * torch.where(observed, 0.0, ys64).square()
         self.mc = self.tdy = self.inv = None
 
     def set_step(self, tau):
@@ -161,7 +174,8 @@ class PixelDiagonalProx(DataProx):
         A minimiser lies in ``[lo, hi]``, the range of the observed pixels' own
         minimisers ``y / d`` per channel: clipping to it lowers every difference and
         every data misfit. For ``|p| <= 1``, ``TV(x) >= -<x, div p>``, so this minimum is
-        at most the optimum. Unobserved pixels (``d = 0``) take the better end of the box.
+        at most the optimum. Unobserved pixels (``d = 0``) take the better end of the box,
+        and their data term is the constant ``0.5 y^2`` (``y`` need not be zero there).
         The over-relaxed iteration's ``p`` may leave ``|p| <= 1`` (``rho > 1`` steps past
         the projection): the bound uses a projected copy.
         """
@@ -177,8 +191,30 @@ class PixelDiagonalProx(DataProx):
             d2 = torch.where(self.observed, d.square(), 1.0)
             t = ((d * self.ys64 + e) / d2).clamp_(min=self.lo, max=self.hi)
             seen = 0.5 * (d * t - self.ys64).square_() - t * e
-        unseen = torch.minimum(-self.lo * e, -self.hi * e)
+        unseen = torch.minimum(-self.lo * e, -self.hi * e).add_(self.unseen_data)
         return ws.sum_image(torch.where(self.observed, seen, unseen))
+
+    def fused_bounds(self, ws, u):
+        """The primal value at ``u`` and :meth:`lower_bound`, both in one pass of
+        ``kernels.affine_bounds`` (float64, the field projected on the fly)."""
+        if self.kernels is None:
+            return None
+        h, w = ws.h, ws.w
+        if self.flat is None:  # made once: the diagonal and the data as (B, H, W) arrays
+            lead = ws.shape[:-2]
+            self.flat = tuple(t.expand(ws.shape).contiguous().view(-1, h, w).numpy()
+                              for t in (self.d.to(u.dtype), self.ys.to(u.dtype)))
+            self.flat += tuple(t.expand(lead + (1, 1)).reshape(-1).contiguous().numpy()
+                               for t in (self.lo, self.hi))
+        d, ys, lo, hi = self.flat
+        out = np.zeros((d.shape[0], 2))
+        self.kernels.affine_bounds(u.view(-1, h, w).numpy(),
+                                   ws.p.view(-1, 2, h + 1, w + 1).numpy(), d, ys, lo, hi,
+                                   ws.isotropic, out)
+        values = torch.from_numpy(out).view(ws.shape[:-2] + (2,))
+        if ws.event_dim == 3:  # one value per (C, H, W) image
+            values = values.sum(-2)
+        return values[..., 0], values[..., 1]
 
 
 class BlockMeanProx(DataProx):
@@ -265,14 +301,17 @@ class FourierDiagonalProx(DataProx):
         super().__init__(operator, ys)
         h, w = ys.shape[-2:]
         self.shape = (h, w)
-        ys64 = ys.to(F64)
-        transfer = structure.transfer(h, w, ys64)
-        self.f_y = torch.fft.rfft2(ys64)
-        self.f_aty = self.f_y * transfer.conj()
-        self.h2 = transfer.abs().square()
+        self.structure = structure
+        self.f_y = self.f_aty = self.h2 = None  # on the first step (the ADMM never needs them)
         self.inv = self.base = None
 
     def set_step(self, tau):
+        if self.f_y is None:
+            ys64 = self.ys.to(F64)
+            transfer = self.structure.transfer(*self.shape, ys64)
+            self.f_y = torch.fft.rfft2(ys64)
+            self.f_aty = self.f_y * transfer.conj()
+            self.h2 = transfer.abs().square()
         inv = 1.0 / (1.0 + tau * self.h2)
         base = torch.fft.irfft2((self.f_y + tau * self.f_aty) * inv, s=self.shape)
         self.inv = inv.to(self.ys.dtype)

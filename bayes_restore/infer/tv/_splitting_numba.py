@@ -10,8 +10,11 @@ eager torch that is about 20 passes over memory; here the dual ascent, its proje
 the extrapolation, the relaxation and ``v`` are one pass (:func:`dual_div`), the
 extrapolated image never stored. When the data term's proximal step is pointwise affine
 (``prox(v) = a v + c``, a pixel-diagonal operator) it joins the same pass
-(:func:`iterate_affine`), which runs several iterations per call; other steps (a block
-mean, an FFT) run between two passes.
+(:func:`iterate_affine`), and several iterations share one pass over memory, each a row
+behind the previous; its gap check, the primal value and the data term's own bound, is
+one more pass (:func:`affine_bounds`). Box decimation's block-mean step joins the pass
+too, several iterations per pass as well (:func:`iterate_block`, each a row of blocks
+behind the previous); other steps (an FFT) run between two passes.
 
 Layout as in ``_rof_numba``: images ``(B, H, W)`` and the zero-padded dual field ``(B, 2,
 H + 1, W + 1)``, zero-copy numpy views of the solver's torch buffers; scalars in the
@@ -35,20 +38,22 @@ _JIT = {"nogil": True, "cache": True, "fastmath": True, "boundscheck": False,
 
 
 @njit(**_JIT)
-def _dual_row(uh, u, p, b, i, s, rho, one, iso, ub0, ub1):  # pragma: no cover - compiled
+def _dual_row(uh, u, p, b, i, s, rho, one, iso, ub0, ub1, fresh=True):  # pragma: no cover
     """Row ``i`` of image ``b``: ``p <- p + rho (proj(p + s grad u_bar) - p)``, ``u_bar =
     2 uh - u`` (``rho = 1``: the plain step).
 
-    ``ub0`` and ``ub1`` are row buffers: ``ub0`` receives ``u_bar`` of row ``i`` (and
-    ``ub1`` that of row ``i + 1``), computed on the fly.
+    ``ub0`` and ``ub1`` are row buffers: ``ub0`` receives ``u_bar`` of row ``i`` (unless
+    ``fresh`` is false: then it holds it already, the ``ub1`` of row ``i - 1``) and ``ub1``
+    that of row ``i + 1``, computed on the fly.
     """
     h, w = u.shape[1], u.shape[2]
     p0 = p[b, 0, i + 1]
     p1 = p[b, 1, i + 1]
-    a = uh[b, i]
-    ao = u[b, i]
-    for j in range(w):
-        ub0[j] = a[j] + (a[j] - ao[j])
+    if fresh:
+        a = uh[b, i]
+        ao = u[b, i]
+        for j in range(w):
+            ub0[j] = a[j] + (a[j] - ao[j])
     if i < h - 1:
         c = uh[b, i + 1]
         co = u[b, i + 1]
@@ -78,10 +83,10 @@ def _dual_row(uh, u, p, b, i, s, rho, one, iso, ub0, ub1):  # pragma: no cover -
 
 
 @njit(inline="always", **_JIT)
-def _dual_div_row(uh, u, p, v, b, i, s, tau, rho, one, iso, ub0, ub1):  # pragma: no cover
+def _dual_div_row(uh, u, p, vv, b, i, s, tau, rho, one, iso, ub0, ub1):  # pragma: no cover
     """Row ``i`` of :func:`dual_div`: its dual step, then ``u <- u + rho (uh - u)`` and
-    ``v = u + tau div p`` (``div p`` of row ``i`` needs only rows ``i`` and ``i - 1`` of
-    ``p``, both updated by now)."""
+    ``v = u + tau div p`` into the row ``vv`` (``div p`` of row ``i`` needs only rows
+    ``i`` and ``i - 1`` of ``p``, both updated by now)."""
     w = u.shape[2]
     _dual_row(uh, u, p, b, i, s, rho, one, iso, ub0, ub1)
     p0 = p[b, 0, i + 1]
@@ -89,7 +94,6 @@ def _dual_div_row(uh, u, p, v, b, i, s, tau, rho, one, iso, ub0, ub1):  # pragma
     p1 = p[b, 1, i + 1]
     a = uh[b, i]
     uu = u[b, i]
-    vv = v[b, i]
     for j in range(w):
         un = uu[j] + rho * (a[j] - uu[j])
         uu[j] = un
@@ -105,27 +109,115 @@ def dual_div(uh, u, p, v, s, tau, rho, one, iso):  # pragma: no cover - compiled
     ub1 = np.empty(w, u.dtype)
     for b in range(nb):
         for i in range(h):
-            _dual_div_row(uh, u, p, v, b, i, s, tau, rho, one, iso, ub0, ub1)
+            _dual_div_row(uh, u, p, v[b, i], b, i, s, tau, rho, one, iso, ub0, ub1)
 
 
 @njit(**_JIT)
-def iterate_affine(uh, u, p, v, gain, offset, s, tau, rho, one, iso, count):  # pragma: no cover
+def iterate_affine(uh, u, p, gain, offset, s, tau, rho, one, iso, count):  # pragma: no cover
     """``count`` iterations of :func:`dual_div` with the pointwise prox ``uh = gain v +
-    offset`` in the same pass (row ``i`` of ``uh`` is rewritten once the dual step of row
-    ``i`` has used it: later rows read only rows below); ``v`` holds the last one's."""
+    offset``, all in one pass over the rows.
+
+    Per row, the row of :func:`dual_div` and then the prox (row ``i`` of ``uh`` is
+    rewritten once the dual step of row ``i`` has used it: later rows read only rows
+    below); ``v`` is never stored. Iteration ``k + 1`` runs one row behind iteration
+    ``k``, as in the ROF kernel (``_rof_numba.sweep_many``): at each step it updates row
+    ``r - 1`` when iteration ``k`` has just updated row ``r``. That row's inputs are then
+    ready (iteration ``k``'s ``u`` and ``uh`` of rows ``r - 1`` and ``r``, iteration ``k +
+    1``'s ``p`` of row ``r - 2``), and iteration ``k`` no longer reads its old values
+    (its row ``r`` read ``p`` of row ``r - 1`` before this). So each row goes through all
+    ``count`` iterations while it is in cache, memory is read and written about once per
+    call, and the arithmetic, pixel by pixel, is that of ``count`` plain iterations. Each
+    iteration keeps its own two rows of ``u_bar`` (row ``i + 1``'s, made for the dual step
+    of row ``i``, serves row ``i + 1``). Images of a batch follow each other in the sweep.
+    """
     nb, h, w = u.shape
-    ub0 = np.empty(w, u.dtype)
-    ub1 = np.empty(w, u.dtype)
-    for _ in range(count):
-        for b in range(nb):
-            for i in range(h):
-                _dual_div_row(uh, u, p, v, b, i, s, tau, rho, one, iso, ub0, ub1)
-                a = uh[b, i]
-                vv = v[b, i]
-                g = gain[b, i]
-                f = offset[b, i]
-                for j in range(w):
-                    a[j] = g[j] * vv[j] + f[j]
+    ubar = np.empty((count, 2, w), u.dtype)
+    rows = nb * h
+    for step in range(rows + count - 1):
+        for k in range(count):
+            r = step - k
+            if r < 0:
+                break
+            if r >= rows:
+                continue
+            b = r // h
+            i = r - b * h
+            _dual_row(uh, u, p, b, i, s, rho, one, iso, ubar[k, i & 1], ubar[k, 1 - (i & 1)],
+                      i == 0)
+            p0 = p[b, 0, i + 1]
+            p0_up = p[b, 0, i]
+            p1 = p[b, 1, i + 1]
+            a = uh[b, i]
+            uu = u[b, i]
+            g = gain[b, i]
+            f = offset[b, i]
+            for j in range(w):  # u <- u + rho (uh - u), v = u + tau div p, uh = gain v + offset
+                un = uu[j] + rho * (a[j] - uu[j])
+                uu[j] = un
+                a[j] = g[j] * (un + tau * (p0[j + 1] - p0_up[j + 1] + p1[j + 1] - p1[j])) + f[j]
+
+
+@njit(**_JIT)
+def affine_bounds(u, p, d, y, lo, hi, iso, out):  # pragma: no cover - compiled
+    """Per image, ``P(u) = 0.5 |d u - y|^2 + TV(u)`` into ``out[b, 0]`` and the box bound
+    of the projected field into ``out[b, 1]`` (float64), in one pass.
+
+    The bound (``PixelDiagonalProx.lower_bound``): with ``p'`` the projection of ``p``
+    onto ``|p| <= 1`` and ``e = div p'``, the sum over pixels of the minimum over ``t``
+    in ``[lo, hi]`` of ``0.5 (d t - y)^2 - t e``, which is ``min(-lo e, -hi e) + 0.5
+    y^2`` where ``d = 0``. ``u``, ``d``, ``y``: ``(B, H, W)``; ``p``: ``(B, 2, H + 1, W +
+    1)`` as :func:`dual_div`; ``lo``, ``hi``: ``(B,)`` float64. Everything is promoted to
+    float64 before it is used, the projection included.
+    """
+    nb, h, w = u.shape
+    q0 = np.zeros(w + 1)  # projected component 0 of the row above (its padding zero)
+    n0 = np.zeros(w + 1)  # projected component 0 of this row
+    n1 = np.zeros(w + 1)  # and component 1; n0[0] and n1[0] stay zero
+    for b in range(nb):
+        a, c = lo[b], hi[b]
+        prim = 0.0
+        bound = 0.0
+        for j in range(w + 1):
+            q0[j] = 0.0
+        for i in range(h):
+            r0 = p[b, 0, i + 1]
+            r1 = p[b, 1, i + 1]
+            for j in range(1, w + 1):
+                x0 = np.float64(r0[j])
+                x1 = np.float64(r1[j])
+                if iso:
+                    f = 1.0 / np.sqrt(max(x0 * x0 + x1 * x1, 1.0))
+                    x0 *= f
+                    x1 *= f
+                else:
+                    x0 = min(max(x0, -1.0), 1.0)
+                    x1 = min(max(x1, -1.0), 1.0)
+                n0[j] = x0
+                n1[j] = x1
+            uu = u[b, i]
+            un = u[b, i + 1] if i < h - 1 else u[b, i]
+            dd = d[b, i]
+            yy = y[b, i]
+            for j in range(w):
+                e = n0[j + 1] - q0[j + 1] + n1[j + 1] - n1[j]
+                dj = np.float64(dd[j])
+                yj = np.float64(yy[j])
+                uj = np.float64(uu[j])
+                if dj != 0.0:
+                    t = min(max((dj * yj + e) / (dj * dj), a), c)
+                    r = dj * t - yj
+                    bound += 0.5 * r * r - t * e
+                else:
+                    bound += min(-a * e, -c * e) + 0.5 * yj * yj
+                r = dj * uj - yj
+                gy = np.float64(un[j]) - uj
+                gx = np.float64(uu[j + 1]) - uj if j < w - 1 else 0.0
+                tv = np.sqrt(gy * gy + gx * gx) if iso else abs(gy) + abs(gx)
+                prim += 0.5 * r * r + tv
+            for j in range(w + 1):
+                q0[j] = n0[j]
+        out[b, 0] = prim
+        out[b, 1] = bound
 
 
 @njit(inline="always", **_JIT)
@@ -151,24 +243,39 @@ def _block_row_means(a, g0, g1, cols, f, cf):  # pragma: no cover - compiled
 
 
 @njit(**_JIT)
-def iterate_block(uh, u, p, v, aty_scaled, f, cf, s, tau, rho, one, iso):  # pragma: no cover
-    """One iteration of :func:`dual_div` with box decimation's prox in the same pass.
+def iterate_block(uh, u, p, v, aty_scaled, f, cf, s, tau, rho, one, iso,
+                  count=1):  # pragma: no cover - compiled
+    """``count`` iterations of :func:`dual_div` with box decimation's prox in the same
+    pass.
 
     Rows go in groups of ``f`` (one row of blocks): their dual steps, ``u`` and ``v``
     first, then ``uh = v - c M v + aty_scaled`` (:func:`block_prox`) over the group (the
     dual step of the group's last row has read the first row of the next group, which
     is rewritten only later). Rows beyond the last whole block row: ``uh = v +
-    aty_scaled``.
+    aty_scaled``. As in :func:`iterate_affine`, iteration ``k + 1`` runs one group behind
+    iteration ``k``: its inputs are then ready (iteration ``k``'s ``u`` and ``uh`` of the
+    group and of the next group's first row) and iteration ``k`` no longer needs their old
+    values (its next group has read ``p`` of this group's last row). ``v`` is scratch
+    (each row holds the last iteration that passed it).
     """
     nb, h, w = u.shape
     ub0 = np.empty(w, u.dtype)
     ub1 = np.empty(w, u.dtype)
-    cols = np.empty(w, u.dtype)  # column sums of the group, then its block means
-    for b in range(nb):
-        for g0 in range(0, h, f):
+    cols = np.empty(w, u.dtype)
+    groups = (h + f - 1) // f
+    total = nb * groups
+    for step in range(total + count - 1):
+        for k in range(count):
+            gi = step - k
+            if gi < 0:
+                break
+            if gi >= total:
+                continue
+            b = gi // groups
+            g0 = (gi - b * groups) * f
             g1 = min(g0 + f, h)
             for i in range(g0, g1):
-                _dual_div_row(uh, u, p, v, b, i, s, tau, rho, one, iso, ub0, ub1)
+                _dual_div_row(uh, u, p, v[b, i], b, i, s, tau, rho, one, iso, ub0, ub1)
             if g1 - g0 < f:  # no whole block row
                 for i in range(g0, g1):
                     for j in range(w):
