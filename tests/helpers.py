@@ -1,4 +1,4 @@
-"""Test images made by the tests themselves."""
+"""Test images and small operators made by the tests themselves."""
 
 import numpy as np
 import torch
@@ -36,3 +36,25 @@ def smooth_image(n: int) -> torch.Tensor:
     """A smooth float64 ``(n, n)`` image: a product of a sine and a cosine around 0.5."""
     t = torch.linspace(0, 1, n, dtype=torch.float64)
     return 0.5 + 0.3 * torch.sin(3 * t)[:, None] * torch.cos(2 * t)[None, :]
+
+
+def gain_operator(g: torch.Tensor):
+    """``A = diag(g)``, known to the package only through its declared ``PixelDiagonal``
+    structure (``g`` with zeros: unseen pixels)."""
+    from bayes_restore.operators import LinearOperator, PixelDiagonal
+
+    class Gain(LinearOperator):
+        def __init__(self, g):
+            self.g = g
+            self.norm_bound = float(g.abs().max())
+
+        def forward(self, x):
+            return x * self.g.to(x)
+
+        def adjoint(self, y):
+            return y * self.g.to(y)
+
+        def structure(self):
+            return PixelDiagonal(self.g)
+
+    return Gain(g)

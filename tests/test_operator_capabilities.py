@@ -7,7 +7,7 @@ the package, that only declares its structure and gets the fast path of the TV s
 
 import pytest
 import torch
-from helpers import random_dual_lower_bounds
+from helpers import gain_operator, random_dual_lower_bounds
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,23 +27,6 @@ from bayes_restore.operators import (
 )
 
 F64 = torch.float64
-
-
-class Gain(LinearOperator):
-    """A pointwise gain ``A = diag(g)`` known to the package only through ``structure``."""
-
-    def __init__(self, g):
-        self.g = g
-        self.norm_bound = float(g.abs().max())
-
-    def forward(self, x):
-        return x * self.g.to(x)
-
-    def adjoint(self, y):
-        return y * self.g.to(y)
-
-    def structure(self):
-        return PixelDiagonal(self.g)
 
 
 class Plain(LinearOperator):
@@ -78,7 +61,7 @@ def make(kind, obs_shape, seed):
     elif kind == "diagonal":
         op = Diagonal(torch.randn(d_shape, generator=g, dtype=F64))
     elif kind == "gain":
-        op = Gain(0.2 + torch.rand(d_shape, generator=g, dtype=F64))
+        op = gain_operator(0.2 + torch.rand(d_shape, generator=g, dtype=F64))
     elif kind == "plain":
         op = Plain(0.2 + torch.rand((h, w), generator=g, dtype=F64))
     elif kind.startswith("blur"):
@@ -265,7 +248,7 @@ def test_toy_pixel_diagonal_operator_runs_the_primal_splitting(holes):
     clean, gain, g = _scene()
     if holes:
         gain = gain * (torch.rand(gain.shape, generator=g) < 0.7)
-    op, w = Gain(gain), 0.02
+    op, w = gain_operator(gain), 0.02
     assert not op.structure().binary and op.can_solve_normal and op.tileable
     y = op.forward(clean) + 0.03 * torch.randn(clean.shape, generator=g, dtype=F64)
     # "auto" takes the primal splitting: bit for bit the run that names it
@@ -297,7 +280,7 @@ def test_toy_gain_box_bound_is_below_the_optimum_for_any_dual_field(gen):
 
     clean, gain, g = _scene(seed=3)
     gain = gain * (torch.rand(gain.shape, generator=g) < 0.8)
-    op, w = Gain(gain), 0.02
+    op, w = gain_operator(gain), 0.02
     y = op.forward(clean) + 0.03 * torch.randn(clean.shape, generator=g, dtype=F64)
     x_star, star = tv_map_pdhg(y, 2 * w, op, tol=1e-6, max_iter=400000, splitting="dual")
     p_star = _objective(x_star, y, w, op) / w**2 * (1 - star.gap)
@@ -309,7 +292,7 @@ def test_toy_gain_box_bound_is_below_the_optimum_for_any_dual_field(gen):
 
 def test_toy_gain_batches_colour_and_float32():
     clean, gain, g = _scene((2, 3, 12, 12), seed=5)
-    op = Gain(gain)
+    op = gain_operator(gain)
     y = (op.forward(clean) + 0.03 * torch.randn(clean.shape, generator=g, dtype=F64)).float()
     w = torch.tensor([0.02, 0.05]).reshape(2, 1, 1, 1)
     x, info = tv_map_pdhg(y, 2 * w, op, event_dim=3, tol=1e-4)

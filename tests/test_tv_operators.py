@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from helpers import piecewise_image
+from helpers import gain_operator, piecewise_image
 
 from bayes_restore import ConvergenceWarning
 from bayes_restore.energy import energy
@@ -202,25 +202,6 @@ def test_certificate_of_a_large_image_is_honest():
     assert -1e-5 <= (p - p_ref) / p <= info.gap + 1e-5
 
 
-class _Gain(LinearOperator):
-    """``A = diag(g)``, declared pixel-diagonal (``g`` with zeros: unseen pixels)."""
-
-    def __init__(self, g):
-        self.g = g
-        self.norm_bound = float(g.abs().max())
-
-    def forward(self, x):
-        return x * self.g.to(x)
-
-    def adjoint(self, y):
-        return y * self.g.to(y)
-
-    def structure(self):
-        from bayes_restore.operators import PixelDiagonal
-
-        return PixelDiagonal(self.g)
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("iso", [True, False], ids=["iso", "aniso"])
 @pytest.mark.parametrize("binary", [True, False], ids=["mask", "gain"])
@@ -235,7 +216,7 @@ def test_fused_bounds_are_the_primal_value_and_the_box_bound(gen, dtype, iso, bi
     seen = torch.rand(shape[1:], generator=gen) < 0.6
     g = seen.double() if binary else seen * (0.2 + torch.rand(shape[1:], generator=gen,
                                                                dtype=torch.float64))
-    op = _Gain(g.to(dtype))
+    op = gain_operator(g.to(dtype))
     ys = (5 * torch.randn(shape, generator=gen, dtype=torch.float64)).to(dtype)
     u = (5 * torch.randn(shape, generator=gen, dtype=torch.float64)).to(dtype)
     ws = Workspace(shape, dtype, "cpu", 3, iso, False)

@@ -102,15 +102,24 @@ def test_mask_box_bound_holds_for_a_dual_field_outside_the_ball(scale):
     # bound, valid for |p| <= 1 only, must not see it unprojected. Near-optimal fields
     # pushed past the ball are the dangerous ones: unprojected, the bound grows like
     # (scale - 1) TV and passes the optimum.
+    op, y = _problem("mask", size=16)
+    w = 0.01
+    x_star, star = tv_map_pdhg(y, 2 * w, op, tol=1e-7, max_iter=400000)
+    p_star = _half(x_star, y, w, op) / w**2 * (1 - star.gap)  # a lower bound, scaled units
+    ws, data, ys = _relaxed_run(op, y, w, 400)
+    ws.p.mul_(scale)  # the relaxed iterate (scale 1), or pushed further out
+    bound = float(data.lower_bound(ws, torch.empty_like(ys)))
+    assert bound <= p_star * (1 + 1e-12)
+
+
+def _relaxed_run(op, y, w, iterations):
+    """``(ws, data, ys)`` after ``iterations`` relaxed primal-splitting steps (``rho = 1.9``,
+    no stop) on ``0.5 |A x - y|^2 + w TV(x)`` in the solver's scaled units ``ys = y / w``."""
     from bayes_restore.infer.tv._data_prox import make_data_prox
     from bayes_restore.infer.tv._workspace import Workspace
     from bayes_restore.infer.tv.certificate import GeneralCertificate
     from bayes_restore.infer.tv.splitting import _pdhg_primal_prox
 
-    op, y = _problem("mask", size=16)
-    w = 0.01
-    x_star, star = tv_map_pdhg(y, 2 * w, op, tol=1e-7, max_iter=400000)
-    p_star = _half(x_star, y, w, op) / w**2 * (1 - star.gap)  # a lower bound, scaled units
     ys = y / w
     ws = Workspace(ys.shape, ys.dtype, "cpu", 2, True, False)
     data = make_data_prox(op, ys, ys.shape)
@@ -119,10 +128,8 @@ def test_mask_box_bound_holds_for_a_dual_field_outside_the_ball(scale):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         _pdhg_primal_prox(u0, ws, torch.ones(()), data, cert, tau=0.1 * float(u0.std()),
-                          rho=1.9, tol=1e-12, max_iter=400, check_every=400)
-    ws.p.mul_(scale)  # the relaxed iterate (scale 1), or pushed further out
-    bound = float(data.lower_bound(ws, torch.empty_like(ys)))
-    assert bound <= p_star * (1 + 1e-12)
+                          rho=1.9, tol=1e-12, max_iter=iterations, check_every=iterations)
+    return ws, data, ys
 
 
 def _random_state(gen, b, h, w, dtype=torch.float64, spread=0.8):
@@ -177,11 +184,6 @@ def test_fused_block_iterations_in_one_pass_are_the_single_iterations(gen, f):
 def test_mask_box_bound_is_tight_near_the_optimum_with_data_at_unseen_pixels():
     # y is noisy at the pixels the mask drops (as a camera's would be): their 0.5 y^2 is
     # part of every objective value, and a bound without it stays that far below
-    from bayes_restore.infer.tv._data_prox import make_data_prox
-    from bayes_restore.infer.tv._workspace import Workspace
-    from bayes_restore.infer.tv.certificate import GeneralCertificate
-    from bayes_restore.infer.tv.splitting import _pdhg_primal_prox
-
     op, y = _problem("mask", size=16)
     unseen = ~op.mask.bool()
     assert float(y[unseen].abs().min()) > 0
@@ -189,15 +191,7 @@ def test_mask_box_bound_is_tight_near_the_optimum_with_data_at_unseen_pixels():
     # the optimum from the dual splitting (A in the dual: no box bound involved)
     x_star, star = tv_map_pdhg(y, 2 * w, op, tol=1e-6, max_iter=400000, splitting="dual")
     p_hi = _half(x_star, y, w, op) / w**2  # scaled units; the optimum is within 1e-6 below
-    ys = y / w
-    ws = Workspace(ys.shape, ys.dtype, "cpu", 2, True, False)
-    data = make_data_prox(op, ys, ys.shape)
-    cert = GeneralCertificate(op, ws, ys, ys.shape)
-    u0 = data.initial_image(y, op.adjoint(y)) / w
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        _pdhg_primal_prox(u0, ws, torch.ones(()), data, cert, tau=0.1 * float(u0.std()),
-                          rho=1.9, tol=1e-12, max_iter=2000, check_every=2000)
+    ws, data, ys = _relaxed_run(op, y, w, 2000)
     bound = float(data.lower_bound(ws, torch.empty_like(ys)))
     assert star.converged
     assert p_hi * (1 - 1e-4) <= bound <= p_hi

@@ -273,6 +273,13 @@ def skrock_images(x, q, out_a, out_b, y, wd, pm, p, nu, kappa, eps, wt, st, inv_
             cur = out
 
 
+def _optional_images(y, wd, pm):
+    """``(weighted, wd, metric, pm)``: the kernels' flags for the optional data weights and
+    metric, each absent one replaced by a slice of ``y`` that is not read."""
+    weighted, metric = wd is not None, pm is not None
+    return weighted, (wd if weighted else y[:1]), metric, (pm if metric else y[:1])
+
+
 def run_skrock(x, q, out_a, out_b, y, p, nu, kappa, eps, wt, st, inv_var, inv_scale, mom,
                iso: bool, threads: int, wd=None, pm=None, noise=None) -> None:
     """:func:`skrock_images` over all images ``(N, H, W)`` (C-contiguous), split in whole
@@ -282,12 +289,7 @@ def run_skrock(x, q, out_a, out_b, y, p, nu, kappa, eps, wt, st, inv_var, inv_sc
     image): the same values as that call, whatever ``threads``."""
     n, h, w = x.shape
     k = max(1, min(int(threads), n))
-    weighted = wd is not None
-    if not weighted:
-        wd = y[:1]  # not read
-    metric = pm is not None
-    if not metric:
-        pm = y[:1]  # not read
+    weighted, wd, metric, pm = _optional_images(y, wd, pm)
     unit = nu.dtype.type(1.0)
     if noise is None:
         base, scale = np.uint64(0), inv_var  # not read
@@ -324,12 +326,7 @@ def run_stage(a, q, b, y, g, p, out, alpha, beta, gamma, eps, wt, st, inv_var, i
     W)``) that multiplies the drift, ``None`` for none."""
     n = a.shape[0]
     k = max(1, min(int(threads), n))
-    weighted = wd is not None
-    if not weighted:
-        wd = y[:1]  # not read
-    metric = pm is not None
-    if not metric:
-        pm = y[:1]  # not read
+    weighted, wd, metric, pm = _optional_images(y, wd, pm)
     args = (a, q, b, y, g, wd, pm, p, out, alpha, beta, gamma, eps, wt, st, inv_var, inv_scale,
             mom, iso, identity, weighted, metric)
     _over_images(stage_images, args, n, k)

@@ -12,6 +12,8 @@ import math
 import numpy as np
 from numba import njit
 
+from ._rof_numba import dual_row_aniso, dual_row_iso
+
 _JIT = {"nogil": True, "cache": True, "fastmath": True, "boundscheck": False,
         "error_model": "numpy"}
 
@@ -36,34 +38,11 @@ def _start_row(x, v, d, p, a, b, i, alpha, beta, rho):  # pragma: no cover - com
 @njit(**_JIT)
 def _dual_row(a, p, b, i, s, one, iso):  # pragma: no cover - compiled
     """Row ``i``: ``p <- proj(p + s grad a)`` (isotropic: onto ``|p| <= 1``; else each
-    component onto ``[-1, 1]``); no differences across the last row and column."""
-    h = a.shape[1]
-    p0 = p[b, 0, i + 1]
-    p1 = p[b, 1, i + 1]
-    u = a[b, i]
-    w = u.shape[0]
+    component onto ``[-1, 1]``), the ROF kernels' own row step."""
     if iso:
-        if i < h - 1:
-            un = a[b, i + 1]
-            for j in range(w - 1):
-                q0 = p0[j + 1] + s * (un[j] - u[j])
-                q1 = p1[j + 1] + s * (u[j + 1] - u[j])
-                rr = one / np.sqrt(max(q0 * q0 + q1 * q1, one))
-                p0[j + 1] = q0 * rr
-                p1[j + 1] = q1 * rr
-            q0 = p0[w] + s * (un[w - 1] - u[w - 1])
-            p0[w] = q0 / max(abs(q0), one)
-        else:
-            for j in range(w - 1):
-                q1 = p1[j + 1] + s * (u[j + 1] - u[j])
-                p1[j + 1] = q1 / max(abs(q1), one)
+        dual_row_iso(a, p, b, i, s, one)
     else:
-        if i < h - 1:
-            un = a[b, i + 1]
-            for j in range(w):
-                p0[j + 1] = min(max(p0[j + 1] + s * (un[j] - u[j]), -one), one)
-        for j in range(w - 1):
-            p1[j + 1] = min(max(p1[j + 1] + s * (u[j + 1] - u[j]), -one), one)
+        dual_row_aniso(a, p, b, i, s, one)
 
 
 @njit(**_JIT)

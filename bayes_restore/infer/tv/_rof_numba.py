@@ -42,7 +42,7 @@ PARALLEL_MIN_PIXELS = 1 << 19
 
 
 @njit(**_JIT)
-def _dual_row_iso(ubar, p, b, i, s, one):  # pragma: no cover - compiled
+def dual_row_iso(ubar, p, b, i, s, one):  # pragma: no cover - compiled
     """Row ``i`` of image ``b``: ``p <- p / max(1, |p|)`` after ``p += s grad u_bar``."""
     h, w = ubar.shape[1], ubar.shape[2]
     p0 = p[b, 0, i + 1]
@@ -65,7 +65,7 @@ def _dual_row_iso(ubar, p, b, i, s, one):  # pragma: no cover - compiled
 
 
 @njit(**_JIT)
-def _dual_row_aniso(ubar, p, b, i, s, one):  # pragma: no cover - compiled
+def dual_row_aniso(ubar, p, b, i, s, one):  # pragma: no cover - compiled
     """Row ``i`` of image ``b``: ``p <- clip(p + s grad u_bar, -1, 1)``."""
     h, w = ubar.shape[1], ubar.shape[2]
     p0 = p[b, 0, i + 1]
@@ -127,9 +127,9 @@ def sweep_many(u, ubar, y, p, s, c, a, one, iso, out, c0, c1):  # pragma: no cov
                 b = r // h
                 i = r - b * h
                 if iso:
-                    _dual_row_iso(ubar, p, b, i, s[j], one)
+                    dual_row_iso(ubar, p, b, i, s[j], one)
                 else:
-                    _dual_row_aniso(ubar, p, b, i, s[j], one)
+                    dual_row_aniso(ubar, p, b, i, s[j], one)
                 _primal_row(u, ubar, y, p, b, i, c[j], a[j])
                 if certify and j == m - 1 and c0 < r <= c1:
                     q = r - 1
