@@ -398,3 +398,15 @@ def test_init_starts_the_chains_and_is_checked():
     with pytest.raises(ValueError, match="init is for the Langevin samplers"):
         mcmc(restoration_model, y, sampler="nuts", num_samples=2, seed=0, init=start,
              **_tv_kwargs(shape))
+
+
+def test_colour_chains_draw_the_noise_of_their_own_images():
+    """A colour image's noise has one scale and one stream per (C, H, W) image while the fused
+    step runs per channel: its chains must be finite and the same on every rerun (reading the
+    per-channel scales past the per-image ones gave garbage, hence NaN, now and then)."""
+    gen = torch.Generator().manual_seed(0)
+    y = torch.rand(3, 12, 12, generator=gen)
+    runs = [mcmc(restoration_model, y, prior=TotalVariation(0.2, shape=(3, 12, 12)), sigma=0.1,
+                 num_samples=30, seed=0, sampler="skrock").samples for _ in range(4)]
+    assert all(bool(torch.isfinite(torch.as_tensor(r)).all()) for r in runs)
+    assert all(torch.equal(torch.as_tensor(r), torch.as_tensor(runs[0])) for r in runs[1:])

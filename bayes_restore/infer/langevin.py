@@ -268,6 +268,10 @@ class SmoothedPotential:
             return None
         h, w = x.shape[-2:]
         n = x.numel() // (h * w)
+        if noise is not None and len(noise[2]) != n:
+            # the noise's images are not the kernel's (a colour image: one scale and one
+            # stream of words per (C, H, W) image, the kernel's images are its channels)
+            return None
         if self.dual is None or self.dual is not self._own_dual:  # ours, updated in place
             self.dual = (x.new_zeros(x.shape[:-2] + (2, h, w)) if self.dual is None
                          else self.dual.detach().to(x.dtype).contiguous().clone())
