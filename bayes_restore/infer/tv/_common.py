@@ -87,6 +87,20 @@ def relative_gap(primal: torch.Tensor, dual: torch.Tensor, unit: torch.Tensor):
     return float(rel.max()), float((primal * unit).sum())
 
 
+def record_check(primal: torch.Tensor, dual: torch.Tensor, best, unit: torch.Tensor, it: int,
+                 history: list, checks: list | None = None):
+    """One gap check's bookkeeping: the best dual value so far (``best``, ``None`` at the
+    first check), the relative gap and objective against it (:func:`relative_gap`), the gap
+    appended to ``history`` and ``(it, gap)`` to ``checks`` (if given). Returns ``(best,
+    gap, objective)``."""
+    best = dual if best is None else torch.maximum(best, dual)
+    gap, objective = relative_gap(primal, best, unit)
+    history.append(gap)
+    if checks is not None:
+        checks.append((it, gap))
+    return best, gap, objective
+
+
 def finish(x, solver, it, gap, objective, history, tol, max_iter, start, backend="torch"):
     """``(x, SolverInfo)``, with a :class:`ConvergenceWarning` at the iteration cap.
 

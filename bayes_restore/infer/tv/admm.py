@@ -21,7 +21,7 @@ import torch
 
 from bayes_restore.operators import DCTDiagonal, FourierDiagonal
 
-from ._common import iterations_to_tol, relative_gap
+from ._common import iterations_to_tol, record_check
 from .certificate import SpectralBound
 
 __all__ = ["Spectral", "spectral_of", "admm_spectral"]
@@ -193,10 +193,7 @@ def admm_spectral(u0, ys, ws, w2, spec, cert, kernels, *, rho, alpha, inner, tol
         if it == next_check or it == max_iter:
             # in float64 the iteration's transform of x is the certificate's
             primal, dual = bound(torch.from_numpy(x), x_hat if dtype is np.float64 else None)
-            best = dual if best is None else torch.maximum(best, dual)
-            gap, objective = relative_gap(primal, best, w2)
-            history.append(gap)
-            checks.append((it, gap))
+            best, gap, objective = record_check(primal, dual, best, w2, it, history, checks)
             if gap <= tol:
                 break
             # the certified gap stays nearly proportional to the ADMM's dual residual

@@ -31,6 +31,7 @@ from ._common import (
     fused_kernels,
     half_weight,
     iterations_to_tol,
+    record_check,
     relative_gap,
 )
 from ._data_prox import make_data_prox
@@ -369,9 +370,7 @@ def _pdhg_primal_prox(u, ws, w2, data, cert, *, tau, rho, tol, max_iter, check_e
             own = data.lower_bound(ws, d)
             if own is not None:
                 dual = torch.maximum(dual, own)
-            best = dual if best is None else torch.maximum(best, dual)
-            gap, objective = relative_gap(primal, best, w2)
-            history.append(gap)
+            best, gap, objective = record_check(primal, dual, best, w2, it, history)
             if gap <= tol:
                 break
     return uh, gap, objective, it, history
@@ -398,9 +397,7 @@ def _pdhg_operator_in_dual(u, ys, ws, w2, operator, cert, *, norm2, tau, tol, ma
         u.add_(d, alpha=tau)
         if it % check_every == 0 or it == max_iter:
             primal, dual = cert.primal(u), cert.dual(q)
-            best = dual if best is None else torch.maximum(best, dual)
-            gap, objective = relative_gap(primal, best, w2)
-            history.append(gap)
+            best, gap, objective = record_check(primal, dual, best, w2, it, history)
             if gap <= tol:
                 break
     return u, gap, objective, it, history
@@ -500,10 +497,7 @@ def _pdhg_primal_fused(u, ws, w2, data, cert, *, tau, rho, tol, max_iter, check_
             own = data.lower_bound(ws, v)
             if own is not None:  # either can be the tighter one
                 dual = torch.maximum(dual, own)
-        best = dual if best is None else torch.maximum(best, dual)
-        gap, objective = relative_gap(primal, best, w2)
-        history.append(gap)
-        checks.append((it, gap))
+        best, gap, objective = record_check(primal, dual, best, w2, it, history, checks)
         if gap <= tol:
             break
         next_check = it + _next_interval(checks, tol, check_every, data.check_cost)
