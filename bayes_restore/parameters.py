@@ -98,9 +98,10 @@ def resolve_parameters(
     - TV with an operator: empirical Bayes, the maximum marginal likelihood by SAPG
       (:func:`~bayes_restore.hyper.tv_scale_sapg` with ``operator=``, started at
       scikit-image weight ``OPERATOR_THETA0_WEIGHT * sigma``);
-    - the Gaussian-gradient prior: the maximum of the exact evidence
-      (:func:`~bayes_restore.hyper.gaussian_empirical_bayes`, ``operator=`` when one is
-      given).
+    - the Gaussian-gradient prior: the maximum of the evidence
+      (:func:`~bayes_restore.hyper.gaussian_empirical_bayes` with ``operator=``: in closed
+      form where the operator shares the prior's DCT basis, else by PCG, its probes seeded
+      by ``seed``).
 
     Returns ``(sigma, scale, weight, info)``; ``info`` says what was estimated and how
     (``sigma_method``, ``weight_method`` or ``scale_method``). An estimated ``sigma`` of
@@ -157,10 +158,10 @@ def resolve_parameters(
                     scale_estimated=tv_info["scale"], sigma_low=tv_info["sigma_low"])
         return sigma, None, weight, info
     if order == 2.0:
-        if op_is_identity:
-            _, scale = hyper.gaussian_empirical_bayes(y, sigma=sigma)
-        else:
-            _, scale = _evidence_with_operator(hyper.gaussian_empirical_bayes, y, sigma, op)
+        # the closed form where the operator shares the prior's DCT basis, else PCG with
+        # probes drawn from the seed
+        _, scale = hyper.gaussian_empirical_bayes(y, sigma=sigma, operator=op,
+                                                  seed=generator.initial_seed())
         scale = float(rms(torch.as_tensor(scale)))
         info.update(scale_method="evidence", scale_estimated=scale)
         return sigma, scale, None, info
@@ -173,18 +174,6 @@ def resolve_parameters(
 #: SAPG's starting point with an operator, as scikit-image's weight over sigma (the oracle
 #: weights of blur, x2 decimation and masks at sigma = 0.01 lie between 0.03 and 0.5 sigma)
 OPERATOR_THETA0_WEIGHT = 0.1
-
-
-def _evidence_with_operator(evidence, y, sigma, op):
-    """``evidence(y, sigma=sigma, operator=op)``, or a clear error if it takes no operator."""
-    import inspect
-
-    if "operator" not in inspect.signature(evidence).parameters:
-        raise ValueError(
-            "give scale= or weight=: the Gaussian prior's evidence with an operator is not "
-            "available in this version (hyper.gaussian_empirical_bayes takes no operator=)"
-        )
-    return evidence(y, sigma=sigma, operator=op)
 
 
 def _order_of(prior: Any) -> float | None:

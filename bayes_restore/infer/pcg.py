@@ -14,7 +14,8 @@ from bayes_restore.differences import dct2, div, grad, idct2, laplacian_eigenval
 from bayes_restore.exceptions import ConvergenceWarning
 from bayes_restore.posterior import ExactDiagnostics, Posterior, SolverInfo
 
-__all__ = ["pcg", "pcg_posterior", "DRAW_BLOCK", "DEFAULT_STD_RTOL", "MAX_DRAWS", "MIN_DRAWS"]
+__all__ = ["pcg", "pcg_posterior", "dct_preconditioner", "DRAW_BLOCK", "DEFAULT_STD_RTOL",
+           "MAX_DRAWS", "MIN_DRAWS"]
 
 #: the relative Monte Carlo error of the std to reach at the median pixel (about 200 draws)
 DEFAULT_STD_RTOL = 0.05
@@ -111,6 +112,69 @@ def pcg(
     return x, iterations, rel, tuple(history)
 
 
+def dct_preconditioner(
+    operator, shape, sigma, scale, like: torch.Tensor, *, event_dim: int = 2
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    r"""``r -> M^{-1} r`` for ``Q = A^T A / sigma^2 + L / b^2``, ``M`` diagonal in the DCT.
+
+    ``M = c + mu / b^2``: ``mu`` the Laplacian's eigenvalues, ``c`` the operator's mean
+    gain ``|A 1|^2 / (n sigma^2)`` shaped by its DCT symbol when it declares one (a
+    convolution), so that the constant image keeps its exact precision.
+
+    Parameters
+    ----------
+    operator : LinearOperator
+        ``A``.
+    shape : tuple of int
+        The images' shape, ``batch + event``.
+    sigma, scale : float or torch.Tensor
+        Noise level and prior scale, broadcastable to ``batch + (1,) * event_dim``.
+    like : torch.Tensor
+        Gives the dtype and the device.
+    event_dim : int, default 2
+        Trailing dimensions forming one image.
+
+    Returns
+    -------
+    callable
+        ``r -> M^{-1} r``; its attribute ``inverse_diagonal`` is ``M^{-1}`` in the DCT basis.
+
+    Raises
+    ------
+    ValueError
+        When ``A 1 = 0`` (the posterior is improper).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bayes_restore.operators import Identity
+    >>> prec = dct_preconditioner(Identity(), (8, 8), 0.1, 1.0, torch.zeros(()).double())
+    >>> round(prec(torch.ones(8, 8, dtype=torch.float64))[0, 0].item(), 12)  # 1 / (1 / 0.1^2)
+    0.01
+    """
+    h, w = shape[-2:]
+    mu = laplacian_eigenvalues(h, w, dtype=like.dtype, device=like.device)
+    ones = torch.ones(shape, dtype=like.dtype, device=like.device)
+    dims = tuple(range(-event_dim, 0))
+    n_pixels = math.prod(shape[-event_dim:])
+    c = (operator.forward(ones) ** 2).sum(dims, keepdim=True) / (n_pixels * sigma**2)
+    if not bool((c > 0).all()):
+        raise ValueError(
+            f"{operator!r} does not observe the constant image (A 1 = 0): the posterior is "
+            "improper"
+        )
+    response = operator.dct_symbol(h, w, like)  # A^T A ~ diagonal in the DCT basis, if the
+    if response is not None:                      # operator knows how (convolutions)
+        c = c * response / response[0, 0]  # the constant image keeps its exact precision
+    inv_m = 1.0 / (c + mu / scale**2)  # batch + (1,) * (event_dim - 2) + (H, W)
+
+    def prec(r: torch.Tensor) -> torch.Tensor:
+        return idct2(dct2(r) * inv_m)
+
+    prec.inverse_diagonal = inv_m  # M^-1 in the DCT basis (a control variate's trace)
+    return prec
+
+
 #: draws solved together (bounded so that the PCG vectors stay within ~ 2^22 numbers each)
 DRAW_BLOCK = 2**22
 
@@ -138,24 +202,7 @@ def pcg_posterior(problem, num_samples, generator, tol, max_iter, num_draws, pre
     def apply_q(v: torch.Tensor) -> torch.Tensor:
         return adjoint(op.forward(v)) / sigma**2 - div(grad(v)) / scale**2
 
-    h, w = shape[-2:]
-    mu = laplacian_eigenvalues(h, w, dtype=y.dtype, device=y.device)
-    ones = torch.ones(shape, dtype=y.dtype, device=y.device)
-    dims = tuple(range(-event_dim, 0))
-    n_pixels = math.prod(shape[-event_dim:])
-    c = (op.forward(ones) ** 2).sum(dims, keepdim=True) / (n_pixels * sigma**2)
-    if not bool((c > 0).all()):
-        raise ValueError(
-            f"{op!r} does not observe the constant image (A 1 = 0): the posterior is improper"
-        )
-    response = op.dct_symbol(h, w, y)  # A^T A ~ diagonal in the DCT basis, if the operator
-    if response is not None:            # knows how (convolutions)
-        c = c * response / response[0, 0]  # the constant image keeps its exact precision
-    inv_m = 1.0 / (c + mu / scale**2)  # batch + (1,) * (event_dim - 2) + (H, W)
-
-    def prec(r: torch.Tensor) -> torch.Tensor:
-        return idct2(dct2(r) * inv_m)
-
+    prec = dct_preconditioner(op, shape, sigma, scale, y, event_dim=event_dim)
     solve_kw = dict(precondition=prec if precondition else None, tol=tol, max_iter=max_iter,
                     event_dim=event_dim)
     mean, iterations, residual, history = pcg(apply_q, adjoint(y) / sigma**2, **solve_kw)

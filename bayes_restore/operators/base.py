@@ -8,6 +8,7 @@ and the DCT symbol from it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -147,6 +148,28 @@ class LinearOperator:
         if isinstance(structure, FourierDiagonal):
             return structure.transfer(2 * h, 2 * w, like)[:h, :w].abs().square()
         return None
+
+    def num_observed(self, shape: Sequence[int]) -> int:
+        """How many values of an observation of ``shape`` see the image.
+
+        All of them, except the zero gains of a pixel-diagonal operator (a mask's
+        unobserved pixels, zero-filled in ``y`` and in ``A x``: they carry no information).
+        Estimators of the noise level divide by it.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from bayes_restore.operators import Downsample, Mask
+        >>> Mask(torch.tensor([[True, False], [True, True]])).num_observed((3, 2, 2))
+        9
+        >>> Downsample(2).num_observed((4, 4))
+        16
+        """
+        shape = tuple(int(n) for n in shape)
+        structure = self.structure()
+        if isinstance(structure, PixelDiagonal):
+            return int(torch.broadcast_to(torch.as_tensor(structure.d) != 0, shape).sum())
+        return math.prod(shape)
 
     @property
     def tileable(self) -> bool:
