@@ -143,6 +143,22 @@ def test_restore_gaussian_with_an_operator_uses_the_evidence():
     assert par["scale_method"] == "evidence" and par["scale"] > 0
 
 
+def test_restore_gaussian_with_a_mask_takes_the_pcg_evidence():
+    """No closed form for a mask: the scale is the PCG path's maximum evidence at the
+    estimated sigma, seeded (the same call gives the same scale, another seed a close one)."""
+    from bayes_restore.hyper import gaussian_empirical_bayes
+
+    op = Mask(torch.rand(36, 36, generator=torch.Generator().manual_seed(3)) < 0.6)
+    y = observation(op, n=36)
+    post = restore(y, "gaussian", operator=op)
+    par = post.diagnostics["parameters"]
+    assert par["scale_method"] == "evidence"
+    want = gaussian_empirical_bayes(y, par["sigma"], operator=op, seed=0)[1]
+    assert par["scale"] == pytest.approx(want, rel=1e-6)
+    other = restore(y, "gaussian", operator=op, seed=1).diagnostics["parameters"]["scale"]
+    assert other != par["scale"] and other == pytest.approx(par["scale"], rel=0.1)
+
+
 def test_given_parameters_are_kept():
     op = Mask(torch.rand(48, 48, generator=torch.Generator().manual_seed(9)) < 0.5)
     y = observation(op)
