@@ -49,7 +49,7 @@ OPERATORS = {
 @pytest.mark.parametrize("name", list(OPERATORS))
 def test_pcg_evidence_is_the_dense_maximum(name):
     """8 x 10 images: the dense evidence's maximiser over ``b`` (sigma given) and over
-    ``(sigma, b)``; 200 probes make the trace's Monte Carlo error a few per cent."""
+    ``(sigma, b)``; 100 probes make the trace's Monte Carlo error a few per cent."""
     h, w, sigma, b = 8, 10, 0.05, 0.1
     op = OPERATORS[name](h, w)
     x = _gmrf(h, w, b, 0)
@@ -64,14 +64,14 @@ def test_pcg_evidence_is_the_dense_maximum(name):
     best = minimize_scalar(lambda t: -_dense_log_evidence(a, lap, yv, observed,
                                                           math.log(sigma), t),
                            bounds=(-8, 2), method="bounded", options={"xatol": 1e-7})
-    _, b_pcg = gaussian_empirical_bayes(y, sigma, operator=op, num_probes=200, tol=1e-4)
+    _, b_pcg = gaussian_empirical_bayes(y, sigma, operator=op, num_probes=100, tol=1e-4)
     reached = _dense_log_evidence(a, lap, yv, observed, math.log(sigma), math.log(b_pcg))
     assert -best.fun - reached <= 0.05  # the evidence is flat in b on 80 pixels: its value
     assert math.log(b_pcg) == pytest.approx(best.x, abs=0.1)
     joint = minimize(lambda v: -_dense_log_evidence(a, lap, yv, observed, v[0], v[1]),
                      [math.log(sigma), math.log(b)], method="Nelder-Mead",
                      options={"xatol": 1e-7, "fatol": 1e-10, "maxiter": 4000})
-    s_pcg, b_pcg = gaussian_empirical_bayes(y, operator=op, num_probes=200, tol=1e-4)
+    s_pcg, b_pcg = gaussian_empirical_bayes(y, operator=op, num_probes=100, tol=1e-4)
     # jointly the evidence is nearly flat along sigma ~ b on 80 pixels: compare its value
     # (a wrong count of observed values or a wrong profile of sigma costs nats)
     reached = _dense_log_evidence(a, lap, yv, observed, math.log(s_pcg), math.log(b_pcg))

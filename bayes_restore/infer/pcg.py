@@ -33,6 +33,7 @@ def pcg(
     tol: float = 1e-6,
     max_iter: int = 1000,
     event_dim: int = 2,
+    x0: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, int, torch.Tensor, tuple[float, ...]]:
     r"""Preconditioned conjugate gradients for ``Q x = rhs``, batched over leading dimensions.
 
@@ -55,6 +56,9 @@ def pcg(
         Iteration cap.
     event_dim : int, default 2
         Number of trailing dimensions forming one vector.
+    x0 : torch.Tensor, optional
+        Starting point (a warm start: the solution of a nearby system), ``rhs``'s shape;
+        zero when ``None``.
 
     Returns
     -------
@@ -87,8 +91,15 @@ def pcg(
     prec = identity if precondition is None else precondition
     bnorm = dot(rhs, rhs).sqrt()
     bnorm = torch.where(bnorm > 0, bnorm, torch.ones_like(bnorm))  # rhs = 0: x = 0 at once
-    x = torch.zeros_like(rhs)
-    r = rhs.clone()
+    if x0 is None:
+        x = torch.zeros_like(rhs)
+        r = rhs.clone()
+    else:
+        if x0.shape != rhs.shape:
+            raise ValueError(f"x0 must have rhs's shape {tuple(rhs.shape)}, got "
+                             f"{tuple(x0.shape)}")
+        x = x0.clone()
+        r = rhs - apply(x)
     z = prec(r)
     p = z.clone()
     rz = dot(r, z)
