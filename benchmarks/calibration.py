@@ -10,9 +10,11 @@ default for this model) returns the exact Gaussian posterior: its rows check tha
 difference, std ratio, bit-identical reruns). Optional rows for the samplers (``--mcmc``)
 use ``bayes_restore.infer.mcmc`` when it is available.
 
-Run:  python benchmarks/calibration.py            (about a minute)
+Run:  python benchmarks/calibration.py            (about a minute on a quiet machine;
+                                                  the SVI rows take most of it)
       python benchmarks/calibration.py --quick    (seconds; smaller)
-Writes benchmarks/results/calibration.json and prints a table.
+      python benchmarks/calibration.py --no-svi   (the exact and structured rows only)
+Writes benchmarks/results/calibration.json (``--out``) and prints a table.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -89,6 +93,9 @@ def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--mcmc", action="store_true", help="add the sampler rows")
+    parser.add_argument("--no-svi", action="store_true",
+                        help="skip the Pyro SVI rows (minutes per image under load)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results file")
     args = parser.parse_args(argv)
     size, n_images, n_vi = (32, 4, 1) if args.quick else (64, 16, 3)
     sigma, scale = 0.1, 0.05
@@ -116,11 +123,14 @@ def main(argv=None) -> list[dict]:
                                                         sigma=sigma, num_samples=0),
                  truths, observations, exact_stds, [p.mean for p in exact], rerun=True),
         *blur_rows(truths, gen, prior, sigma),
-        evaluate("SVI mean field", vi("normal"), truths[:n_vi], observations[:n_vi],
-                 exact_stds[:n_vi]),
-        evaluate("SVI low rank (10)", vi("lowrank"), truths[:n_vi], observations[:n_vi],
-                 exact_stds[:n_vi]),
     ]
+    if not args.no_svi:
+        rows += [
+            evaluate("SVI mean field", vi("normal"), truths[:n_vi], observations[:n_vi],
+                     exact_stds[:n_vi]),
+            evaluate("SVI low rank (10)", vi("lowrank"), truths[:n_vi], observations[:n_vi],
+                     exact_stds[:n_vi]),
+        ]
     if args.mcmc:
         rows.extend(
             mcmc_rows(truths[:n_vi], observations[:n_vi], exact_stds[:n_vi], prior, sigma)
@@ -136,10 +146,14 @@ def main(argv=None) -> list[dict]:
               + (f"{r['max_mean_error']:>10.1e}{r['std_ratio_min']:>8.4f}-{r['std_ratio_max']:.4f}"
                  if "max_mean_error" in r else "")
               + (f"  bit-identical: {r['bit_identical']}" if "bit_identical" in r else ""))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"size": size, "sigma": sigma, "scale": scale, "rows": rows},
-                                  indent=2))
-    print(f"wrote {RESULTS}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"size": size, "sigma": sigma, "scale": scale, "rows": rows,
+                                    "command": "python benchmarks/calibration.py "
+                                               + " ".join(argv if argv is not None
+                                                          else sys.argv[1:]),
+                                    "threads": torch.get_num_threads(),
+                                    "load": list(os.getloadavg())}, indent=2))
+    print(f"wrote {args.out}")
     return rows
 
 

@@ -20,7 +20,13 @@ The stored ``*_long`` references were made with (one thread)::
         --warmup 1500 --batch 500 --time-cap 900 --out ext_bo10.npz
     python benchmarks/tv_reference_extend.py merge camera64_bluroracle_s0.05 ext_bo05.npz
 
-and so on for the other two.
+and so on for the other two. A ``_long`` reference extended once more (``merge --base``
+reads its combined mean and per-pixel ``mean_se``; ``--name`` the new file)::
+
+    python benchmarks/tv_reference_extend.py run camera64_blur_s0.05 --seed 202 \
+        --warmup 3000 --batch 1000 --time-cap 5400 --out ext_b05_2.npz
+    python benchmarks/tv_reference_extend.py merge camera64_blur_s0.05 ext_b05_2.npz \
+        --base camera64_blur_s0.05_long --name camera64_blur_s0.05_long2
 """
 import argparse
 import json
@@ -137,16 +143,18 @@ def run(a):
                 break
 
 
-def merge(case, ext):
-    """Write <case>_long.npz: a stored blur reference extended by new SK-ROCK chains (``run``).
+def merge(case, ext, base=None, name=None):
+    """Write <case>_long.npz (or ``name``): a stored blur reference extended by new SK-ROCK
+    chains (``run``).
 
-    mean: per-pixel inverse-variance weighted mean of the stored reference mean (its error
-    std_i / sqrt(median bulk ESS), as tv_vi_reference.py read it) and the new chains' mean (error
+    mean: per-pixel inverse-variance weighted mean of the base's mean (the stored reference,
+    its error std_i / sqrt(median bulk ESS), as tv_vi_reference.py read it; or with ``base``
+    an extended reference, its stored per-pixel ``mean_se``) and the new chains' mean (error
     from the batch means: chains x batches, batches of 1000 steps at sigma 0.05, 500 at 0.1);
     mean_se: the combined standard error; std: the stored reference's (the new chains keep no
-    second moments); quantiles: the stored reference's values (offsets re-centred on the new mean).
+    second moments); quantiles: the base's values (offsets re-centred on the new mean).
     """
-    old = np.load(RESULTS / f"{case}.npz")
+    old = np.load(RESULTS / f"{base or case}.npz")
     s = json.loads(str(old["summary"]))
     e = np.load(ext)
     xb = e["xbatch"].astype(np.float64)
@@ -155,7 +163,8 @@ def merge(case, ext):
     m_new = flat.mean(0).reshape(h, w)
     se_new = (flat.std(0, ddof=1) / np.sqrt(nc * nb)).reshape(h, w)
     m_old, std = old["mean"].astype(np.float64), old["std"].astype(np.float64)
-    se_old = std / np.sqrt(s["median_ess_bulk"])
+    se_old = (old["mean_se"].astype(np.float64) if "mean_se" in old.files
+              else std / np.sqrt(s["median_ess_bulk"]))
     wo, wn = 1 / se_old**2, 1 / se_new**2
     mean = (wo * m_old + wn * m_new) / (wo + wn)
     se = 1 / np.sqrt(wo + wn)
@@ -163,12 +172,14 @@ def merge(case, ext):
     z = (m_new - m_old) / np.sqrt(se_new**2 + se_old**2)
     quant = old["quantile_offsets"].astype(np.float64) + m_old
     offsets = (quant - mean).astype(np.float16)
-    name = f"{case}_long"
+    name = name or f"{case}_long"
     summary = dict(s)
     summary.pop("history", None)
+    if "extension" in s:  # the base was extended before: keep what it was
+        summary["previous_extensions"] = s.get("previous_extensions", []) + [s["extension"]]
     summary.update({
         "case": name,
-        "extends": case,
+        "extends": base or case,
         # judged on the stored chains' R-hat (the extension's batch means, 20-40 per chain,
         # give a max over 4096 pixels near 1.1 even for independent draws: recorded below)
         "max_rhat": s["max_rhat"],
@@ -189,8 +200,9 @@ def merge(case, ext):
             "agreement_with_stored_z_rms": float(np.sqrt(np.mean(z**2))),
             "abs_z_above_3": int((abs(z) > 3).sum()),
         },
-        "mean_rule": "per-pixel inverse-variance weighted mean of the stored mean (s.e. "
-                     "std / sqrt(median bulk ESS)) and the extension's (s.e. from batch means)",
+        "mean_rule": "per-pixel inverse-variance weighted mean of the base's mean (s.e.: its "
+                     "mean_se, or std / sqrt(median bulk ESS) for a stored reference) and the "
+                     "extension's (s.e. from batch means)",
         "mean_se_median": float(np.median(se)), "mean_se_max": float(se.max()),
         "std_rule": "the stored reference's std (the extension keeps no second moments)",
         "quantile_rule": "the stored reference's quantiles, offsets re-centred on the new mean",
@@ -220,11 +232,13 @@ def main():
     m = sub.add_parser("merge", help="write CASE_long.npz from the stored case and a run")
     m.add_argument("case")
     m.add_argument("ext")
+    m.add_argument("--base", help="the reference to extend (default CASE; e.g. CASE_long)")
+    m.add_argument("--name", help="the new file's name (default CASE_long)")
     a = p.parse_args()
     if a.command == "run":
         run(a)
     else:
-        merge(a.case, a.ext)
+        merge(a.case, a.ext, a.base, a.name)
 
 
 if __name__ == "__main__":

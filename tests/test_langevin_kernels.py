@@ -334,3 +334,120 @@ def test_noise_key_comes_from_the_generator():
     assert key(torch.Generator().manual_seed(1)) == key(torch.Generator().manual_seed(1))
     assert key(torch.Generator().manual_seed(1)) != key(torch.Generator().manual_seed(2))
     assert 0 <= key(torch.Generator().manual_seed(3)) < 2**64
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_block_whole_step_is_the_eager_recursion_on_colour_images(dtype):
+    # box decimation's whole step in one kernel call (per stage the prior's term, then the
+    # block means' data term and the metric) against the eager recursion of M grad U; colour
+    # images (event_dim 3), two chains, three steps; 1 and 3 threads give the same chains
+    op = Downsample(2)
+    x0 = _image((3, 12, 14), dtype)
+    pt, _ = _potentials(op(x0), operator=op, event_dim=3)
+    _, _, apply, noise = diagonal_metric(op, x0)
+    coef, delta = skrock_coefficients(4), torch.tensor(1e-3, dtype=dtype)
+    x = x0.expand(2, 3, 12, 14) + 0.05 * _image((2, 3, 12, 14), dtype, seed=4)
+    gen = torch.Generator().manual_seed(3)
+    qs = [torch.sqrt(2 * delta) * noise(torch.randn(x.shape, generator=gen, dtype=dtype))
+          for _ in range(3)]
+
+    def run(threads):
+        pm = SmoothedPotential(pt.problem, pt.lambda_my, 5, metric=apply, threads=threads)
+        out = x
+        for q in qs:
+            out = pm.skrock(out, delta, q, coef, 4)
+        return out, pm.evaluations
+
+    x_t = x
+    for q in qs:
+        x_t = skrock_step(x_t, lambda v: apply(pt.grad(v)), delta, q, coef, 4)
+    x_k, evaluations = run(1)
+    assert evaluations == 12
+    assert _rel(x_k - x, x_t - x) < 50 * TOL[dtype]
+    assert torch.equal(run(3)[0], x_k)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(3, 12, 14), (17, 10)])
+def test_spectral_step_takes_white_noise_as_dct_coefficients(dtype, shape):
+    # the DCT metric's step given the white draw q (white=True) makes the noise B q itself
+    # (its DCT coefficients m^1/2 q): the same step as the recursion given B q, on colour
+    # images with two chains (the numba DCT) and on a side of odd factor 17 (scipy's DCTs);
+    # the chains' coefficients carried between steps
+    op = Blur(gaussian_psf(5, 1.0))
+    x0 = _image(shape, dtype)
+    pt, _ = _potentials(op(x0), operator=op, event_dim=len(shape))
+    _, _, apply, noise = diagonal_metric(op, x0)
+    pm = SmoothedPotential(pt.problem, pt.lambda_my, 5, metric=apply)
+    coef, delta = skrock_coefficients(5), torch.tensor(1e-3, dtype=dtype)
+    x = x0.expand((2,) + shape) + 0.05 * _image((2,) + shape, dtype, seed=4)
+    gen = torch.Generator().manual_seed(3)
+    x_t = x_w = x
+    for _ in range(3):
+        qw = torch.sqrt(2 * delta) * torch.randn(x.shape, generator=gen, dtype=dtype)
+        copy = qw.clone()
+        x_w = pm.skrock(x_w, delta, qw, coef, 5, white=True)
+        assert torch.equal(qw, copy)  # the draw is not modified
+        x_t = skrock_step(x_t, lambda v: apply(pt.grad(v)), delta, noise(qw), coef, 5)
+    assert pm.evaluations == 15
+    # the whole-step kernel ran (the numba DCT) unless a side's odd factor is above 16
+    assert (pm._spectral_y_state is not None) == (shape[-2] != 17)
+    assert _rel(x_w - x, x_t - x) < 50 * TOL[dtype]
+    # the same chain on 1 and 3 threads (whole chains per thread)
+    runs = []
+    for threads in (1, 3):
+        p3 = SmoothedPotential(pt.problem, pt.lambda_my, 5, metric=apply, threads=threads)
+        runs.append(p3.skrock(x, delta, qw, coef, 5, white=True))
+    assert torch.equal(runs[0], runs[1])
+    # elsewhere white noise is not taken: the caller makes B q
+    pn = SmoothedPotential(pt.problem, pt.lambda_my, 5)
+    assert pn.skrock(x, delta, qw, coef, 5, white=True) is None
+
+
+def test_whole_step_kernel_entries_check_shapes():
+    # the kernels run without bounds checks: a wrong shape is refused before the call
+    n, h, w = 2, 8, 8
+    a = np.zeros((n, h, w))
+    one = np.ones(n)
+    nu = kappa = np.zeros(3)
+    args = dict(x=a, q=a, out_a=a.copy(), out_b=a.copy(), gp=a.copy(), aty=np.zeros((1, h, w)),
+                p=np.zeros((n, 2, h, w)), nu=nu, kappa=kappa, eps=np.zeros((3, n)), wt=one,
+                st=one, inv_var=one, inv_scale=one, mom=np.zeros(2), iso=True, factor=2,
+                scale=4.0, threads=1)
+    _langevin_numba.run_block_skrock(**args)  # the right shapes run
+    for key, bad in (("eps", np.zeros((3, 1))), ("p", np.zeros((1, 2, h, w))),
+                     ("inv_var", np.ones(1)), ("aty", np.zeros((1, h, w + 1))),
+                     ("gp", np.zeros((n, h, w - 1)))):
+        with pytest.raises(ValueError, match="shape"):
+            _langevin_numba.run_block_skrock(**{**args, key: bad})
+    tab = _langevin_numba.dct_tables(h, np.float64)
+    consts = tuple(np.zeros((1, w, h)) for _ in range(5))
+    spec = dict(x=a, xy=np.zeros((n, w, h)), qw=a, out=a.copy(), out_y=np.zeros((n, w, h)),
+                p=np.zeros((n, 2, h, w)), consts=consts, nu=nu, kappa=kappa,
+                eps=np.zeros((3, n)), wt=one, st=one, inv_scale=one, mom=np.zeros(2), iso=True,
+                white=True, cached=True, h_tab=tab, w_tab=tab, threads=1)
+    _langevin_numba.run_spectral_skrock(**spec)
+    for key, bad in (("xy", np.zeros((n, h, w + 1))), ("consts", consts[:4] + (a,)),
+                     ("wt", np.ones(3)), ("qw", np.zeros((n, h + 1, w)))):
+        with pytest.raises(ValueError, match="shape"):
+            _langevin_numba.run_spectral_skrock(**{**spec, key: bad})
+
+
+@pytest.mark.parametrize("shape", [(12, 14), (128, 64), (7, 5), (1, 4), (20, 36)])
+def test_fast_dct_is_the_orthonormal_dct(shape):
+    # the numba DCT-II (butterflies, odd blocks, post-additions; y-layout) against scipy's
+    # orthonormal dctn, and its inverse back to the image
+    from scipy.fft import dctn
+
+    h, w = shape
+    rng = np.random.default_rng(0)
+    for dtype, tol in ((np.float64, 1e-13), (np.float32, 2e-6)):
+        th, tw = _langevin_numba.dct_tables(h, dtype), _langevin_numba.dct_tables(w, dtype)
+        img = rng.random((2, h, w)).astype(dtype)
+        dd = th[4][:, None] * tw[4][None, :]
+        ref = _langevin_numba.y_layout(dctn(img.astype(np.float64), norm="ortho",
+                                            axes=(-2, -1)) / dd, th, tw)
+        y = _langevin_numba.dct_y(img, th, tw)
+        assert np.abs(y - ref).max() <= tol * np.abs(ref).max()
+        d2 = _langevin_numba.y_layout(dd * dd, th, tw).astype(dtype)
+        assert np.abs(_langevin_numba.idct_y(y, d2, th, tw) - img).max() <= 10 * tol

@@ -203,9 +203,9 @@ def test_diagonal_preconditioner_keeps_the_exact_gaussian_posterior(name):
                 num_samples=400, num_chains=32, seed=0)
     d = post.diagnostics
     assert d["preconditioner"] == "diagonal"
-    # M = k / (1 + (k - 1) a^2), k = 4 per pixel (mask), 2.25 per DCT frequency (blur):
+    # M = k / (1 + (k - 1) a^2), k = 4 per pixel (mask), 3.25 per DCT frequency (blur):
     # L = max(M a^2) L_f + max(M) 8 / b^2 <= L_f + 8 k / b^2
-    k = 4 if name == "mask" else 2.25
+    k = 4 if name == "mask" else 3.25
     assert 1 / SIGMA**2 + 8 / scale**2 < d["lipschitz"] <= 1 / SIGMA**2 + 8 * k / scale**2
     mean, std = _exact_gaussian_posterior(y, op, shape, SIGMA, scale)
     ratio = post.std / std

@@ -510,3 +510,82 @@ def test_mean_correction_with_an_operator_by_default_and_checked():
                        tv_variational(ident, mean_correction="none").mean)
     with pytest.raises(ValueError, match="mean_correction"):
         tv_variational(ident, mean_correction="ep")
+
+
+def test_border_variances_agree_with_the_dense_inverse_of_q(one_thread):
+    # an edge reaching the last row and column, a 5 x 5 blur: the engine's (locally
+    # stationary) Var x against the diagonal of its own Q^-1, dense; the border pixels read
+    # the mean weight of the differences they have (replicating a missing one, as before,
+    # put the last row / column 12 % rms off, the first 3.6 %)
+    n, sigma, b = 16, 0.05, 0.2
+    x = torch.zeros(n, n, dtype=torch.float64)
+    x[n // 3:, n // 2:] = 1.0
+    x[: n // 4, : n // 3] = 0.5
+    op = Blur(gaussian_psf(5, 1.0), boundary="reflect")
+    g = torch.Generator().manual_seed(1)
+    y = op(x) + sigma * torch.randn(n, n, generator=g, dtype=torch.float64)
+    q = tv_variational(recognise(restoration_model, (y,),
+                                 {"prior": TotalVariation(b, shape=(n, n)), "sigma": sigma,
+                                  "operator": op}), mean_correction="none")
+    w = q.weights  # (3, H, W): the precision's 2 x 2 blocks
+
+    def apply_q(v):
+        gv = grad(v)
+        return (op.adjoint(op.forward(v)) / sigma**2
+                - div(torch.stack([w[0] * gv[0] + w[1] * gv[1],
+                                   w[1] * gv[0] + w[2] * gv[1]])) / b)
+
+    var = torch.linalg.inv(_dense(apply_q, (n, n))).diagonal().reshape(n, n)
+    log_ratio = (q.std.square() / var).log()
+
+    def rms(t):
+        return float(t.square().mean().sqrt())
+
+    first = rms(torch.cat([log_ratio[0], log_ratio[:, 0]]))
+    last = rms(torch.cat([log_ratio[-1], log_ratio[:, -1]]))
+    inside = rms(log_ratio[2:-2, 2:-2])
+    assert first < 0.02 and last < 0.05 and inside < 0.03, (first, last, inside)
+
+
+@pytest.mark.parametrize("y0, y1, sigma, b", [(0.3, 0.45, 0.1, 0.2), (0.2, 0.6, 0.1, 0.1),
+                                              (0.5, 0.52, 0.05, 0.05)])
+def test_tilted_mean_of_a_single_difference_is_the_posterior_mean(y0, y1, sigma, b,
+                                                                  one_thread):
+    # a 1 x 2 image under a 3 x 3 blur: one TV term, so the tilted correction with q's
+    # exact marginal of the difference is the posterior mean; against a 2-D grid quadrature
+    # (the two pixels are alike, so their std must be too: the border reading once gave
+    # 0.1117 and 0.1299, and the corrected mean 0.006-0.013 off)
+    y = torch.tensor([[y0, y1]], dtype=torch.float64)
+    op = Blur(gaussian_psf(3, 0.7), boundary="reflect")
+    q = tv_variational(recognise(restoration_model, (y,),
+                                 {"prior": TotalVariation(b, shape=(1, 2)), "sigma": sigma,
+                                  "operator": op}), tol=1e-10)
+    a = _dense(op.forward, (1, 2)).numpy()
+    c = q.mean.numpy().ravel()
+    t = np.linspace(-1, 1, 1601) * 10 * float(q.std.max())
+    x0, x1 = (v.ravel() for v in np.meshgrid(c[0] + t, c[1] + t, indexing="ij"))
+    r0 = a[0, 0] * x0 + a[0, 1] * x1 - y0
+    r1 = a[1, 0] * x0 + a[1, 1] * x1 - y1
+    log_p = -(r0**2 + r1**2) / (2 * sigma**2) - np.abs(x1 - x0) / b
+    wq = np.exp(log_p - log_p.max())
+    want = np.array([(wq * x0).sum(), (wq * x1).sum()]) / wq.sum()
+    assert np.abs(c - want).max() < 1e-4, (c, want)
+    assert abs(float(q.std[0, 0] - q.std[0, 1])) < 1e-12 * float(q.std.max())
+
+
+def test_vb_em_noise_level_counts_only_the_observed_pixels():
+    """A 50 % mask: the zero-filled pixels carry no residual and no trace, so dividing by
+    every pixel would learn sigma about sqrt(1/2) too small; the learned noise level through
+    the mask matches the fully observed one."""
+    y = _image(32, 32, seed=7)
+    mask = Mask(torch.rand(32, 32, generator=torch.Generator().manual_seed(8)) < 0.5)
+    learned = []
+    for op in (Identity(), mask):
+        p = recognise(restoration_model, (op(y),),
+                      {"prior": TotalVariation(0.1, shape=(32, 32)), "sigma": 0.5 * SIGMA,
+                       "operator": op})
+        q = tv_variational(p, learn=("sigma",), confidence=(0.0, 0.0), tol=1e-6,
+                           max_iter=300)
+        learned.append(float(q.sigma.max()))
+    assert learned[1] == pytest.approx(learned[0], rel=0.15)
+    assert learned[1] == pytest.approx(SIGMA, rel=0.25)

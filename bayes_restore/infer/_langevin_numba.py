@@ -29,6 +29,12 @@ At 512 x 512 one stage costs about 2.3 ms of one core per chain with the default
 (SplitMix64 words, the ziggurat), the same values whatever the number of threads.
 :func:`run_skrock` runs a whole SK-ROCK step per image (its noise, then its stages) in one
 call: one dispatch to the threads per step instead of one per stage and one for the noise.
+:func:`run_block_skrock` does the same for box decimation's block-mean metric and
+:func:`run_spectral_skrock` for a DCT metric (a reflective blur): the latter with its own
+fast DCT-II (:func:`dct_tables`; 128 x 128 float32, one core, loaded machine: 51 us per
+transform against 71-91 us for scipy's ``dctn`` of one image, before scipy's call overhead),
+the chain's coefficients kept between stages and steps, the white noise taken as
+coefficients (``m^1/2 z``: no transform).
 
 Compiled on first use and cached on disk (``cache=True``).
 """
@@ -370,34 +376,118 @@ def spectral_stage(a, q, b, g, m, w1, c, out, alpha, beta, gamma, eps, threads: 
 
 
 @njit(**_JIT)
+def _block_image(a, q, b, gp, yn, out, alpha, beta, gamma, e, iv, f,
+                 scale):  # pragma: no cover - compiled
+    """:func:`block_stage` on one image ``(H, W)`` (``yn``: its ``A^T y``; ``e``, ``iv``: its
+    ``eps`` and ``1 / sigma^2``). Per row of blocks: the column sums of ``v = a + alpha q`` and
+    of ``gp`` over its ``f`` rows, the block means spread back over the columns, then the
+    output rows (whole rows: vectorised)."""
+    h, w = a.shape
+    hb, wb = (h // f) * f, (w // f) * f
+    inv_f2 = 1.0 / (f * f)
+    zero = a[0, 0] - a[0, 0]
+    sv = np.empty(w, a.dtype)
+    sp = np.empty(w, a.dtype)
+    for bi in range(0, hb, f):
+        for j in range(w):
+            sv[j] = zero
+            sp[j] = zero
+        for i in range(bi, bi + f):
+            ra, rq, rg = a[i], q[i], gp[i]
+            for j in range(w):
+                sv[j] += ra[j] + alpha * rq[j]
+                sp[j] += rg[j]
+        for bj in range(0, wb, f):  # the block sums, spread over the block's columns
+            tv, tp = zero, zero
+            for j in range(bj, bj + f):
+                tv += sv[j]
+                tp += sp[j]
+            tv *= inv_f2 * inv_f2  # the block mean of v over f^2 (A^T A = P / f^2)
+            tp *= inv_f2
+            for j in range(bj, bj + f):
+                sv[j] = tv
+                sp[j] = tp
+        for i in range(bi, bi + f):
+            ra, rb, rg, ry, ro = a[i], b[i], gp[i], yn[i], out[i]
+            for j in range(wb):
+                drift = scale * ((sv[j] - ry[j]) * iv) + rg[j] + (scale - 1) * sp[j]
+                ro[j] = beta * ra[j] + gamma * rb[j] - e * drift
+    for i in range(h):  # rows and columns outside the blocks: not observed, M = 1
+        for j in range(w):
+            if i >= hb or j >= wb:
+                drift = gp[i, j] - yn[i, j] * iv
+                out[i, j] = beta * a[i, j] + gamma * b[i, j] - e * drift
+
+
+@njit(**_JIT)
 def _block_images(a, q, b, gp, aty, out, alpha, beta, gamma, eps, inv_var, f, scale, n0,
                   n1):  # pragma: no cover - compiled
     """:func:`block_stage` on the images ``[n0, n1)``."""
-    h, w = a.shape[1], a.shape[2]
-    hb, wb = (h // f) * f, (w // f) * f
     my = aty.shape[0]
-    inv_f2 = 1.0 / (f * f)
     for n in range(n0, n1):
-        e, iv, yn = eps[n], inv_var[n], aty[n % my]
-        for bi in range(0, hb, f):
-            for bj in range(0, wb, f):
-                sv = a[n, bi, bj] - a[n, bi, bj]
-                sp = sv
-                for i in range(bi, bi + f):
-                    for j in range(bj, bj + f):
-                        sv += a[n, i, j] + alpha * q[n, i, j]
-                        sp += gp[n, i, j]
-                mv, mp = sv * inv_f2, sp * inv_f2  # the block means of v and of the prior's term
-                for i in range(bi, bi + f):
-                    for j in range(bj, bj + f):
-                        data = (mv * inv_f2 - yn[i, j]) * iv
-                        drift = scale * data + gp[n, i, j] + (scale - 1) * mp
-                        out[n, i, j] = beta * a[n, i, j] + gamma * b[n, i, j] - e * drift
-        for i in range(h):  # rows and columns outside the blocks: not observed, M = 1
-            for j in range(w):
-                if i >= hb or j >= wb:
-                    drift = gp[n, i, j] - yn[i, j] * iv
-                    out[n, i, j] = beta * a[n, i, j] + gamma * b[n, i, j] - e * drift
+        _block_image(a[n], q[n], b[n], gp[n], aty[n % my], out[n], alpha, beta, gamma, eps[n],
+                     inv_var[n], f, scale)
+
+
+@njit(**_JIT)
+def block_skrock_images(x, q, out_a, out_b, gp, aty, p, nu, kappa, eps, wt, st, inv_var,
+                        inv_scale, mom, iso, f, scale, n0, n1):  # pragma: no cover - compiled
+    """A whole SK-ROCK step of box decimation by ``f`` with the metric ``M = I + (scale - 1)
+    P`` (:func:`block_stage`'s) for the images ``[n0, n1)`` (one thread): per stage the
+    prior's term at ``v = a + alpha q`` (:func:`_image` without a data term, into ``gp``,
+    ``(N, H, W)`` scratch), then :func:`_block_image`. The stages' buffers as
+    :func:`skrock_images` (the step ends in ``out_a`` for an odd ``s``, else ``out_b``);
+    ``eps``: ``(s + 1, N)`` (the metric's ``base`` in it)."""
+    w = x.shape[2]
+    kk = mom.shape[0]
+    xs = np.zeros((kk, 2, w), x.dtype)
+    rs = np.zeros((kk, 2, 2, w), x.dtype)
+    my = aty.shape[0]
+    stages = nu.shape[0] - 1
+    unit = nu.dtype.type(1.0)
+    zero = unit - unit
+    minus = -unit
+    for n in range(n0, n1):
+        yn, g = aty[n % my], gp[n]
+        # the prior's term alone: beta = gamma = 0, eps = -1 and a data term (v - v) * 0
+        _image(x[n], q[n], q[n], x[n], x[n], x[n], x[n], p[n], g, nu[1], zero, zero, minus,
+               wt[n], st[n], zero, inv_scale[n], mom, iso, True, False, False, xs, rs)
+        _block_image(x[n], q[n], q[n], g, yn, out_a[n], nu[1], unit, kappa[1], eps[1, n],
+                     inv_var[n], f, scale)
+        prev = x[n]
+        cur = out_a[n]
+        for j in range(2, stages + 1):
+            out = out_b[n] if j == 2 else prev
+            _image(cur, cur, cur, cur, cur, cur, cur, p[n], g, zero, zero, zero, minus, wt[n],
+                   st[n], zero, inv_scale[n], mom, iso, True, False, False, xs, rs)
+            _block_image(cur, cur, prev, g, yn, out, zero, nu[j], kappa[j], eps[j, n],
+                         inv_var[n], f, scale)
+            prev = cur
+            cur = out
+
+
+def run_block_skrock(x, q, out_a, out_b, gp, aty, p, nu, kappa, eps, wt, st, inv_var,
+                     inv_scale, mom, iso: bool, factor: int, scale, threads: int) -> None:
+    """:func:`block_skrock_images` over all images ``(N, H, W)``, split in whole images over
+    ``threads`` threads; returns when every part is done. Checks the shapes first (the
+    kernels run without bounds checks)."""
+    n, h, w = x.shape
+    for name, arr in (("q", q), ("out_a", out_a), ("out_b", out_b), ("gp", gp)):
+        if arr.shape != x.shape:
+            raise ValueError(f"{name} has shape {arr.shape}, the images {x.shape}")
+    if p.shape != (n, 2, h, w):
+        raise ValueError(f"the dual has shape {p.shape}, expected {(n, 2, h, w)}")
+    if aty.ndim != 3 or aty.shape[1:] != (h, w) or aty.shape[0] < 1:
+        raise ValueError(f"A^T y has shape {aty.shape}, expected (M, {h}, {w})")
+    if eps.shape != (len(nu), n) or len(kappa) != len(nu):
+        raise ValueError(f"eps has shape {eps.shape}, expected {(len(nu), n)}")
+    for name, arr in (("wt", wt), ("st", st), ("inv_var", inv_var), ("inv_scale", inv_scale)):
+        if arr.shape != (n,):
+            raise ValueError(f"{name} has shape {arr.shape}: one per image ({n})")
+    k = max(1, min(int(threads), n))
+    args = (x, q, out_a, out_b, gp, aty, p, nu, kappa, eps, wt, st, inv_var, inv_scale, mom,
+            iso, int(factor), scale)
+    _over_images(block_skrock_images, args, n, k)
 
 
 def block_stage(a, q, b, gp, aty, out, alpha, beta, gamma, eps, inv_var, factor: int, scale,
@@ -609,3 +699,383 @@ def gaussian_noise(out: np.ndarray, key: int, counter: int, scale: np.ndarray,
         _noise_part(*args, 0, words)
         return
     run_all([(_noise_part, (*args, words * t // k, words * (t + 1) // k)) for t in range(k)])
+
+
+# --- the DCT metric's whole step: a fast DCT-II in numba ------------------------------------
+#
+# The 2-D orthonormal DCT-II of an (H, W) image as a product of sparse factors (Lee 1984):
+# along an axis of length n = 2^L r (r odd), ``L`` butterfly levels (block of size s: ``u =
+# a[k] + a[s-1-k]``, ``v = (a[k] - a[s-1-k]) / (2 cos(pi (2k+1) / (2s)))``), an ``r x r``
+# DCT-II of each odd block, then ``L`` post-addition levels (``V'[k] = V[k] + V[k+1]`` on each
+# block's second half). The outputs are left unscaled and in the order the recursion leaves
+# them (the even-index half of each block first): a position ``p`` holds the frequency
+# ``perm[p]`` times ``1 / d[perm[p]]`` (``d``: the orthonormal scale). Every step is a whole
+# row of the (N, W) array (a vector the compiler vectorises). The second axis is the first of
+# the transposed array: the coefficients live as a (W, H) array, "y-layout" below, where an
+# elementwise recursion runs with its constants laid out (and scaled) the same way. The
+# inverse is the transpose of each factor in reverse order, after the scale ``d^2``.
+
+
+def dct_tables(n: int, dtype) -> tuple:
+    """Tables of the fast DCT-II along an axis of length ``n``: ``(cs, base, ip, perm, d)``
+    (the butterflies' factors level by level, the odd block's DCT-II matrix, the positions of
+    each frequency within the blocks of sizes ``r, 2r, ..., n/2``, the frequency at each
+    position, the orthonormal scale of each frequency)."""
+    r = n
+    while r % 2 == 0 and r > 1:
+        r //= 2
+    cs, s = [], n
+    while s > r:
+        k = np.arange(s // 2)
+        cs.append(0.5 / np.cos(np.pi * (2 * k + 1) / (2 * s)))
+        s //= 2
+    k, i = np.arange(r)[:, None], np.arange(r)[None, :]
+    base = np.cos(np.pi * (2 * i + 1) * k / (2 * r))
+
+    def order(s):  # the frequency at each position of a block of size s
+        if s == r:
+            return np.arange(r)
+        p = order(s // 2)
+        return np.concatenate([2 * p, 2 * p + 1])
+
+    ip, s = [], r
+    while s < n:
+        inv = np.empty(s, np.int64)
+        inv[order(s)] = np.arange(s)
+        ip.append(inv)
+        s *= 2
+    d = np.full(n, math.sqrt(2.0 / n))
+    d[0] = math.sqrt(1.0 / n)
+    return (np.concatenate(cs).astype(dtype) if cs else np.zeros(1, dtype), base.astype(dtype),
+            np.concatenate(ip) if ip else np.zeros(1, np.int64), order(n), d)
+
+
+@njit(**_JIT)
+def _fly(a, t, s, cs, off):  # pragma: no cover - compiled
+    """One butterfly level (blocks of size ``s``) from ``a`` into ``t``."""
+    n, w = a.shape
+    half = s // 2
+    for o in range(0, n, s):
+        for k in range(half):
+            c = cs[off + k]
+            ra, rb, d0, d1 = a[o + k], a[o + s - 1 - k], t[o + k], t[o + half + k]
+            for j in range(w):
+                u, v = ra[j], rb[j]
+                d0[j] = u + v
+                d1[j] = (u - v) * c
+
+
+@njit(**_JIT)
+def _fly_t(t, a, s, cs, off):  # pragma: no cover - compiled
+    """The transpose of :func:`_fly`: from ``t`` into ``a``."""
+    n, w = a.shape
+    half = s // 2
+    for o in range(0, n, s):
+        for k in range(half):
+            c = cs[off + k]
+            r0, r1, d0, d1 = t[o + k], t[o + half + k], a[o + k], a[o + s - 1 - k]
+            for j in range(w):
+                u, v = r0[j], r1[j] * c
+                d0[j] = u + v
+                d1[j] = u - v
+
+
+@njit(**_JIT)
+def _post(a, s, ip, ioff, transposed):  # pragma: no cover - compiled
+    """One post-addition level in place (blocks of size ``s``; the second half's frequency
+    ``k`` at ``ip[ioff + k]``): ``V[k] += V[k + 1]``, or its transpose ``V[k] += V[k - 1]``."""
+    n, w = a.shape
+    half = s // 2
+    for o in range(0, n, s):
+        base = o + half
+        if transposed:
+            for k in range(half - 1, 0, -1):
+                r0, r1 = a[base + ip[ioff + k]], a[base + ip[ioff + k - 1]]
+                for j in range(w):
+                    r0[j] += r1[j]
+        else:
+            for k in range(half - 1):
+                r0, r1 = a[base + ip[ioff + k]], a[base + ip[ioff + k + 1]]
+                for j in range(w):
+                    r0[j] += r1[j]
+
+
+@njit(**_JIT)
+def _odd(a, t, base, transposed):  # pragma: no cover - compiled
+    """The odd blocks' DCT-II (or its transpose) from ``a`` into ``t``."""
+    n, w = a.shape
+    r = base.shape[0]
+    for o in range(0, n, r):
+        for k in range(r):
+            d = t[o + k]
+            for j in range(w):
+                d[j] = 0.0
+            for i in range(r):
+                b = base[i, k] if transposed else base[k, i]
+                s = a[o + i]
+                for j in range(w):
+                    d[j] += b * s[j]
+
+
+@njit(**_JIT)
+def _copy_rows(a, t):  # pragma: no cover - compiled
+    n, w = a.shape
+    for i in range(n):
+        ra, rt = a[i], t[i]
+        for j in range(w):
+            rt[j] = ra[j]
+
+
+@njit(**_JIT)
+def _lee(a, t, cs, base, ip):  # pragma: no cover - compiled
+    """The unscaled DCT-II along axis 0 of ``a`` (in place, ``t``: scratch of its shape)."""
+    n = a.shape[0]
+    r = base.shape[0]
+    s, off, flip = n, 0, False
+    while s > r:
+        if flip:
+            _fly(t, a, s, cs, off)
+        else:
+            _fly(a, t, s, cs, off)
+        flip = not flip
+        off += s // 2
+        s //= 2
+    if r > 1:
+        if flip:
+            _odd(t, a, base, False)
+        else:
+            _odd(a, t, base, False)
+        flip = not flip
+    if flip:
+        _copy_rows(t, a)
+    s, ioff = 2 * r, 0
+    while s <= n:
+        _post(a, s, ip, ioff, False)
+        ioff += s // 2
+        s *= 2
+
+
+@njit(**_JIT)
+def _lee_t(a, t, cs, base, ip):  # pragma: no cover - compiled
+    """The transpose of :func:`_lee` (in place on ``a``)."""
+    n = a.shape[0]
+    r = base.shape[0]
+    levels, total, s = 0, 0, n
+    while s > r:
+        levels += 1
+        total += s // 2
+        s //= 2
+    ioff = n - r  # the offsets of the post levels: r + 2r + ... + n/2 = n - r
+    s = n
+    while s > r:
+        ioff -= s // 2
+        _post(a, s, ip, ioff, True)
+        s //= 2
+    flip = False
+    if r > 1:
+        _odd(a, t, base, True)
+        flip = True
+    s, off = 2 * r, total
+    while s <= n:
+        off -= s // 2
+        if flip:
+            _fly_t(t, a, s, cs, off)
+        else:
+            _fly_t(a, t, s, cs, off)
+        flip = not flip
+        s *= 2
+    if flip:
+        _copy_rows(t, a)
+
+
+@njit(**_JIT)
+def _transpose(a, out):  # pragma: no cover - compiled
+    """``out = a.T`` in 8 x 8 tiles."""
+    n, w = a.shape
+    nb, wb = n - n % 8, w - w % 8
+    for i0 in range(0, nb, 8):
+        for j0 in range(0, wb, 8):
+            for i in range(8):
+                for j in range(8):
+                    out[j0 + j, i0 + i] = a[i0 + i, j0 + j]
+    for i in range(n):
+        for j in range(w):
+            if i >= nb or j >= wb:
+                out[j, i] = a[i, j]
+
+
+@njit(**_JIT)
+def _dct_y(img, out, bh, th, tw, th_tab, tw_tab):  # pragma: no cover - compiled
+    """``img`` (H, W) -> ``out`` (W, H): its DCT-II coefficients in y-layout (``bh``,
+    ``th``: (H, W) scratch, ``tw``: (W, H))."""
+    _copy_rows(img, bh)
+    _lee(bh, th, th_tab[0], th_tab[1], th_tab[2])
+    _transpose(bh, out)
+    _lee(out, tw, tw_tab[0], tw_tab[1], tw_tab[2])
+
+
+@njit(**_JIT)
+def _idct_y(coef, d2, out, bw, th, tw, th_tab, tw_tab):  # pragma: no cover - compiled
+    """``coef`` (W, H) y-layout coefficients -> ``out`` (H, W) pixels (``d2``: the scale
+    ``d^2`` of each position; ``bw``, ``tw``: (W, H) scratch, ``th``: (H, W))."""
+    w, h = coef.shape
+    for i in range(w):
+        rc, rd, rb = coef[i], d2[i], bw[i]
+        for j in range(h):
+            rb[j] = rc[j] * rd[j]
+    _lee_t(bw, tw, tw_tab[0], tw_tab[1], tw_tab[2])
+    _transpose(bw, out)
+    _lee_t(out, th, th_tab[0], th_tab[1], th_tab[2])
+
+
+def dct_y(img: np.ndarray, h_tab: tuple, w_tab: tuple) -> np.ndarray:
+    """The y-layout DCT-II coefficients ``(N, W, H)`` of the images ``img`` ``(N, H, W)``
+    (tables of :func:`dct_tables`; a test and set-up helper)."""
+    n, h, w = img.shape
+    out = np.empty((n, w, h), img.dtype)
+    bh, th, tw = np.empty((h, w), img.dtype), np.empty((h, w), img.dtype), np.empty((w, h),
+                                                                                   img.dtype)
+    for k in range(n):
+        _dct_y(img[k], out[k], bh, th, tw, h_tab[:3], w_tab[:3])
+    return out
+
+
+def idct_y(coef: np.ndarray, d2: np.ndarray, h_tab: tuple, w_tab: tuple) -> np.ndarray:
+    """The inverse of :func:`dct_y` (``d2``: :func:`y_layout`'s scale)."""
+    n, w, h = coef.shape
+    out = np.empty((n, h, w), coef.dtype)
+    bw, th, tw = np.empty((w, h), coef.dtype), np.empty((h, w), coef.dtype), np.empty((w, h),
+                                                                                     coef.dtype)
+    for k in range(n):
+        _idct_y(coef[k], d2, out[k], bw, th, tw, h_tab[:3], w_tab[:3])
+    return out
+
+
+def y_layout(values: np.ndarray, h_tab: tuple, w_tab: tuple) -> np.ndarray:
+    """Arrays ``(..., H, W)`` indexed by (orthonormal) DCT frequency, in y-layout ``(..., W,
+    H)``: position ``(pw, ph)`` holds the frequency ``(perm_h[ph], perm_w[pw])``."""
+    return np.ascontiguousarray(np.swapaxes(values[..., h_tab[3], :][..., :, w_tab[3]], -1, -2))
+
+
+@njit(**_JIT)
+def _spectral_step_image(x, xy, qw, out, out_y, g, ya, yb, yc, vy, bh, th, tw, bw, p, m, w1,
+                         c, d2, rq, gh, gw, nu, kappa, eps, wt, st, inv_scale, mom, iso, white,
+                         cached, xs, rs):  # pragma: no cover - compiled
+    """One image's SK-ROCK step with the DCT metric (:func:`spectral_skrock_images`)."""
+    h, w = x.shape
+    unit = nu[0] - nu[0] + 1
+    zero = unit - unit
+    minus = -unit
+    stages = nu.shape[0] - 1
+    if not cached:
+        _dct_y(x, xy, bh, th, tw, (gh[0], gh[1], gh[2]), (gw[0], gw[1], gw[2]))
+    # the noise's coefficients: white, m^1/2 q (gathered into y-layout); else the transform
+    if white:
+        ph, pw = gh[3], gw[3]
+        for a in range(w):
+            for b in range(h):
+                ya[a, b] = rq[a, b] * qw[ph[b], pw[a]]
+    else:
+        _dct_y(qw, ya, bh, th, tw, (gh[0], gh[1], gh[2]), (gw[0], gw[1], gw[2]))
+    a1 = nu[1]
+    for a in range(w):
+        for b in range(h):
+            vy[a, b] = xy[a, b] + a1 * ya[a, b]
+    # stage 1 at v = x + nu_1 q: its pixels by one inverse transform
+    _idct_y(vy, d2, out, bw, th, tw, (gh[0], gh[1], gh[2]), (gw[0], gw[1], gw[2]))
+    _image(out, out, out, out, out, out, out, p, g, zero, zero, zero, minus, wt, st, zero,
+           inv_scale, mom, iso, True, False, False, xs, rs)
+    _dct_y(g, bw, bh, th, tw, (gh[0], gh[1], gh[2]), (gw[0], gw[1], gw[2]))
+    e = eps[1]
+    k1 = kappa[1]
+    for a in range(w):
+        for b in range(h):  # x^_1 = x^ + kappa_1 q^ - eps_1 (m g^ + w1 v^ - c)
+            yb[a, b] = xy[a, b] + k1 * ya[a, b] - e * (m[a, b] * bw[a, b] + w1[a, b] * vy[a, b]
+                                                        - c[a, b])
+    prev, cur, spare = xy, yb, yc
+    for j in range(2, stages + 1):
+        _idct_y(cur, d2, out, bw, th, tw, (gh[0], gh[1], gh[2]), (gw[0], gw[1], gw[2]))
+        _image(out, out, out, out, out, out, out, p, g, zero, zero, zero, minus, wt, st, zero,
+               inv_scale, mom, iso, True, False, False, xs, rs)
+        _dct_y(g, bw, bh, th, tw, (gh[0], gh[1], gh[2]), (gw[0], gw[1], gw[2]))
+        e, nj, kj = eps[j], nu[j], kappa[j]
+        for a in range(w):
+            for b in range(h):
+                spare[a, b] = nj * cur[a, b] + kj * prev[a, b] - e * (
+                    m[a, b] * bw[a, b] + w1[a, b] * cur[a, b] - c[a, b])
+        if j == 2:
+            prev, cur, spare = cur, spare, ya  # ya (the noise) is no longer read
+        else:
+            prev, cur, spare = cur, spare, prev
+    _idct_y(cur, d2, out, bw, th, tw, (gh[0], gh[1], gh[2]), (gw[0], gw[1], gw[2]))
+    for a in range(w):
+        for b in range(h):
+            out_y[a, b] = cur[a, b]
+
+
+@njit(**_JIT)
+def spectral_skrock_images(x, xy, qw, out, out_y, p, m, w1, c, d2, rq, nu, kappa, eps, wt, st,
+                           inv_scale, mom, iso, white, cached, ch, bh_, ih, ph, dh, cw, bw_,
+                           iw, pw, dw, n0, n1):  # pragma: no cover - compiled
+    """A whole SK-ROCK step with the DCT metric ``M = C^T diag(m) C`` for the images ``[n0,
+    n1)`` (one thread), on y-layout coefficients (``(N, W, H)``; the constants ``m``, ``w1 =
+    m a^2 / sigma^2``, ``c = m C A^T y / sigma^2`` (scaled by ``1 / d``), ``d2`` and ``rq =
+    m^1/2 / d`` in that layout, ``(M, W, H)``, image ``n`` reading ``[n % M]``). Per stage:
+    the prior's term at the stage's pixels (:func:`_image` without a data term), its
+    transform, the recursion on the coefficients, the inverse transform. ``xy``: the
+    coefficients of ``x`` (made here unless ``cached``); ``qw``: the white draw ``sqrt(2
+    delta) z`` (``white``) or the pixel noise ``q``. Writes the step's pixels into ``out`` and
+    its coefficients into ``out_y``."""
+    h, w = x.shape[1], x.shape[2]
+    kk = mom.shape[0]
+    dt = x.dtype
+    xs = np.zeros((kk, 2, w), dt)
+    rs = np.zeros((kk, 2, 2, w), dt)
+    g = np.empty((h, w), dt)
+    bh, th = np.empty((h, w), dt), np.empty((h, w), dt)
+    tw, bw = np.empty((w, h), dt), np.empty((w, h), dt)
+    ya, yb, yc, vy = (np.empty((w, h), dt), np.empty((w, h), dt), np.empty((w, h), dt),
+                      np.empty((w, h), dt))
+    mm = m.shape[0]
+    gh = (ch, bh_, ih, ph)
+    gw = (cw, bw_, iw, pw)
+    for n in range(n0, n1):
+        k = n % mm
+        _spectral_step_image(x[n], xy[n], qw[n], out[n], out_y[n], g, ya, yb, yc, vy, bh, th,
+                             tw, bw, p[n], m[k], w1[k], c[k], d2[k], rq[k], gh, gw, nu, kappa,
+                             eps[:, n], wt[n], st[n], inv_scale[n], mom, iso, white, cached, xs,
+                             rs)
+
+
+def run_spectral_skrock(x, xy, qw, out, out_y, p, consts, nu, kappa, eps, wt, st, inv_scale,
+                        mom, iso: bool, white: bool, cached: bool, h_tab, w_tab,
+                        threads: int) -> None:
+    """:func:`spectral_skrock_images` over all images ``(N, H, W)`` (C-contiguous), split in
+    whole images over ``threads`` threads; returns when every part is done. ``consts``:
+    ``(m, w1, c, d2, rq)`` in y-layout, ``(M, W, H)``; ``h_tab``, ``w_tab``:
+    :func:`dct_tables` of ``H`` and ``W``. Checks the shapes first (the kernels run without
+    bounds checks)."""
+    n, h, w = x.shape
+    for name, arr in (("qw", qw), ("out", out)):
+        if arr.shape != x.shape:
+            raise ValueError(f"{name} has shape {arr.shape}, the images {x.shape}")
+    for name, arr in (("xy", xy), ("out_y", out_y)):
+        if arr.shape != (n, w, h):
+            raise ValueError(f"{name} has shape {arr.shape}, expected {(n, w, h)}")
+    if p.shape != (n, 2, h, w):
+        raise ValueError(f"the dual has shape {p.shape}, expected {(n, 2, h, w)}")
+    mm = consts[0].shape[0]
+    for arr in consts:
+        if arr.ndim != 3 or arr.shape != (mm, w, h) or mm < 1:
+            raise ValueError(f"a constant has shape {arr.shape}, expected (M, {w}, {h})")
+    if eps.shape != (len(nu), n) or len(kappa) != len(nu):
+        raise ValueError(f"eps has shape {eps.shape}, expected {(len(nu), n)}")
+    for name, arr in (("wt", wt), ("st", st), ("inv_scale", inv_scale)):
+        if arr.shape != (n,):
+            raise ValueError(f"{name} has shape {arr.shape}: one per image ({n})")
+    if len(h_tab[3]) != h or len(w_tab[3]) != w:
+        raise ValueError("the DCT tables are not of the images' size")
+    k = max(1, min(int(threads), n))
+    args = (x, xy, qw, out, out_y, p, *consts, nu, kappa, eps, wt, st, inv_scale, mom, iso,
+            bool(white), bool(cached), *h_tab[:4], h_tab[4], *w_tab[:4], w_tab[4])
+    _over_images(spectral_skrock_images, args, n, k)

@@ -42,8 +42,12 @@ __all__ = [
     "SKROCK_MAX_STEP",
 ]
 
-#: SK-ROCK damping parameter (Pereyra, Vargas Mieles & Zygalakis 2020 use 0.05)
-_ETA = 0.05
+#: SK-ROCK damping parameter (Pereyra, Vargas Mieles & Zygalakis 2020 use 0.05): the
+#: smaller damping narrows the std bias at the same cost (32 x 32 against NUTS, 2 x 10000
+#: draws: std ratio 0.957 -> 0.974 blur, 0.966 -> 0.987 x2 decimation, 0.956 -> 0.985 50 %
+#: mask, with the blur's metric peak below; denoising 0.981 -> 0.989), every pixel's mean
+#: still within 0.01; the stable range grows 3 %
+_ETA = 0.01
 #: default SK-ROCK step in units of ``1 / max(L_f, 1 / b^2)`` (the weakest curvature of a denoising
 #: posterior where ``b <= sigma``; see :func:`skrock_schedule`)
 _SKROCK_STEP = 0.25
@@ -59,15 +63,18 @@ SKROCK_MAX_STEP = 1.0
 #: the worst pixel's bulk ESS 32-174 over four seeds with 2, 203-250 with 4, for 8 stages
 #: instead of 6)
 _UNSEEN_PIXEL = 4.0
-#: most SK-ROCK stages per step: a stable step of ``ell_100 = 19140 / L``, enough for the
+#: most SK-ROCK stages per step: a stable step of ``ell_100 = 19667 / L``, enough for the
 #: default step down to ``smoothing ~ 1.3e-5``; each stage costs one gradient (and TV prox)
 MAX_STAGES = 100
 #: the DCT metric where a blur observes nothing (1 where it observes fully): the frequencies
 #: the blur removes, held by the prior alone, are its chain's slowest directions (128 x 128,
 #: worst-pixel bulk ESS of 2 x 1000 draws, seeds 0 and 3: 91-124 at 1, 230-252 at 2, 319-364
-#: at 3); 2.25 is the largest that keeps the default step on 6 stages (3 takes 7), and the
-#: std pays about 2 % per unit (32 x 32 against NUTS: 0.963 on average at 2, 0.942 at 3)
-_DCT_PEAK = 2.25
+#: at 3); 3.25 is the largest (at ``sigma = b``, eta 0.01) that keeps the default step on 7
+#: stages (2.25 kept 6): with the whole step in one kernel call a seventh stage costs less
+#: than the ESS gained (128 x 128, worst bulk ESS of 2 x 2000 draws 785-863 at 3.19 against
+#: 564-644 at 2.25); the std pays about 2 % per unit at eta 0.05 (32 x 32 against NUTS:
+#: 0.963 on average at 2, 0.942 at 3), which eta 0.01 more than gives back (0.974 at 3.25)
+_DCT_PEAK = 3.25
 #: box decimation's metric off the block means, ``M = c (I - P) + f^2 P``: once the block
 #: means move as a denoised pixel does, the within-block detail (held by the prior alone) is
 #: the slowest (128 x 128, worst bulk ESS 203-237 at c = 1, 353-375 at 2, 527-548 at 4, all on
@@ -102,7 +109,8 @@ class SmoothedPotential:
     stages of the preconditioned diffusion -- a per-pixel ``M`` inside the fused pass, a
     per-DCT-frequency one of an operator diagonal in that basis in the DCT domain (the
     chain's coefficients kept between stages: one transform each way per stage instead of
-    four).
+    four; on the CPU the whole step in one kernel call with a numba DCT), box decimation's
+    block-mean one in one kernel call per step.
     """
 
     problem: RestorationProblem
@@ -128,6 +136,7 @@ class SmoothedPotential:
                            else self._metric.apply if self._metric is not None else m)
         self._spectral: tuple = ()  # (key, m, w1, c, their arrays) of the DCT-metric recursion
         self._spectral_state: tuple | None = None  # (x, its version, dct2(x)) of the last step
+        self._spectral_y_state: tuple | None = None  # the same in the fast DCT's layout
         pr = self.problem
         self.y = pr.y.detach()
         self.inv_var = 1.0 / pr.sigma.square()
@@ -200,10 +209,15 @@ class SmoothedPotential:
 
     def skrock(self, x: torch.Tensor, delta: torch.Tensor, q: torch.Tensor,
                coef: dict[str, Any], stages: int, *,
-               noise: tuple | None = None) -> torch.Tensor | None:
+               noise: tuple | None = None, white: bool = False) -> torch.Tensor | None:
         """:func:`skrock_step` on this potential with every stage fused, or in the DCT
         domain for a DCT metric of exact eigenvalues (``None``: neither runs these tensors;
         the caller takes the eager recursion).
+
+        ``white``: ``q`` is ``sqrt(2 delta) z`` (``z`` standard normal) and the step's noise
+        is ``B q`` with ``B B^T = M`` (the metric's :meth:`LangevinMetric.noise`), made here:
+        the DCT metric's path takes ``q`` as DCT coefficients (``C B q = m^1/2 q``: no
+        transform). Only that path takes it (``None`` elsewhere, ``q`` untouched).
 
         ``noise``: ``(key, counter, scale)`` of
         :func:`~bayes_restore.infer._langevin_numba.gaussian_noise` (``scale``: one per
@@ -217,9 +231,12 @@ class SmoothedPotential:
         if self._metric_fn is not None and met is None:
             return None
         if met is not None and met.kind == "dct":
-            if met.a2 is None or q.shape != x.shape or q.dtype != x.dtype:
+            if (met.a2 is None or q.shape != x.shape or q.dtype != x.dtype
+                    or (white and self._kernels(x) is None)):
                 return None
-            return self._spectral_skrock(x, delta, q, coef, stages)
+            return self._spectral_skrock(x, delta, q, coef, stages, white)
+        if white:
+            return None
         kernels = self._kernels(x)
         if kernels is None or q.shape != x.shape or q.dtype != x.dtype:
             return None
@@ -295,40 +312,38 @@ class SmoothedPotential:
         return out_a if stages % 2 else out_b
 
     def _block_skrock(self, kernels, x, delta, q, coef, stages):
-        """SK-ROCK for box decimation with the metric ``M = I + (f^2 - 1) P``: per stage the
-        prior's term (fused) then the data term, the block means and the combination in one
-        pass (:func:`~bayes_restore.infer._langevin_numba.block_stage`)."""
+        """SK-ROCK for box decimation with the metric ``M = base (I + (scale - 1) P)``, the
+        whole step in one kernel call
+        (:func:`~bayes_restore.infer._langevin_numba.run_block_skrock`: per stage the
+        prior's term, then the data term, the block means and the combination in one pass;
+        each chain's stages on one thread)."""
         mu, nu, kappa = coef["mu"], coef["nu"], coef["kappa"]
         h, w = x.shape[-2:]
         n = x.numel() // (h * w)
         met = self._metric
-        q = q.contiguous()
+        wt, st, inv_var, inv_scale, mom, _, _, _ = self._constants(kernels, x)
+        if self.dual is None or self.dual is not self._own_dual:  # ours, updated in place
+            self.dual = (x.new_zeros(x.shape[:-2] + (2, h, w)) if self.dual is None
+                         else self.dual.detach().to(x.dtype).contiguous().clone())
+            self._own_dual = self.dual
         aty = self.aty.to(x.dtype).contiguous().view(-1, h, w).numpy()
-        step = self._per_image(x, delta, "delta")
-        inv_var = self._per_image(x, self.inv_var, "sigma")
-        one = inv_var.dtype.type
+        dtype = mom.dtype
+        one = dtype.type
         scale = one(float(met.m) / met.base)  # M = base (I + (scale - 1) P)
-        step = step * step.dtype.type(met.base)
-        threads = self.threads or torch.get_num_threads()
+        step = self._per_image(x, delta, "delta") * one(met.base)
+        eps = np.stack([step * mu[j] if j else np.zeros_like(step) for j in range(stages + 1)])
+        x_c, q_c = x.contiguous(), q.contiguous()
+        out_a, out_b, gp = (torch.empty_like(x_c) for _ in range(3))
+        kernels.run_block_skrock(
+            x_c.view(n, h, w).numpy(), q_c.view(n, h, w).numpy(), out_a.view(n, h, w).numpy(),
+            out_b.view(n, h, w).numpy(), gp.view(n, h, w).numpy(), aty,
+            self.dual.view(n, 2, h, w).numpy(), np.array(nu[: stages + 1], dtype),
+            np.array(kappa[: stages + 1], dtype), eps, wt, st, inv_var, inv_scale, mom,
+            self.problem.isotropic, met.factor, scale, self.threads or torch.get_num_threads())
+        self.evaluations += stages
+        return out_a if stages % 2 else out_b
 
-        def stage(a, q_, b, alpha, beta, gamma, eps):
-            v = a if alpha == 0.0 else a + alpha * q_
-            gp = self._prior_grad(v, kernels)
-            kernels.block_stage(a.view(n, h, w).numpy(), q_.view(n, h, w).numpy(),
-                                b.view(n, h, w).numpy(), gp.view(n, h, w).numpy(), aty,
-                                gp.view(n, h, w).numpy(), one(alpha), one(beta), one(gamma),
-                                eps, inv_var, met.factor, scale, threads)
-            return gp
-
-        self.evaluations += 1
-        x_prev, x_cur = x, stage(x.contiguous(), q, q, nu[1], 1.0, kappa[1], step * mu[1])
-        for j in range(2, stages + 1):
-            self.evaluations += 1
-            x_next = stage(x_cur, x_cur, x_prev, 0.0, nu[j], kappa[j], step * mu[j])
-            x_prev, x_cur = x_cur, x_next
-        return x_cur
-
-    def _spectral_skrock(self, x, delta, q, coef, stages):
+    def _spectral_skrock(self, x, delta, q, coef, stages, white=False):
         """SK-ROCK with the metric ``M = C^T diag(m) C`` of an operator with ``A^T A = C^T
         diag(a^2) C`` (``C`` the orthonormal 2-D DCT): the recursion is linear, so it runs
         on the chain's DCT coefficients,
@@ -347,7 +362,7 @@ class SmoothedPotential:
         cached = state is not None and state[0] is x and state[1] == x._version
         if kernels is not None:
             return self._spectral_skrock_cpu(kernels, x, delta, q, coef, stages,
-                                             state[2] if cached else None)
+                                             state[2] if cached else None, white)
         xh = state[2] if cached else dct2(x)
         qh = dct2(q)
         step = torch.as_tensor(delta, dtype=x.dtype, device=x.device)
@@ -372,12 +387,18 @@ class SmoothedPotential:
         self._spectral_state = (cur, cur._version, cur_h)
         return cur
 
-    def _spectral_skrock_cpu(self, kernels, x, delta, q, coef, stages, xh):
+    def _spectral_skrock_cpu(self, kernels, x, delta, q, coef, stages, xh, white=False):
         """:meth:`_spectral_skrock` on CPU arrays: the prior's term by the fused kernels,
         scipy's DCTs and one pass per stage for the combination (``xh``: the cached
-        coefficients of ``x``, or ``None``)."""
+        coefficients of ``x``, or ``None``). ``white``: ``q`` is white noise, its DCT
+        coefficients ``m^1/2 q`` (:meth:`skrock`), and stage 1's point ``x + nu_1 B q`` is
+        the inverse transform of ``x^ + nu_1 m^1/2 q``: one transform instead of the two
+        each way of ``B q`` made in pixels."""
         import scipy.fft as sfft
 
+        fast = self._spectral_layout(kernels, x)
+        if fast is not None:
+            return self._spectral_whole(kernels, x, delta, q, coef, stages, white, fast)
         mu, nu, kappa = coef["mu"], coef["nu"], coef["kappa"]
         h, w = x.shape[-2:]
         n = x.numel() // (h * w)
@@ -410,23 +431,85 @@ class SmoothedPotential:
         q_np = q.contiguous().view(n, h, w).numpy()
         if xh is None:
             xh = dct(x_np)
-        qh = dct(q_np)
         self.evaluations += 1
-        v = x_np if nu[1] == 0.0 else x_np + one(nu[1]) * q_np
+        if white:
+            root = consts[3]  # m^1/2, (M, H, W): image n reads [n % M]
+            reps = n // root.shape[0]
+            qh = q_np * (root if reps == 1 else np.tile(root, (reps, 1, 1)))
+            v = sfft.idctn(xh + one(nu[1]) * qh, type=2, norm="ortho", axes=(-2, -1),
+                           overwrite_x=True, workers=threads)
+        else:
+            qh = dct(q_np)
+            v = x_np if nu[1] == 0.0 else x_np + one(nu[1]) * q_np
         cur_h = dct(prior(v), True)
-        kernels.spectral_stage(xh, qh, qh, cur_h, *consts, cur_h, one(nu[1]), one(1.0),
+        kernels.spectral_stage(xh, qh, qh, cur_h, *consts[:3], cur_h, one(nu[1]), one(1.0),
                                one(kappa[1]), step * mu[1], threads)
         cur = sfft.idctn(cur_h, type=2, norm="ortho", axes=(-2, -1), workers=threads)
         prev_h = xh
         for j in range(2, stages + 1):
             self.evaluations += 1
             nxt_h = dct(prior(cur), True)
-            kernels.spectral_stage(cur_h, cur_h, prev_h, nxt_h, *consts, nxt_h, zero,
+            kernels.spectral_stage(cur_h, cur_h, prev_h, nxt_h, *consts[:3], nxt_h, zero,
                                    one(nu[j]), one(kappa[j]), step * mu[j], threads)
             prev_h, cur_h = cur_h, nxt_h
             cur = sfft.idctn(cur_h, type=2, norm="ortho", axes=(-2, -1), workers=threads)
         out = torch.from_numpy(cur).view(x.shape)
         self._spectral_state = (out, out._version, cur_h)
+        return out
+
+    def _spectral_layout(self, kernels, x):
+        """The fast DCT's tables and the DCT metric's constants in its layout
+        (:func:`~bayes_restore.infer._langevin_numba.spectral_skrock_images`), or ``None``
+        where it is slower than scipy's (an odd factor of a side above 16: its blocks are
+        dense)."""
+        h, w = x.shape[-2:]
+        key = self._spectral[0]
+        if getattr(self, "_layout_key", None) != key:
+            self._layout_key, self._layout = key, None
+            odd = [n // (n & -n) for n in (h, w)]
+            if max(odd) <= 16:
+                dtype = np.dtype(str(x.dtype)[6:])
+                th, tw = kernels.dct_tables(h, dtype), kernels.dct_tables(w, dtype)
+                dd = th[4][:, None] * tw[4][None, :]
+                m, w1, c, root = (a.astype(np.float64) for a in self._spectral[4])
+                # orthonormal coefficient X at (kh, kw) = d_h d_w times the unscaled one
+                consts = [kernels.y_layout(a, th, tw).astype(dtype)
+                          for a in (m, w1, c / dd, np.broadcast_to(dd * dd, m.shape),
+                                    root / dd)]
+                self._layout = (th, tw, consts)
+        return self._layout
+
+    def _spectral_whole(self, kernels, x, delta, q, coef, stages, white, fast):
+        """:meth:`_spectral_skrock_cpu` in one kernel call per step
+        (:func:`~bayes_restore.infer._langevin_numba.run_spectral_skrock`: the fast DCT, the
+        prior's term and the recursion of each chain on one thread)."""
+        th, tw, consts = fast
+        mu, nu, kappa = coef["mu"], coef["nu"], coef["kappa"]
+        h, w = x.shape[-2:]
+        n = x.numel() // (h * w)
+        wt, st, _, inv_scale, mom, _, _, _ = self._constants(kernels, x)
+        if self.dual is None or self.dual is not self._own_dual:  # ours, updated in place
+            self.dual = (x.new_zeros(x.shape[:-2] + (2, h, w)) if self.dual is None
+                         else self.dual.detach().to(x.dtype).contiguous().clone())
+            self._own_dual = self.dual
+        dtype = mom.dtype
+        step = self._per_image(x, delta, "delta")
+        eps = np.stack([step * mu[j] if j else np.zeros_like(step) for j in range(stages + 1)])
+        state = self._spectral_y_state
+        cached = state is not None and state[0] is x and state[1] == x._version
+        xy = state[2] if cached else np.empty((n, w, h), dtype)
+        x_np = x.contiguous().view(n, h, w).numpy()
+        q_np = q.contiguous().view(n, h, w).numpy()
+        out = torch.empty((n, h, w), dtype=x.dtype)
+        out_y = np.empty((n, w, h), dtype)
+        kernels.run_spectral_skrock(
+            x_np, xy, q_np, out.numpy(), out_y, self.dual.view(n, 2, h, w).numpy(), consts,
+            np.array(nu[: stages + 1], dtype), np.array(kappa[: stages + 1], dtype), eps, wt,
+            st, inv_scale, mom, self.problem.isotropic, white, cached, th, tw,
+            self.threads or torch.get_num_threads())
+        self.evaluations += stages
+        out = out.view(x.shape)
+        self._spectral_y_state = (out, out._version, out_y)
         return out
 
     def _spectral_constants(self, x):
@@ -439,8 +522,9 @@ class SmoothedPotential:
             w1 = m * met.a2.to(dtype=x.dtype, device=x.device) * inv_var
             c = m * dct2(self.aty.to(x.dtype)) * inv_var
             h, w = x.shape[-2:]
+            root = met.root.to(dtype=x.dtype, device=x.device)
             arrays = [t.broadcast_to(self.aty.shape[:-2] + t.shape[-2:]).contiguous()
-                      .view(-1, h, w).numpy() for t in (m, w1, c)]  # for the kernels
+                      .view(-1, h, w).numpy() for t in (m, w1, c, root)]  # for the kernels
             self._spectral = (key, m, w1, c, arrays)
         return self._spectral[1:4]
 
@@ -671,7 +755,7 @@ def skrock_coefficients(stages: int, eta: float = _ETA) -> dict[str, Any]:
     Examples
     --------
     >>> round(skrock_coefficients(10)["ell"], 1)
-    173.0
+    177.8
     """
     w0 = 1.0 + eta / stages**2
     t = [1.0, w0]
@@ -793,7 +877,7 @@ def diagonal_metric(operator, like: torch.Tensor, *, prior_ratio: float | None =
     where the operator observes fully, ``k`` where it observes nothing (only the prior's
     curvature left). Per pixel (``a = d``, ``k = max(4, prior_ratio)``) for a
     :class:`~bayes_restore.operators.PixelDiagonal` structure ``diag(d)`` (a mask), per DCT
-    frequency (``k = max(2.25, prior_ratio)``) for a
+    frequency (``k = max(3.25, prior_ratio)``) for a
     :class:`~bayes_restore.operators.DCTDiagonal` one (a reflective blur by a symmetric
     kernel). For a :class:`~bayes_restore.operators.BlockMean` (box decimation by ``f``,
     ``A^T A = P / f^2`` with ``P`` the projection on block-constant images) ``M = c (I - P) +

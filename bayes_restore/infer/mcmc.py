@@ -307,16 +307,17 @@ def mcmc(
         reflective symmetric blur (``k / (1 + (k - 1) a^2 / ||A||^2)``, ``a^2`` the
         eigenvalues of ``A^T A``: ``k`` at the frequencies it removes), ``c (I - P) + f^2 P``
         for a box decimation by ``f`` (``P`` the block means: they move as a denoised pixel);
-        ``k`` is 4 (mask) or 2.25 (blur) and ``c`` 2, or, with SK-ROCK and its default
+        ``k`` is 4 (mask) or 3.25 (blur) and ``c`` 2, or, with SK-ROCK and its default
         stages, ``b^2 / sigma^2`` when larger (the curvature of what the operator sees over
-        the prior's; at most ``smoothing * 19140``, what 100 stages keep stable). The stable
+        the prior's; at most ``smoothing * 19667``, what 100 stages keep stable). The stable
         step and SK-ROCK's stages are those of the preconditioned potential. Any other
         operator: no preconditioning. ``"auto"`` (the same as ``"diagonal"``): at 128 x 128,
         ``sigma = b = 0.1`` (fixed budget of 2 x 2000 draws, one thread, seeds 0-3) the
-        median CPU seconds per minimum-ESS sample are 2.5 x denoising's for the blur
-        (4.1-4.8 before), 1.5 x for the x2 decimation (9-13 x unpreconditioned at the
-        accurate step) and 1.8 x for a 50 % mask; on 32 x 32 the mean is within 0.01 of
-        NUTS's at every pixel and the std 2-5 % low on average.
+        median CPU seconds per minimum-ESS sample are 1.6 x denoising's for the blur
+        (4.1-4.8 before), 1.3 x for the x2 decimation (9-13 x unpreconditioned at the
+        accurate step) and 1.6 x for a 50 % mask, every seed under 2 x (measured under
+        load); on 32 x 32 the mean is within 0.01 of NUTS's at every pixel and the std
+        1.3-2.6 % low on average.
 
     The run to convergence (the default for the Langevin samplers): after ``warmup``, the
     chains draw until, on every pixel, the rank-normalised split R-hat is at most
@@ -725,6 +726,11 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
     # SK-ROCK without a metric, the counter-based noise: each step (noise and stages) in one
     # kernel call where the potential's fused kernels run it
     fused_noise = coef is not None and metric is None and hasattr(draw, "deferred")
+    # SK-ROCK with a DCT metric on CPU: the step takes the white draw and makes its
+    # coefficients m^1/2 q itself (no transform of the noise)
+    white_noise = (coef is not None and metric is not None
+                   and getattr(getattr(metric, "__self__", None), "kind", None) == "dct"
+                   and potential.runs_fused(x))
     step = 0
     # the fused kernels split the chains over the threads themselves; torch's own threads
     # would only wait (spinning) for them between its small elementwise operations, so the
@@ -744,6 +750,11 @@ def _run_langevin(problem: RestorationProblem, sampler: str, *, num_samples, war
                 q, spec, fill = draw.deferred()
                 x_next = potential.skrock(x, delta, q, coef, s, noise=spec)
                 x = skrock_step(x, gradient, delta, fill(), coef, s) if x_next is None else x_next
+            elif white_noise:  # a DCT metric: the white draw taken as DCT coefficients
+                qw = draw(True, True)
+                x_next = potential.skrock(x, delta, qw, coef, s, white=True)
+                x = (skrock_step(x, gradient, delta, sqrt_metric(qw), coef, s) if x_next is None
+                     else x_next)
             else:
                 x = skrock_step(x, gradient, delta, noise(True), coef, s)
             if scale_prior is not None and (step + 1) % scale_every == 0:

@@ -37,13 +37,15 @@ class LaplaceLikelihood(OperatorLikelihood):
 
     Notes
     -----
-    The generic MAP (:func:`~bayes_restore.infer.map_estimate`) starts at the data,
-    where every ``|y_i - (A x)_i|`` sits at its kink and autograd returns the
-    subgradient 0. When the data term dominates (``b`` small against the prior's
-    scale), L-BFGS may then find no descent along the prior's gradient alone and stop
-    at the data: seen with ``A = I``, a TV prior of scale 0.1 and ``b = 0.05`` on a
-    32 x 32 image (a median-filtered start fares no better: it too equals the data at
-    most pixels). ``optimizer="adam"`` reached the TV-L1 minimiser there.
+    With a TV prior, :func:`~bayes_restore.infer.map_estimate` runs the certified TV-L1
+    solver (:func:`~bayes_restore.infer.tv_l1_pdhg`) for any linear operator. With any
+    other prior (e.g. the Gaussian-gradient prior) it takes the generic path, which
+    starts at the data, where every ``|y_i - (A x)_i|`` sits at its kink and autograd
+    returns the subgradient 0. When the data term dominates (``b`` small against the
+    prior's scale), L-BFGS may then find no descent along the prior's gradient alone
+    and stop at the data (seen on the generic path with ``A = I``, a TV prior of scale
+    0.1 and ``b = 0.05`` on a 32 x 32 image); ``optimizer="adam"`` is the safer choice
+    there.
 
     Examples
     --------

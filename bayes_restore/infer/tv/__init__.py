@@ -14,11 +14,15 @@ The solvers share one workspace of preallocated buffers (``_workspace.py``):
   with the exact transform solve and warm-started fused ROF steps (``admm.py``), certified
   by the same gap;
 - :func:`tv_l1_pdhg` (``l1.py``), TV-L1 (Laplace likelihood, ``A = I``): Chambolle &
-  Pock with the shrinkage towards ``y`` as the primal prox.
+  Pock with the shrinkage towards ``y`` as the primal prox; with an operator
+  (``l1_operator.py``): the same with a pointwise or block-wise shrinkage (masks, box
+  decimation; fused kernels in ``_splitting_numba.py``), ADMM for a blur diagonal in the
+  FFT or the DCT, ``K = [grad; A]`` otherwise, certified by TV-L1's own dual.
 
 Every public ``weight`` is ``lambda`` of the package's energy: ``|A x - y|^2 + lambda
 TV(x)`` for the first two (twice scikit-image's ``weight``), ``|x - y|_1 + lambda TV(x)``
-for TV-L1; ``SolverInfo.objective`` is that energy. The quadratic solvers iterate on half
+for TV-L1 (``|A x - y|_1 + lambda TV(x)`` with an operator); ``SolverInfo.objective``
+is that energy. The quadratic solvers iterate on half
 of it, ``0.5 |A x - y|^2 + w TV(x)`` with ``w = lambda / 2``, an internal quantity.
 
 Each certifies its result by a relative primal-dual gap (``certificate.py`` for a

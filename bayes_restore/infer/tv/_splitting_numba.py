@@ -10,10 +10,11 @@ eager torch that is about 20 passes over memory; here the dual ascent, its proje
 the extrapolation, the relaxation and ``v`` are one pass (:func:`dual_div`), the
 extrapolated image never stored. When the data term's proximal step is pointwise affine
 (``prox(v) = a v + c``, a pixel-diagonal operator) it joins the same pass
-(:func:`iterate_affine`), and several iterations share one pass over memory, each a row
-behind the previous; its gap check, the primal value and the data term's own bound, is
-one more pass (:func:`affine_bounds`). Box decimation's block-mean step joins the pass
-too, several iterations per pass as well (:func:`iterate_block`, each a row of blocks
+(:func:`iterate_affine`; TV-L1's shrinkage towards ``y / d``: :func:`iterate_shrink`),
+and several iterations share one pass over memory, each a row behind the previous; its
+gap check, the primal value and the data term's own bound, is one more pass
+(:func:`affine_bounds`). Box decimation's block-mean step joins the pass too, several
+iterations per pass as well (:func:`iterate_block`, each a row of blocks
 behind the previous); other steps (an FFT) run between two passes.
 
 Layout as in ``_rof_numba``: images ``(B, H, W)`` and the zero-padded dual field ``(B, 2,
@@ -444,3 +445,85 @@ def block_correct(p, q, f, pmat):  # pragma: no cover - compiled
                 for a in range(f):
                     for c in range(f - 1):
                         p1[i0 + a + 1, j0 + c + 1] += phi[a * f + c + 1] - phi[a * f + c]
+
+
+@njit(**_JIT)
+def iterate_shrink(uh, u, p, target, thr, s, tau, rho, one, iso, count):  # pragma: no cover
+    """``count`` iterations of TV-L1's primal splitting with a pointwise data term: the
+    prox of ``tau theta |d x - y|_1`` is the shrinkage ``uh = v - clip(v - target, +-thr)``
+    (``target = y / d``, ``thr = tau theta |d|``, 0 where ``d = 0``: the identity), in one
+    pass over the rows, in the order of :func:`iterate_affine`."""
+    nb, h, w = u.shape
+    ubar = np.empty((count, 2, w), u.dtype)
+    rows = nb * h
+    for step in range(rows + count - 1):
+        for k in range(count):
+            r = step - k
+            if r < 0:
+                break
+            if r >= rows:
+                continue
+            b = r // h
+            i = r - b * h
+            _dual_row(uh, u, p, b, i, s, rho, one, iso, ubar[k, i & 1], ubar[k, 1 - (i & 1)],
+                      i == 0)
+            p0 = p[b, 0, i + 1]
+            p0_up = p[b, 0, i]
+            p1 = p[b, 1, i + 1]
+            a = uh[b, i]
+            uu = u[b, i]
+            t = target[b, i]
+            c = thr[b, i]
+            for j in range(w):
+                un = uu[j] + rho * (a[j] - uu[j])
+                uu[j] = un
+                v = un + tau * (p0[j + 1] - p0_up[j + 1] + p1[j + 1] - p1[j])
+                e = min(max(v - t[j], -c[j]), c[j])
+                a[j] = v - e
+
+
+@njit(**_JIT)
+def iterate_block_shrink(uh, u, p, v, yb, thr, f, s, tau, rho, one, iso,
+                         count=1):  # pragma: no cover - compiled
+    """``count`` iterations of TV-L1's primal splitting with box decimation: the prox of
+    ``tau theta |A x - y|_1`` shifts each ``f x f`` block of ``v`` by ``-clip(m - y_b,
+    +-thr)`` (``m`` its mean, ``y_b`` its observation; ``thr = tau theta / f^2`` per image,
+    ``yb`` of shape ``(B, H / f, W / f)``, ``thr`` ``(B,)``); rows and columns beyond the
+    last whole block: ``uh = v``. The order of :func:`iterate_block`."""
+    nb, h, w = u.shape
+    ub0 = np.empty(w, u.dtype)
+    ub1 = np.empty(w, u.dtype)
+    cols = np.empty(w, u.dtype)
+    cf = one / (f * f)
+    groups = (h + f - 1) // f
+    total = nb * groups
+    wb = w // f
+    for step in range(total + count - 1):
+        for k in range(count):
+            gi = step - k
+            if gi < 0:
+                break
+            if gi >= total:
+                continue
+            b = gi // groups
+            g0 = (gi - b * groups) * f
+            g1 = min(g0 + f, h)
+            for i in range(g0, g1):
+                _dual_div_row(uh, u, p, v[b, i], b, i, s, tau, rho, one, iso, ub0, ub1)
+            if g1 - g0 < f:  # no whole block row
+                for i in range(g0, g1):
+                    for j in range(w):
+                        uh[b, i, j] = v[b, i, j]
+                continue
+            _block_row_means(v[b], g0, g1, cols, f, cf)
+            c = thr[b]
+            yr = yb[b, g0 // f]
+            for jb in range(wb):
+                e = min(max(cols[jb * f] - yr[jb], -c), c)
+                for q in range(f):
+                    cols[jb * f + q] = e
+            for i in range(g0, g1):
+                row = v[b, i]
+                o = uh[b, i]
+                for j in range(w):
+                    o[j] = row[j] - cols[j]
