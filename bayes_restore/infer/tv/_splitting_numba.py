@@ -114,23 +114,10 @@ def dual_div(uh, u, p, v, s, tau, rho, one, iso):  # pragma: no cover - compiled
 
 
 @njit(**_JIT)
-def iterate_affine(uh, u, p, gain, offset, s, tau, rho, one, iso, count):  # pragma: no cover
-    """``count`` iterations of :func:`dual_div` with the pointwise prox ``uh = gain v +
-    offset``, all in one pass over the rows.
-
-    Per row, the row of :func:`dual_div` and then the prox (row ``i`` of ``uh`` is
-    rewritten once the dual step of row ``i`` has used it: later rows read only rows
-    below); ``v`` is never stored. Iteration ``k + 1`` runs one row behind iteration
-    ``k``, as in the ROF kernel (``_rof_numba.sweep_many``): at each step it updates row
-    ``r - 1`` when iteration ``k`` has just updated row ``r``. That row's inputs are then
-    ready (iteration ``k``'s ``u`` and ``uh`` of rows ``r - 1`` and ``r``, iteration ``k +
-    1``'s ``p`` of row ``r - 2``), and iteration ``k`` no longer reads its old values
-    (its row ``r`` read ``p`` of row ``r - 1`` before this). So each row goes through all
-    ``count`` iterations while it is in cache, memory is read and written about once per
-    call, and the arithmetic, pixel by pixel, is that of ``count`` plain iterations. Each
-    iteration keeps its own two rows of ``u_bar`` (row ``i + 1``'s, made for the dual step
-    of row ``i``, serves row ``i + 1``). Images of a batch follow each other in the sweep.
-    """
+def _sweep_pointwise(uh, u, p, first, second, s, tau, rho, one, iso, count,
+                     shrink):  # pragma: no cover - compiled
+    """The lagged row sweep of :func:`iterate_affine` (``shrink`` False: ``first, second =
+    gain, offset``) and :func:`iterate_shrink` (True: ``target, thr``)."""
     nb, h, w = u.shape
     ubar = np.empty((count, 2, w), u.dtype)
     rows = nb * h
@@ -150,12 +137,41 @@ def iterate_affine(uh, u, p, gain, offset, s, tau, rho, one, iso, count):  # pra
             p1 = p[b, 1, i + 1]
             a = uh[b, i]
             uu = u[b, i]
-            g = gain[b, i]
-            f = offset[b, i]
-            for j in range(w):  # u <- u + rho (uh - u), v = u + tau div p, uh = gain v + offset
-                un = uu[j] + rho * (a[j] - uu[j])
-                uu[j] = un
-                a[j] = g[j] * (un + tau * (p0[j + 1] - p0_up[j + 1] + p1[j + 1] - p1[j])) + f[j]
+            g = first[b, i]
+            f = second[b, i]
+            if shrink:  # uh = v - clip(v - target, +-thr)
+                for j in range(w):
+                    un = uu[j] + rho * (a[j] - uu[j])
+                    uu[j] = un
+                    v = un + tau * (p0[j + 1] - p0_up[j + 1] + p1[j + 1] - p1[j])
+                    a[j] = v - min(max(v - g[j], -f[j]), f[j])
+            else:  # u <- u + rho (uh - u), v = u + tau div p, uh = gain v + offset
+                for j in range(w):
+                    un = uu[j] + rho * (a[j] - uu[j])
+                    uu[j] = un
+                    a[j] = g[j] * (un + tau * (p0[j + 1] - p0_up[j + 1] + p1[j + 1]
+                                               - p1[j])) + f[j]
+
+
+@njit(**_JIT)
+def iterate_affine(uh, u, p, gain, offset, s, tau, rho, one, iso, count):  # pragma: no cover
+    """``count`` iterations of :func:`dual_div` with the pointwise prox ``uh = gain v +
+    offset``, all in one pass over the rows.
+
+    Per row, the row of :func:`dual_div` and then the prox (row ``i`` of ``uh`` is
+    rewritten once the dual step of row ``i`` has used it: later rows read only rows
+    below); ``v`` is never stored. Iteration ``k + 1`` runs one row behind iteration
+    ``k``, as in the ROF kernel (``_rof_numba.sweep_many``): at each step it updates row
+    ``r - 1`` when iteration ``k`` has just updated row ``r``. That row's inputs are then
+    ready (iteration ``k``'s ``u`` and ``uh`` of rows ``r - 1`` and ``r``, iteration ``k +
+    1``'s ``p`` of row ``r - 2``), and iteration ``k`` no longer reads its old values
+    (its row ``r`` read ``p`` of row ``r - 1`` before this). So each row goes through all
+    ``count`` iterations while it is in cache, memory is read and written about once per
+    call, and the arithmetic, pixel by pixel, is that of ``count`` plain iterations. Each
+    iteration keeps its own two rows of ``u_bar`` (row ``i + 1``'s, made for the dual step
+    of row ``i``, serves row ``i + 1``). Images of a batch follow each other in the sweep.
+    """
+    _sweep_pointwise(uh, u, p, gain, offset, s, tau, rho, one, iso, count, False)
 
 
 @njit(**_JIT)
@@ -244,27 +260,19 @@ def _block_row_means(a, g0, g1, cols, f, cf):  # pragma: no cover - compiled
 
 
 @njit(**_JIT)
-def iterate_block(uh, u, p, v, aty_scaled, f, cf, s, tau, rho, one, iso,
-                  count=1):  # pragma: no cover - compiled
-    """``count`` iterations of :func:`dual_div` with box decimation's prox in the same
-    pass.
-
-    Rows go in groups of ``f`` (one row of blocks): their dual steps, ``u`` and ``v``
-    first, then ``uh = v - c M v + aty_scaled`` (:func:`block_prox`) over the group (the
-    dual step of the group's last row has read the first row of the next group, which
-    is rewritten only later). Rows beyond the last whole block row: ``uh = v +
-    aty_scaled``. As in :func:`iterate_affine`, iteration ``k + 1`` runs one group behind
-    iteration ``k``: its inputs are then ready (iteration ``k``'s ``u`` and ``uh`` of the
-    group and of the next group's first row) and iteration ``k`` no longer needs their old
-    values (its next group has read ``p`` of this group's last row). ``v`` is scratch
-    (each row holds the last iteration that passed it).
-    """
+def _sweep_block(uh, u, p, v, aty_scaled, yb, thr, f, cf, s, tau, rho, one, iso, count,
+                 shrink):  # pragma: no cover - compiled
+    """The lagged group sweep of :func:`iterate_block` (``shrink`` False: ``uh = v - c M v +
+    aty_scaled`` with ``cf`` as there; ``yb``, ``thr`` unused) and
+    :func:`iterate_block_shrink` (True: each block shifted by ``-clip(m - y_b, +-thr)``,
+    ``cf = 1 / f^2``; ``aty_scaled`` unused)."""
     nb, h, w = u.shape
     ub0 = np.empty(w, u.dtype)
     ub1 = np.empty(w, u.dtype)
     cols = np.empty(w, u.dtype)
     groups = (h + f - 1) // f
     total = nb * groups
+    wb = w // f
     for step in range(total + count - 1):
         for k in range(count):
             gi = step - k
@@ -280,15 +288,49 @@ def iterate_block(uh, u, p, v, aty_scaled, f, cf, s, tau, rho, one, iso,
             if g1 - g0 < f:  # no whole block row
                 for i in range(g0, g1):
                     for j in range(w):
-                        uh[b, i, j] = v[b, i, j] + aty_scaled[b, i, j]
+                        uh[b, i, j] = v[b, i, j] if shrink else v[b, i, j] + aty_scaled[b, i, j]
                 continue
             _block_row_means(v[b], g0, g1, cols, f, cf)
-            for i in range(g0, g1):
-                row = v[b, i]
-                o = uh[b, i]
-                t = aty_scaled[b, i]
-                for j in range(w):
-                    o[j] = row[j] - cols[j] + t[j]
+            if shrink:
+                c = thr[b]
+                yr = yb[b, g0 // f]
+                for jb in range(wb):
+                    e = min(max(cols[jb * f] - yr[jb], -c), c)
+                    for q in range(f):
+                        cols[jb * f + q] = e
+                for i in range(g0, g1):
+                    row = v[b, i]
+                    o = uh[b, i]
+                    for j in range(w):
+                        o[j] = row[j] - cols[j]
+            else:
+                for i in range(g0, g1):
+                    row = v[b, i]
+                    o = uh[b, i]
+                    t = aty_scaled[b, i]
+                    for j in range(w):
+                        o[j] = row[j] - cols[j] + t[j]
+
+
+@njit(**_JIT)
+def iterate_block(uh, u, p, v, aty_scaled, f, cf, s, tau, rho, one, iso,
+                  count=1):  # pragma: no cover - compiled
+    """``count`` iterations of :func:`dual_div` with box decimation's prox in the same
+    pass.
+
+    Rows go in groups of ``f`` (one row of blocks): their dual steps, ``u`` and ``v``
+    first, then ``uh = v - c M v + aty_scaled`` (:func:`block_prox`) over the group (the
+    dual step of the group's last row has read the first row of the next group, which
+    is rewritten only later). Rows beyond the last whole block row: ``uh = v +
+    aty_scaled``. As in :func:`iterate_affine`, iteration ``k + 1`` runs one group behind
+    iteration ``k``: its inputs are then ready (iteration ``k``'s ``u`` and ``uh`` of the
+    group and of the next group's first row) and iteration ``k`` no longer needs their old
+    values (its next group has read ``p`` of this group's last row). ``v`` is scratch
+    (each row holds the last iteration that passed it).
+    """
+    none = np.empty((1, 1, 1), u.dtype)
+    _sweep_block(uh, u, p, v, aty_scaled, none, none[0, 0], f, cf, s, tau, rho, one, iso,
+                 count, False)
 
 
 @njit(**_JIT)
@@ -453,33 +495,7 @@ def iterate_shrink(uh, u, p, target, thr, s, tau, rho, one, iso, count):  # prag
     prox of ``tau theta |d x - y|_1`` is the shrinkage ``uh = v - clip(v - target, +-thr)``
     (``target = y / d``, ``thr = tau theta |d|``, 0 where ``d = 0``: the identity), in one
     pass over the rows, in the order of :func:`iterate_affine`."""
-    nb, h, w = u.shape
-    ubar = np.empty((count, 2, w), u.dtype)
-    rows = nb * h
-    for step in range(rows + count - 1):
-        for k in range(count):
-            r = step - k
-            if r < 0:
-                break
-            if r >= rows:
-                continue
-            b = r // h
-            i = r - b * h
-            _dual_row(uh, u, p, b, i, s, rho, one, iso, ubar[k, i & 1], ubar[k, 1 - (i & 1)],
-                      i == 0)
-            p0 = p[b, 0, i + 1]
-            p0_up = p[b, 0, i]
-            p1 = p[b, 1, i + 1]
-            a = uh[b, i]
-            uu = u[b, i]
-            t = target[b, i]
-            c = thr[b, i]
-            for j in range(w):
-                un = uu[j] + rho * (a[j] - uu[j])
-                uu[j] = un
-                v = un + tau * (p0[j + 1] - p0_up[j + 1] + p1[j + 1] - p1[j])
-                e = min(max(v - t[j], -c[j]), c[j])
-                a[j] = v - e
+    _sweep_pointwise(uh, u, p, target, thr, s, tau, rho, one, iso, count, True)
 
 
 @njit(**_JIT)
@@ -490,40 +506,5 @@ def iterate_block_shrink(uh, u, p, v, yb, thr, f, s, tau, rho, one, iso,
     +-thr)`` (``m`` its mean, ``y_b`` its observation; ``thr = tau theta / f^2`` per image,
     ``yb`` of shape ``(B, H / f, W / f)``, ``thr`` ``(B,)``); rows and columns beyond the
     last whole block: ``uh = v``. The order of :func:`iterate_block`."""
-    nb, h, w = u.shape
-    ub0 = np.empty(w, u.dtype)
-    ub1 = np.empty(w, u.dtype)
-    cols = np.empty(w, u.dtype)
-    cf = one / (f * f)
-    groups = (h + f - 1) // f
-    total = nb * groups
-    wb = w // f
-    for step in range(total + count - 1):
-        for k in range(count):
-            gi = step - k
-            if gi < 0:
-                break
-            if gi >= total:
-                continue
-            b = gi // groups
-            g0 = (gi - b * groups) * f
-            g1 = min(g0 + f, h)
-            for i in range(g0, g1):
-                _dual_div_row(uh, u, p, v[b, i], b, i, s, tau, rho, one, iso, ub0, ub1)
-            if g1 - g0 < f:  # no whole block row
-                for i in range(g0, g1):
-                    for j in range(w):
-                        uh[b, i, j] = v[b, i, j]
-                continue
-            _block_row_means(v[b], g0, g1, cols, f, cf)
-            c = thr[b]
-            yr = yb[b, g0 // f]
-            for jb in range(wb):
-                e = min(max(cols[jb * f] - yr[jb], -c), c)
-                for q in range(f):
-                    cols[jb * f + q] = e
-            for i in range(g0, g1):
-                row = v[b, i]
-                o = uh[b, i]
-                for j in range(w):
-                    o[j] = row[j] - cols[j]
+    _sweep_block(uh, u, p, v, v, yb, thr, f, one / (f * f), s, tau, rho, one, iso, count,
+                 True)

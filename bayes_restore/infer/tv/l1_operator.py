@@ -48,6 +48,7 @@ from ._common import (
     finish,
     fused_kernels,
     iterations_to_tol,
+    record_check,
 )
 from ._dct import scaled_dct_solve
 from ._workspace import Workspace
@@ -483,17 +484,6 @@ def _admm_kernels(like, vectorial, backend):
     return None if any(k is None for k in found) else tuple(found)
 
 
-def _record(primal, dual, best, unit, history, checks=None, it=0):
-    """The best bound so far, the relative gap and the objective (``lambda E``)."""
-    best = dual if best is None else torch.maximum(best, dual)
-    rel = (primal - best) / primal.clamp_min(torch.finfo(F64).tiny)
-    gap = float(rel.max())
-    history.append(gap)
-    if checks is not None:
-        checks.append((it, gap))
-    return best, gap, float((primal * unit).sum())
-
-
 def _interval(checks, tol: float, check_every: int) -> int:
     """Iterations to the next gap check: 80 % of the predicted way to ``tol`` (the gap
     falling like ``k^-a``, ``a >= 1`` from the last two checks), at least ``check_every``
@@ -502,6 +492,17 @@ def _interval(checks, tol: float, check_every: int) -> int:
     ahead = 0.8 * iterations_to_tol(checks, tol)
     low, high = max(check_every, it // 10), max(check_every, it // 2)
     return int(min(max(math.ceil(ahead), low), high))
+
+
+def _primal_bound(cert, prox, uh, make_v, tau, history, tol):
+    """The primal splittings' lower bound at a check: the box bound (pixel-diagonal ``A``),
+    and the dual pair made feasible from the prox's candidate (``make_v()`` gives the point
+    the last prox was taken at) when there is no box bound or it is due."""
+    dual = cert.box()
+    if dual is None or cert.plain_due(history, tol):
+        plain = cert.dual(prox.dual_candidate(make_v(), uh, tau))
+        dual = plain if dual is None else torch.maximum(dual, plain)
+    return dual
 
 
 def _primal_cp(u, ws, cert, prox, unit, *, tau, tol, max_iter, check_every):
@@ -540,11 +541,8 @@ def _primal_cp(u, ws, cert, prox, unit, *, tau, tol, max_iter, check_every):
         prox.prox(v, uh)
         if it == next_check or it == max_iter:
             primal = cert.primal(uh)
-            dual = cert.box()
-            if dual is None or cert.plain_due(history, tol):
-                plain = cert.dual(prox.dual_candidate(v, uh, tau))
-                dual = plain if dual is None else torch.maximum(dual, plain)
-            best, gap, objective = _record(primal, dual, best, unit, history, checks, it)
+            dual = _primal_bound(cert, prox, uh, lambda: v, tau, history, tol)
+            best, gap, objective = record_check(primal, dual, best, unit, it, history, checks)
             if gap <= tol:
                 break
             next_check = it + _interval(checks, tol, check_every)
@@ -595,13 +593,13 @@ def _primal_cp_fused(u, ws, cert, prox, unit, *, tau, tol, max_iter, check_every
         if it != next_check and it != max_iter:
             continue
         primal = cert.primal(uh)
-        dual = cert.box()
-        if dual is None or cert.plain_due(history, tol):
+
+        def remake_v() -> torch.Tensor:  # the kernel does not store v = u_old + tau div p
             ws.div_into(ws.p, v)
-            v.mul_(tau).add_(u)
-            plain = cert.dual(prox.dual_candidate(v, uh, tau))
-            dual = plain if dual is None else torch.maximum(dual, plain)
-        best, gap, objective = _record(primal, dual, best, unit, history, checks, it)
+            return v.mul_(tau).add_(u)
+
+        dual = _primal_bound(cert, prox, uh, remake_v, tau, history, tol)
+        best, gap, objective = record_check(primal, dual, best, unit, it, history, checks)
         if gap <= tol:
             break
         next_check = it + _interval(checks, tol, check_every)
@@ -635,7 +633,7 @@ def _dual_cp(u, y, ws, cert, operator, theta, unit, *, tau, norm2, tol, max_iter
             box = cert.box()
             if box is not None:
                 dual = torch.maximum(dual, box)
-            best, gap, objective = _record(primal, dual, best, unit, history, checks, it)
+            best, gap, objective = record_check(primal, dual, best, unit, it, history, checks)
             if gap <= tol:
                 break
             next_check = it + _interval(checks, tol, check_every)
@@ -708,7 +706,7 @@ def _admm(y, aty, ws, cert, spec, kernels, theta_flat, unit, *, tol, max_iter,
             primal = cert.primal(xt)
             q = torch.from_numpy(d1 * b1).reshape(y.shape)
             dual = cert.dual(q)
-            best, gap, objective = _record(primal, dual, best, unit, history, checks, it)
+            best, gap, objective = record_check(primal, dual, best, unit, it, history, checks)
             if gap <= tol:
                 break
             next_check = it + _interval(checks, tol, 10)
