@@ -3,6 +3,8 @@
 import numpy as np
 import torch
 
+from bayes_restore.operators import LinearOperator, PixelDiagonal
+
 
 def piecewise_image(h: int = 32, w: int = 32) -> np.ndarray:
     """A clean piecewise-constant test image in [0, 1] with edges in both directions."""
@@ -38,22 +40,25 @@ def smooth_image(n: int) -> torch.Tensor:
     return 0.5 + 0.3 * torch.sin(3 * t)[:, None] * torch.cos(2 * t)[None, :]
 
 
+class PlainGain(LinearOperator):
+    """``A = diag(g)`` without a declared structure: a general operator to the solvers."""
+
+    def __init__(self, g):
+        self.g = g
+        self.norm_bound = float(g.abs().max())
+
+    def forward(self, x):
+        return x * self.g.to(x)
+
+    def adjoint(self, y):
+        return y * self.g.to(y)
+
+
 def gain_operator(g: torch.Tensor):
     """``A = diag(g)``, known to the package only through its declared ``PixelDiagonal``
     structure (``g`` with zeros: unseen pixels)."""
-    from bayes_restore.operators import LinearOperator, PixelDiagonal
 
-    class Gain(LinearOperator):
-        def __init__(self, g):
-            self.g = g
-            self.norm_bound = float(g.abs().max())
-
-        def forward(self, x):
-            return x * self.g.to(x)
-
-        def adjoint(self, y):
-            return y * self.g.to(y)
-
+    class Gain(PlainGain):
         def structure(self):
             return PixelDiagonal(self.g)
 

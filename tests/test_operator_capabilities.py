@@ -7,7 +7,7 @@ the package, that only declares its structure and gets the fast path of the TV s
 
 import pytest
 import torch
-from helpers import gain_operator, random_dual_lower_bounds
+from helpers import PlainGain, gain_operator, random_dual_lower_bounds
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,20 +27,7 @@ from bayes_restore.operators import (
 )
 
 F64 = torch.float64
-
-
-class Plain(LinearOperator):
-    """The same gain without a declared structure: a general operator to the solvers."""
-
-    def __init__(self, g):
-        self.g = g
-        self.norm_bound = float(g.abs().max())
-
-    def forward(self, x):
-        return x * self.g.to(x)
-
-    def adjoint(self, y):
-        return y * self.g.to(y)
+Plain = PlainGain  # the gain without a declared structure
 
 
 KINDS = ["identity", "mask", "diagonal", "gain", "plain", "blur-periodic", "blur-valid",
