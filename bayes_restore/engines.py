@@ -27,12 +27,16 @@ class Engine:
     values_per_pixel : int
         Working memory per pixel, in values of the image's dtype (tiles are batched by it).
     gives_std : bool
-        Whether the engine gives a per-pixel std (``"map"`` does not).
+        Whether the engine gives a per-pixel std and a posterior mean (``"map"`` does not).
+    gives_map : bool
+        Whether the engine gives the MAP image (``"mcmc"`` does not: a sampler's image is
+        its posterior mean).
     """
 
     run: str | Callable[..., Posterior]
     values_per_pixel: int
     gives_std: bool = True
+    gives_map: bool = True
 
     def function(self) -> Callable[..., Posterior]:
         """The engine's function (imported on first use)."""
@@ -47,7 +51,7 @@ ENGINES: dict[str, Engine] = {
     "map": Engine("bayes_restore.infer:map_estimate", 16, gives_std=False),
     "exact": Engine("bayes_restore.infer:exact_posterior", 12),
     "vi": Engine("bayes_restore.infer:variational", 48),
-    "mcmc": Engine("bayes_restore.infer:mcmc", 24),
+    "mcmc": Engine("bayes_restore.infer:mcmc", 24, gives_map=False),
 }
 
 #: the built-in values of ``restore(..., method=...)`` (see :data:`ENGINES` for all)

@@ -86,9 +86,10 @@ def restore(
       draws (:func:`~bayes_restore.infer.exact_posterior`); draws with ``num_samples=``.
     - ``"vi"``: variational inference (:func:`~bayes_restore.infer.variational`): for
       this model a structured Gaussian, deterministic (the exact posterior for the
-      Gaussian-gradient prior; variational Bayes with TV's quadratic majoriser for TV);
-      ``engine="svi"`` runs Pyro SVI with a mean-field (``guide="normal"``) or low-rank
-      (``guide="lowrank"``) guide instead.
+      Gaussian-gradient prior; variational Bayes with TV's quadratic majoriser for TV,
+      whose ``map`` is the restored image, the TV MAP at the final parameters, beside the
+      posterior ``mean`` and ``std``); ``engine="svi"`` runs Pyro SVI with a mean-field
+      (``guide="normal"``) or low-rank (``guide="lowrank"``) guide instead.
     - ``"mcmc"``: proximal Langevin (SK-ROCK / MYULA) for the TV family at full size,
       Pyro's NUTS (``sampler="nuts"``) for small images
       (:func:`~bayes_restore.infer.mcmc`). Without ``num_samples`` the chains run until

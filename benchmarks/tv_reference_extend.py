@@ -47,11 +47,17 @@ def run(a):
     torch.set_num_threads(1)
     import bayes_restore
     from bayes_restore.infer.langevin import (
+        LangevinMetric,
         SmoothedPotential,
-        diagonal_metric,
-        skrock_schedule,
+        skrock_coefficients,
         skrock_step,
     )
+
+    def stages_for_eta(ratio, eta):  # the fewest stages whose stable range covers ratio
+        s = 2
+        while skrock_coefficients(s, eta=eta)["ell"] < ratio:
+            s += 1
+        return s
     from bayes_restore.infer.problem import recognise
     from bayes_restore.infer.prox import tv_prox_dual
     from bayes_restore.models import restoration_model
@@ -73,12 +79,22 @@ def run(a):
     l_f = problem.operator.norm_bound**2 / problem.sigma.square()
     lambda_my = T.SMOOTHING / l_f
     assert abs(float(lambda_my) - st["lambda_MY"]) < 1e-6 * st["lambda_MY"]
-    gain, peak, apply_metric, apply_root = diagonal_metric(operator, yt)
+    # the stored reference's sampler, whatever the package's defaults are now: its metric
+    # peak k (``M = k / (1 + (k - 1) a^2 / |A|^2)``, read off the recorded preconditioner)
+    # and SK-ROCK damping (--eta: 0.05 for every stored reference; the package's default is
+    # 0.01 since they were made); the recorded stages and step check the reconstruction
+    peak_k = float(st["preconditioner"].split("DCT, ")[1].split(" /")[0])
+    n2 = float(problem.operator.norm_bound) ** 2
+    a2 = operator.dct_symbol(shape[0], shape[1], yt)
+    metric = LangevinMetric("dct", peak_k / (1.0 + (peak_k - 1.0) * a2 / n2), a2=a2)
+    apply_metric, apply_root = metric.apply, metric.noise
+    gain, peak = float((metric.m * a2).max()) / n2, float(metric.m.max())
     lip = gain * l_f + peak / lambda_my
-    ratio = float((lip / l_f).max())
-    stages, coef, delta = skrock_schedule(st["step_size"], None, l_f, lip, ratio, lambda_my,
-                                          T.SMOOTHING)
-    assert stages == st["stages"] and abs(float(delta) - st["delta"]) < 1e-6 * st["delta"]
+    stages = st["stages"]
+    coef = skrock_coefficients(stages, eta=a.eta)
+    delta = torch.minimum(st["step_size"] / l_f, coef["ell"] / lip)
+    assert stages_for_eta(st["step_size"] * float((lip / l_f).max()), a.eta) == stages
+    assert abs(float(delta) - st["delta"]) < 1e-6 * st["delta"], (float(delta), st["delta"])
     delta = delta.to(dtype)
     sqrt_2delta = torch.sqrt(2 * delta)
     potential = SmoothedPotential(problem, lambda_my, T.PROX_ITER)
@@ -131,6 +147,7 @@ def run(a):
                 np.savez_compressed(a.out, xbatch=xb.astype(np.float32),
                                     gbatch=gb.astype(np.float32), seed=a.seed,
                                     warmup=a.warmup, batch=a.batch, every=a.every,
+                                    eta=a.eta,
                                     steps=steps, case=a.case,
                                     wall=time.perf_counter() - t0,
                                     cpu=time.process_time() - c0)
@@ -191,6 +208,8 @@ def merge(case, ext, base=None, name=None):
                    "step), no draws kept",
             "seed": int(e["seed"]), "warmup_steps": int(e["warmup"]),
             "batch_steps": int(e["batch"]), "every": int(e["every"]),
+            # SK-ROCK damping (recorded by the runs since the package's default changed)
+            "eta": float(e["eta"]) if "eta" in e.files else 0.05,
             "num_chains": nc, "batches_per_chain": nb,
             "steps_after_warmup": int(e["steps"]) - int(e["warmup"]),
             "wall_time": float(e["wall"]), "cpu_time": float(e["cpu"]),
@@ -228,6 +247,8 @@ def main():
     r.add_argument("--max-batches", type=int, default=400)
     r.add_argument("--time-cap", type=float, default=1800)
     r.add_argument("--every", type=int, default=2, help="accumulate every k-th step")
+    r.add_argument("--eta", type=float, default=0.05,
+                   help="SK-ROCK damping of the stored reference (0.05 for all stored ones)")
     r.add_argument("--out", required=True)
     m = sub.add_parser("merge", help="write CASE_long.npz from the stored case and a run")
     m.add_argument("case")

@@ -134,6 +134,9 @@ def test_refuses_to_overwrite_outputs_and_never_the_input(tmp_path, noisy):
         ("ok", ["in.png", "--tile", "0"], "--tile"),
         ("ok", ["in.png", "--tile", "16", "--overlap", "-3"], "--overlap"),
         ("ok", ["in.png", "--overlap", "8"], "--overlap needs --tile"),
+        ("ok", ["in.png", "--point", "mean"], "--point mean"),
+        ("ok", ["in.png", "--method", "mcmc", "--point", "map"], "--point map"),
+        ("ok", ["in.png", "--point", "median"], "--point"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, noisy, setup, args, message):
@@ -377,6 +380,26 @@ def test_read_errors_are_clear(tmp_path):
 
 
 # ------------------------------------------------------------------ std maps, warnings, help
+
+
+def test_vi_writes_the_tv_map_by_default_and_the_mean_when_asked(tmp_path, noisy, monkeypatch):
+    from bayes_restore.restore import restore
+
+    _, y = noisy
+    write_image(tmp_path / "in.tif", y.astype(np.float32))
+    monkeypatch.chdir(tmp_path)
+    common = ["--method", "vi", "--sigma", "0.05", "--weight", "0.05", "--quiet"]
+    for out, extra in (("auto.tif", []), ("map.tif", ["--point", "map"]),
+                       ("mean.tif", ["--point", "mean"])):
+        code, _, stderr = run_here("denoise", "in.tif", "-o", out, *common, *extra)
+        assert code == 0, stderr
+    post = restore(read_image(tmp_path / "in.tif")[0], "tv", method="vi", sigma=0.05,
+                   weight=0.05, seed=0)
+    written = {name: read_image(tmp_path / f"{name}.tif")[0] for name in ("auto", "map", "mean")}
+    np.testing.assert_allclose(written["auto"], post.map, atol=1e-6)
+    np.testing.assert_allclose(written["map"], post.map, atol=1e-6)
+    np.testing.assert_allclose(written["mean"], post.mean, atol=1e-6)
+    assert np.abs(post.map - post.mean).max() > 1e-3  # two different images
 
 
 def test_std_and_interval_maps_are_float_tiffs(tmp_path, noisy, monkeypatch):

@@ -154,7 +154,7 @@ def test_bad_numbers_name_the_option(in_files, option, value, joined):
     assert not (in_files / "out.png").exists()
 
 
-CHOICES = {"--prior": "denoise", "--method": "denoise", "--device": "denoise",
+CHOICES = {"--prior": "denoise", "--method": "denoise", "--device": "denoise", "--point": "denoise",
            "--factor": "superres", "--kernel": "superres", "--boundary": "deblur"}
 
 
@@ -163,7 +163,8 @@ CHOICES = {"--prior": "denoise", "--method": "denoise", "--device": "denoise",
 @given(option=st.sampled_from(sorted(CHOICES)), value=st.text(min_size=1, max_size=10))
 def test_bad_choices_name_the_option(in_files, option, value):
     valid = {"--prior": cli.PRIORS, "--method": ["map", "exact", "vi", "mcmc"],
-             "--device": ["cpu", "cuda"], "--factor": ["2", "3", "4"],
+             "--device": ["cpu", "cuda"], "--point": ["auto", "map", "mean"],
+             "--factor": ["2", "3", "4"],
              "--kernel": ["box", "gaussian"], "--boundary": ["periodic", "valid"]}[option]
     assume(value.strip() not in valid and "\x00" not in value)
     command = CHOICES[option]

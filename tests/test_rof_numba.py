@@ -65,15 +65,19 @@ def test_parallel_plans_give_the_serial_result(monkeypatch, shape, kind):
     y = _noisy(shape, torch.float64)
     x1, info1 = tv_denoise_pdhg(y, 2 * 0.1, tol=1e-6, backend="numba")
     monkeypatch.setattr(_rof_numba, "PARALLEL_MIN_PIXELS", 0)
-    for threads in (2, 3):
-        monkeypatch.setattr(torch, "get_num_threads", lambda t=threads: t)
-        flat = y.reshape(-1, *shape[-2:]).numpy()
-        plan = _rof_numba.Plan(flat, threads, 16)
-        assert plan.kind == kind
-        assert len(plan.parts) == (threads if kind == "strips" else min(threads, 3))
-        x2, info2 = tv_denoise_pdhg(y, 2 * 0.1, tol=1e-6, backend="numba")
-        assert info2.iterations == info1.iterations
-        assert torch.equal(x2, x1)
+    real = torch.get_num_threads()
+    try:
+        for threads in (2, 3):
+            monkeypatch.setattr(torch, "get_num_threads", lambda t=threads: t)
+            flat = y.reshape(-1, *shape[-2:]).numpy()
+            plan = _rof_numba.Plan(flat, threads, 16)
+            assert plan.kind == kind
+            assert len(plan.parts) == (threads if kind == "strips" else min(threads, 3))
+            x2, info2 = tv_denoise_pdhg(y, 2 * 0.1, tol=1e-6, backend="numba")
+            assert info2.iterations == info1.iterations
+            assert torch.equal(x2, x1)
+    finally:  # the solver restores the count it read: the patched one
+        torch.set_num_threads(real)
 
 
 def _objectives_torch(u, y, p, iso):

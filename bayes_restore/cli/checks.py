@@ -100,6 +100,12 @@ def check_options(args: argparse.Namespace) -> None:
         raise UserError("--samples needs --method mcmc, vi or exact")
     if args.num_samples is not None and no_std:
         raise UserError("--num-samples needs --method mcmc, vi or exact")
+    if args.point == "mean" and no_std:
+        raise UserError(f"--point mean needs a posterior mean (--method exact, vi or mcmc), "
+                        f"not --method {args.method}")
+    if args.point == "map" and not ENGINES[args.method].gives_map:
+        raise UserError(f"--point map: --method {args.method} computes no MAP image; use "
+                        "--method map or vi, or --point mean")
     if args.overlap is not None and args.tile is None:
         raise UserError("--overlap needs --tile")
     if args.tile is not None and args.command in ("deblur", "superres"):

@@ -111,6 +111,10 @@ def _add_restore_arguments(p: argparse.ArgumentParser) -> None:
                    help="map: the MAP image only (default); exact: Gaussian posterior "
                         "(--prior gaussian); vi: variational; mcmc: Langevin sampling; or an "
                         "engine registered with bayes_restore.restore.register_engine")
+    p.add_argument("--point", default="auto", choices=["auto", "map", "mean"],
+                   help="what -o writes: the MAP image or the posterior mean; auto (default) "
+                        "the MAP when the method computes one (map, exact, vi: for TV the "
+                        "sharper image), else the mean (mcmc)")
     p.add_argument("--num-samples", type=_positive_int, default=None, metavar="N",
                    help="posterior draws for --method mcmc, vi or exact (default: the "
                         "method's)")

@@ -79,7 +79,7 @@ def restore_command(args: argparse.Namespace) -> int:
         arr = t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
         return arr if arr.ndim == 2 else np.moveaxis(arr, 0, -1)
 
-    point = to_hwc(post.point)
+    point = to_hwc(_restored(post, args.point))
     if alpha is not None:
         point = np.concatenate([point[..., None] if point.ndim == 2 else point, alpha], -1)
     images = {Path(args.output): (point, _output_depth(info, Path(args.output)))}
@@ -124,6 +124,17 @@ def restore_command(args: argparse.Namespace) -> int:
         for path in targets:
             print(f"wrote {path}")
     return 0
+
+
+def _restored(post, point: str):
+    """The image ``-o`` writes: ``--point`` map or mean; auto, the MAP when there is one."""
+    image = post.mean if point == "mean" else post.map
+    if image is None and point == "auto":
+        image = post.point
+    if image is None:  # a registered engine that gives no such image
+        raise UserError(f"--point {point}: --method {post.method} gave no "
+                        f"{'posterior mean' if point == 'mean' else 'MAP image'}")
+    return image
 
 
 def _figure(post, y):
