@@ -296,13 +296,13 @@ def _check_mask(operator, shape) -> np.ndarray | None:
 def _restore_block(block, mask=None, *, depth, kwargs, seed, method, with_std, device, threads,
                    has_mask, block_info=None):
     """Restore one overlapped chunk and trim it to the chunk's own pixels."""
-    previous = torch.get_num_threads()
     info = block_info[0]
     location, counts = info["chunk-location"], info["num-chunks"]
     chunk = int(np.ravel_multi_index(location, counts))
     kwargs = {**kwargs, "seed": None if seed is None else seed + chunk}
     operator = Diagonal(np.ascontiguousarray(mask)) if has_mask else None
-    with _PYRO_LOCK:
+    with _PYRO_LOCK:  # read under the lock: another block may hold its own count
+        previous = torch.get_num_threads()
         if threads is not None:
             torch.set_num_threads(threads)
         try:
