@@ -257,7 +257,7 @@ def tv_variational(
         (at the TV posterior's own scale the posterior mean is a noisier image than the
         MAP). Default (``None``): yes, with any operator (for ``A = I`` it is the start,
         or one more fused ROF solve at learned parameters; with an operator one certified
-        primal-dual solve, about 15 % of the fit with a blur); ``False`` skips it
+        primal-dual solve, 8-15 % more time with a blur); ``False`` skips it
         (``map`` is then ``None``).
     init : {"auto", "map", "gaussian"}, default "auto"
         The starting mean: the TV MAP, or the stationary Gaussian posterior's mean (see

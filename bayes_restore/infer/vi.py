@@ -172,7 +172,7 @@ def variational(
         parameters, the restored image to read (at the TV posterior's own scale the
         posterior mean is a noisier image than the MAP). Default (``None``): yes, with any
         operator (for ``A = I`` the fused ROF solver, which also starts the sweeps; with an
-        operator one certified primal-dual solve, about 15 % of the fit with a blur);
+        operator one certified primal-dual solve, 8-15 % more time with a blur);
         ``False`` skips it (``map`` is then ``None``). Ignored by the other families.
     confidence : (float, float), optional
         Structured engine, TV, with ``learn``: the confidence ``(gamma_sigma, gamma_b)`` in
