@@ -51,13 +51,8 @@ def run(a):
         SmoothedPotential,
         skrock_coefficients,
         skrock_step,
+        stages_for,
     )
-
-    def stages_for_eta(ratio, eta):  # the fewest stages whose stable range covers ratio
-        s = 2
-        while skrock_coefficients(s, eta=eta)["ell"] < ratio:
-            s += 1
-        return s
     from bayes_restore.infer.problem import recognise
     from bayes_restore.infer.prox import tv_prox_dual
     from bayes_restore.models import restoration_model
@@ -93,7 +88,7 @@ def run(a):
     stages = st["stages"]
     coef = skrock_coefficients(stages, eta=a.eta)
     delta = torch.minimum(st["step_size"] / l_f, coef["ell"] / lip)
-    assert stages_for_eta(st["step_size"] * float((lip / l_f).max()), a.eta) == stages
+    assert stages_for(st["step_size"] * float((lip / l_f).max()), eta=a.eta) == stages
     assert abs(float(delta) - st["delta"]) < 1e-6 * st["delta"], (float(delta), st["delta"])
     delta = delta.to(dtype)
     sqrt_2delta = torch.sqrt(2 * delta)

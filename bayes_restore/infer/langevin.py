@@ -772,8 +772,9 @@ def skrock_coefficients(stages: int, eta: float = _ETA) -> dict[str, Any]:
     return {"mu": mu, "nu": nu, "kappa": kappa, "ell": ell}
 
 
-def stages_for(ratio: float) -> int:
-    """The fewest SK-ROCK stages (>= 2) whose stable range ``ell_s`` covers ``ratio``.
+def stages_for(ratio: float, eta: float = _ETA) -> int:
+    """The fewest SK-ROCK stages (>= 2) whose stable range ``ell_s`` covers ``ratio``
+    (damping ``eta``, :func:`skrock_coefficients`'s).
 
     From the closed form of ``ell_s`` (no loop over ``s``: any ``ratio`` is answered at once).
 
@@ -783,7 +784,7 @@ def stages_for(ratio: float) -> int:
     >>> s, skrock_coefficients(s)["ell"] >= 100.0 > skrock_coefficients(s - 1)["ell"]
     (8, True)
     """
-    c = 2 - 4 * _ETA / 3
+    c = 2 - 4 * eta / 3
     s = max(2, math.ceil(0.5 + math.sqrt(max(ratio + 1.5, 0.0) / c)) - 1)
     while (s - 0.5) ** 2 * c - 1.5 < ratio:  # at most a step or two of rounding
         s += 1

@@ -23,6 +23,7 @@ __all__ = [
     "finish",
     "BACKENDS",
     "fused_kernels",
+    "relaxed_primal_step",
 ]
 
 F64 = torch.float64
@@ -172,3 +173,23 @@ def iterations_to_tol(checks: list[tuple[int, float]], tol: float) -> float:
         if g1 < g0 and k1 > k0:
             a = max(1.0, math.log(g0 / g1) / math.log(k1 / k0))
     return it * ((gap / tol) ** (1.0 / a) - 1.0)
+
+
+def relaxed_primal_step(ws, prox, u, uh, u_bar, v, p_old, tau: float, sigma: float,
+                        rho: float) -> None:
+    """One over-relaxed Chambolle-Pock step of the primal splitting (``K = grad``, the data
+    term in the primal prox), in place: from ``(u, p)`` and ``uh = prox(u + tau div p)``,
+    ``p <- p + rho (proj(p + sigma grad(2 uh - u)) - p)``, ``u <- u + rho (uh - u)``,
+    ``v = u + tau div p``, ``uh = prox(v)``. ``p_old`` is scratch for ``p`` (``None`` when
+    ``rho = 1``), ``u_bar`` scratch for ``2 uh - u``."""
+    torch.sub(uh, u, out=u_bar)
+    u_bar.add_(uh)  # 2 uh - u
+    if p_old is not None:
+        p_old.copy_(ws.p)
+    ws.ascend(u_bar, sigma)
+    if p_old is not None:
+        ws.p.lerp_(p_old, 1.0 - rho)
+    u.lerp_(uh, rho)
+    ws.div_into(ws.p, v)
+    v.mul_(tau).add_(u)  # v = u + tau div p
+    prox.prox(v, uh)

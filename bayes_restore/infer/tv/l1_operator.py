@@ -49,6 +49,7 @@ from ._common import (
     fused_kernels,
     iterations_to_tol,
     record_check,
+    relaxed_primal_step,
 )
 from ._dct import scaled_dct_solve
 from ._workspace import Workspace
@@ -528,17 +529,7 @@ def _primal_cp(u, ws, cert, prox, unit, *, tau, tol, max_iter, check_every):
     gap, objective, it, next_check = math.inf, math.nan, 0, check_every
     while it < max_iter:
         it += 1
-        torch.sub(uh, u, out=u_bar)
-        u_bar.add_(uh)  # 2 uh - u
-        if p_old is not None:
-            p_old.copy_(ws.p)
-        ws.ascend(u_bar, sigma)
-        if p_old is not None:
-            ws.p.lerp_(p_old, 1.0 - rho)
-        u.lerp_(uh, rho)
-        ws.div_into(ws.p, v)
-        v.mul_(tau).add_(u)
-        prox.prox(v, uh)
+        relaxed_primal_step(ws, prox, u, uh, u_bar, v, p_old, tau, sigma, rho)
         if it == next_check or it == max_iter:
             primal = cert.primal(uh)
             dual = _primal_bound(cert, prox, uh, lambda: v, tau, history, tol)

@@ -33,6 +33,7 @@ from ._common import (
     iterations_to_tol,
     record_check,
     relative_gap,
+    relaxed_primal_step,
 )
 from ._data_prox import make_data_prox
 from ._workspace import Workspace
@@ -351,17 +352,7 @@ def _pdhg_primal_prox(u, ws, w2, data, cert, *, tau, rho, tol, max_iter, check_e
     gap, objective, it, next_check = math.inf, math.nan, 0, check_every
     while it < max_iter:
         it += 1
-        torch.sub(uh, u, out=u_bar)
-        u_bar.add_(uh)  # 2 uh - u
-        if p_old is not None:
-            p_old.copy_(ws.p)
-        ws.ascend(u_bar, sigma)
-        if p_old is not None:
-            ws.p.lerp_(p_old, 1.0 - rho)
-        u.lerp_(uh, rho)
-        ws.div_into(ws.p, d)
-        d.mul_(tau).add_(u)  # v = u + tau div p
-        data.prox(d, uh)
+        relaxed_primal_step(ws, data, u, uh, u_bar, d, p_old, tau, sigma, rho)
         if it == next_check or it == max_iter:
             # O(1/k): a check every 5 % of the iterations done costs little overshoot
             next_check = it + max(check_every, it // 20)
